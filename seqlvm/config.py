@@ -1,0 +1,126 @@
+"""Run configuration: one frozen dataclass, stored as JSON in the run directory."""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+__all__ = ["Config", "ConfigError", "MODELS", "ON_NONFINITE",
+           "RESUMABLE_FIELDS", "save_config", "load_config"]
+
+MODELS = ("vrnn",)
+ON_NONFINITE = ("stop", "skip")
+# Fields that may differ when a run is resumed (e.g. to train for longer).
+RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
+                    "valid_every", "keep_checkpoints", "on_nonfinite")
+
+
+class ConfigError(ValueError):
+  """An invalid or conflicting configuration."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that defines a training run.
+
+  Defaults follow the FIVO reference code where it has one (batch 4, N = 4,
+  multinomial resampling at ESS < N/2, Adam), with a higher learning rate
+  for short CPU runs.
+  """
+  data: str = "chorales"
+  model: str = "vrnn"
+  hidden_size: int = 64
+  latent_size: int = 32
+  emission: str = "bernoulli"
+  bound: str = "fivo"
+  num_particles: int = 4
+  resampling: str = "ess"
+  threshold: float = 0.5
+  scheme: str = "multinomial"
+  resampling_gradient: str = "stop"
+  batch_size: int = 4
+  learning_rate: float = 3e-4
+  clip_norm: float = 0.
+  num_steps: int = 2000
+  checkpoint_every: int = 500
+  summary_every: int = 25
+  valid_every: int = 500
+  keep_checkpoints: int = 3
+  on_nonfinite: str = "stop"
+  pad_to_multiple: int = 16
+  jit_compile: bool = True
+  seed: int = 0
+
+  def __post_init__(self):
+    from seqlvm import bounds  # pylint: disable=g-import-not-at-top
+    from seqlvm.smc import criteria, resampling  # pylint: disable=g-import-not-at-top
+    checks = [
+        (self.model in MODELS, f"model must be one of {MODELS}"),
+        (self.emission in ("bernoulli", "gaussian"),
+         "emission must be bernoulli or gaussian"),
+        (self.bound in bounds.NAMES, f"bound must be one of {bounds.NAMES}"),
+        (self.resampling in criteria.NAMES,
+         f"resampling must be one of {criteria.NAMES}"),
+        (self.scheme in resampling.SCHEMES,
+         f"scheme must be one of {tuple(resampling.SCHEMES)}"),
+        (self.resampling_gradient in resampling.GRADIENTS,
+         f"resampling_gradient must be one of {resampling.GRADIENTS}"),
+        (self.on_nonfinite in ON_NONFINITE,
+         f"on_nonfinite must be one of {ON_NONFINITE}"),
+        (0. < self.threshold <= 1., "threshold must be in (0, 1]"),
+        (self.learning_rate > 0., "learning_rate must be positive"),
+        (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
+    ]
+    for name in ("hidden_size", "latent_size", "num_particles", "batch_size",
+                 "checkpoint_every", "summary_every", "keep_checkpoints",
+                 "pad_to_multiple"):
+      checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
+    for name in ("num_steps", "valid_every"):
+      checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
+    errors = [message for ok, message in checks if not ok]
+    if errors:
+      raise ConfigError("Invalid configuration: " + "; ".join(errors) + ".")
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values, source="config"):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+      raise ConfigError(f"{source}: unknown fields {unknown}.")
+    return cls(**values)
+
+
+def save_config(config, path):
+  """Writes the config as JSON, atomically."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def load_config(path):
+  """Reads a config written by `save_config`.
+
+  Raises:
+    ConfigError: naming the file, if it is missing or unreadable.
+  """
+  if not os.path.exists(path):
+    raise ConfigError(f"{path}: no config here; is this a run directory made "
+                      "by `seqlvm train`?")
+  try:
+    with open(path) as f:
+      values = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ConfigError(f"{path}: unreadable config ({e}).") from e
+  if not isinstance(values, dict):
+    raise ConfigError(f"{path}: expected a JSON object.")
+  return Config.from_dict(values, source=path)

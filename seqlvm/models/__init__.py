@@ -1,0 +1,11 @@
+"""Sequence models implementing the contract of `seqlvm.models.base`."""
+
+from seqlvm.models import heads
+from seqlvm.models import nets
+from seqlvm.models.base import SequenceModel
+from seqlvm.models.base import StepOutput
+from seqlvm.models.lgssm import LinearGaussianSSM
+from seqlvm.models.vrnn import VRNN
+
+__all__ = ["heads", "nets", "SequenceModel", "StepOutput",
+           "LinearGaussianSSM", "VRNN"]

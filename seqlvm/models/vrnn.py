@@ -1,0 +1,191 @@
+"""The variational RNN (Chung et al. 2015) as used in the FIVO paper.
+
+Generative model, with h_t the LSTM output:
+
+    h_t = LSTM(h_{t-1}, [phi_x(x_{t-1}), phi_z(z_{t-1})])
+    p(z_t | h_t)            diagonal Gaussian, MLP prior
+    p(x_t | h_t, phi_z(z_t))  Bernoulli (pianorolls) or diagonal Gaussian (speech)
+
+Filtering proposal q(z_t | h_t, phi_x(x_t)): a diagonal Gaussian whose mean is
+the prior mean plus an MLP output (FIVO's residual parameterisation; turn it
+off with `residual_proposal=False`).
+
+Inputs are centred: phi_x sees x - mean (the training mean), with zeros before
+the first step, as in the FIVO reference code; the emission bias starts at
+logit(mean) for Bernoulli emissions and at the mean for Gaussian ones. The
+features phi_x(x_t) do not depend on the particles, so `prepare` computes them
+for all steps at once, outside the particle loop.
+
+Deviation from the FIVO reference code: its LSTM, MLP and encoder widths all
+equal the latent size; here the hidden width is `hidden_size`, separate from
+`latent_size`. The Gaussian heads floor their scale at 1e-3 (FIVO: 0).
+
+#### References
+[1] Chung, Kastner, Dinh, Goel, Courville, Bengio. A Recurrent Latent Variable
+    Model for Sequential Data. NeurIPS 2015. https://arxiv.org/abs/1506.02216
+[2] Maddison et al. Filtering Variational Objectives. NeurIPS 2017.
+    https://arxiv.org/abs/1705.09279
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from seqlvm.models import base
+from seqlvm.models import heads
+from seqlvm.models import nets
+
+tfd = tfp.distributions
+
+__all__ = ["VRNN", "EMISSIONS"]
+
+EMISSIONS = ("bernoulli", "gaussian")
+
+
+class VRNN(base.SequenceModel):
+  """A VRNN with a filtering proposal.
+
+  Args:
+    data_size: int D, the size of one observation.
+    hidden_size: int H, the LSTM and MLP width. Default value: 64.
+    latent_size: int Z. Default value: 32.
+    emission: "bernoulli" or "gaussian". Default value: "bernoulli".
+    data_mean: optional `[D]` training mean (zeros if None).
+    residual_proposal: add the prior mean to the proposal mean. Default
+      value: True.
+    seed: int, for the initial weights. Default value: 0.
+  """
+
+  def __init__(self, data_size, hidden_size=64, latent_size=32,
+               emission="bernoulli", data_mean=None, residual_proposal=True,
+               seed=0, dtype=tf.float32, name="vrnn"):
+    super().__init__(name=name)
+    if emission not in EMISSIONS:
+      raise ValueError(f"Unknown emission {emission!r}; choose one of "
+                       f"{', '.join(EMISSIONS)}.")
+    for label, value in (("data_size", data_size),
+                         ("hidden_size", hidden_size),
+                         ("latent_size", latent_size)):
+      if int(value) < 1:
+        raise ValueError(f"{label} must be a positive integer, got {value}.")
+    self.data_size = data_size
+    self.hidden_size = hidden_size
+    self.latent_size = latent_size
+    self.emission_type = emission
+    self.residual_proposal = residual_proposal
+    self.dtype = dtype
+    mean = np.zeros([data_size]) if data_mean is None else np.asarray(
+        data_mean, np.float64)
+    if mean.shape != (data_size,):
+      raise ValueError(f"data_mean must have shape [{data_size}], got "
+                       f"{mean.shape}.")
+    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
+                                 name="data_mean")
+    h, z, d = hidden_size, latent_size, data_size
+    with self.name_scope:
+      self.x_encoder = nets.MLP(d, [h], h, seed=seed + 1, dtype=dtype,
+                                name="x_encoder")
+      self.z_encoder = nets.MLP(z, [h], h, seed=seed + 2, dtype=dtype,
+                                name="z_encoder")
+      self.lstm = nets.LSTMCell(2 * h, h, seed=seed + 3, dtype=dtype,
+                                name="lstm")
+      self.prior = heads.ConditionalNormal(h, [h], z, seed=seed + 4,
+                                           dtype=dtype, name="prior")
+      self.proposal = heads.ConditionalNormal(2 * h, [h], z, seed=seed + 5,
+                                              dtype=dtype, name="proposal")
+      if emission == "bernoulli":
+        self.emission = heads.ConditionalBernoulli(
+            2 * h, [h], d, seed=seed + 6, bias_init=heads.logit(mean),
+            dtype=dtype, name="emission")
+      else:
+        self.emission = heads.ConditionalNormal(
+            2 * h, [h], d, seed=seed + 6, loc_bias_init=mean, dtype=dtype,
+            name="emission")
+
+  def _centre(self, x):
+    return tf.cast(x, self.dtype) - self.data_mean
+
+  def prepare(self, x, mask):
+    """phi_x of x_{t-1} and of x_t for every step: two `[T, B, H]`."""
+    del mask  # Padded steps are ignored by the sweep.
+    shape = tf.shape(x)
+    flat = tf.reshape(self._centre(x), [-1, self.data_size])
+    encoded = tf.reshape(self.x_encoder(flat),
+                         [shape[0], shape[1], self.hidden_size])
+    first = self.x_encoder(tf.zeros([1, self.data_size], self.dtype))
+    first = tf.broadcast_to(first[tf.newaxis], [1, shape[1], self.hidden_size])
+    previous = tf.concat([first, encoded[:-1]], axis=0)
+    return previous, encoded
+
+  def initial_state(self, batch_size):
+    h, c = self.lstm.initial_state(batch_size, self.dtype)
+    # phi_z of the previous latent; zero before the first step.
+    return h, c, tf.zeros([batch_size, self.hidden_size], self.dtype)
+
+  def _transition(self, state, encoded_previous_x):
+    h, c, encoded_previous_z = state
+    rnn_out, (h, c) = self.lstm(
+        tf.concat([encoded_previous_x, encoded_previous_z], axis=-1), (h, c))
+    return rnn_out, h, c
+
+  def step(self, state, context_t, x_t, seed):
+    encoded_previous_x, encoded_x = context_t
+    rnn_out, h, c = self._transition(state, encoded_previous_x)
+    prior_loc, prior_scale = self.prior.params(rnn_out)
+    p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
+    q_z = self.proposal(rnn_out, encoded_x,
+                        loc_offset=prior_loc if self.residual_proposal else None)
+    z = q_z.sample(seed=seed)
+    encoded_z = self.z_encoder(z)
+    p_x = self.emission(rnn_out, encoded_z)
+    return base.StepOutput(
+        state=(h, c, encoded_z),
+        log_p_z=p_z.log_prob(z),
+        log_p_x_given_z=p_x.log_prob(tf.cast(x_t, self.dtype)),
+        log_q_z=q_z.log_prob(z))
+
+  def sample(self, num_steps, batch_size, seed=None, return_means=False):
+    """Ancestral samples from the generative model.
+
+    Args:
+      num_steps: int T.
+      batch_size: int B.
+      seed: stateless seed or None.
+      return_means: also return the emission means (note probabilities for
+        Bernoulli emissions), which make smoother pictures.
+
+    Returns:
+      x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
+    """
+    seed = tfp.random.sanitize_seed(seed, salt="vrnn_sample")
+
+    def body(t, state, previous_x, xs, means):
+      z_seed, x_seed = tfp.random.split_seed(
+          tf.random.experimental.stateless_fold_in(seed, t), n=2)
+      rnn_out, h, c = self._transition(state, self.x_encoder(previous_x))
+      z = self.prior(rnn_out).sample(seed=z_seed)
+      encoded_z = self.z_encoder(z)
+      p_x = self.emission(rnn_out, encoded_z)
+      x = p_x.sample(seed=x_seed)
+      return (t + 1, (h, c, encoded_z), self._centre(x), xs.write(t, x),
+              means.write(t, p_x.mean()))
+
+    loop_vars = (tf.constant(0), self.initial_state(batch_size),
+                 tf.zeros([batch_size, self.data_size], self.dtype),
+                 tf.TensorArray(self.dtype, size=num_steps),
+                 tf.TensorArray(self.dtype, size=num_steps))
+    _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
+                                       loop_vars)
+    if return_means:
+      return xs.stack(), means.stack()
+    return xs.stack()
+
+  def flops_per_row_step(self):
+    """Multiply-add FLOPs of one step for one particle row (for benchmarks).
+
+    Counts the dense layers run inside the particle loop; the per-batch
+    `prepare` encoder is excluded.
+    """
+    return (self.lstm.flops_per_row() + self.prior.flops_per_row() +
+            self.proposal.flops_per_row() + self.z_encoder.flops_per_row() +
+            self.emission.flops_per_row())

@@ -1,0 +1,474 @@
+"""Train, evaluate and sample, each from a run directory.
+
+A run directory holds everything a run needs afterwards:
+
+    RUN_DIR/config.json          the Config (so eval and sample need nothing else)
+    RUN_DIR/ckpt/                tf.train.CheckpointManager checkpoints
+    RUN_DIR/train/, RUN_DIR/valid/   TensorBoard summaries
+    RUN_DIR/eval/SPLIT_nN.json   results of `evaluate`
+    RUN_DIR/samples/             output of `sample` (by default)
+
+Checkpoints hold the model, the optimizer, the step and the input iterator,
+so a resumed run continues exactly where it stopped. TensorFlow writes each
+checkpoint to temporary files and only then updates the index atomically, so
+a run killed while saving keeps its previous checkpoint; a checkpoint that
+fails to restore is reported by name and the next older one is used.
+
+The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
+`create_dataset_and_model_fn`) so tests and other datasets can plug in.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from seqlvm import bounds
+from seqlvm import data as data_lib
+from seqlvm import models
+from seqlvm import shapes
+from seqlvm.config import Config
+from seqlvm.config import ConfigError
+from seqlvm.config import RESUMABLE_FIELDS
+from seqlvm.config import load_config
+from seqlvm.config import save_config
+
+__all__ = [
+    "train", "evaluate", "sample", "make_dataset_and_model",
+    "TrainingError", "CheckpointError", "TrainResult",
+]
+
+CONFIG_NAME = "config.json"
+
+
+class TrainingError(RuntimeError):
+  """Training stopped (a non-finite bound or gradient, say)."""
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint; the message names the files."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  step: int
+  checkpoint: str
+  train_bound_per_timestep: float
+  valid_bound_per_timestep: float = float("nan")
+  skipped_steps: int = 0
+
+
+def make_dataset_and_model(config):
+  """The default: a pianoroll set (by name or path) and a VRNN for it."""
+  path = data_lib.resolve(config.data)
+  dataset = data_lib.load_pianoroll(path)
+  model = build_model(config, data_size=dataset.train[0].shape[1],
+                      data_mean=dataset.train_mean)
+  return dataset, model
+
+
+def build_model(config, data_size, data_mean):
+  if config.model == "vrnn":
+    return models.VRNN(data_size, hidden_size=config.hidden_size,
+                       latent_size=config.latent_size,
+                       emission=config.emission, data_mean=data_mean,
+                       seed=config.seed)
+  raise ConfigError(f"Unknown model {config.model!r}.")
+
+
+def _bound_fn(config, name, num_particles):
+  fivo_kwargs = {}
+  if name == "fivo":
+    fivo_kwargs = dict(resampling=config.resampling,
+                       threshold=config.threshold, scheme=config.scheme,
+                       resampling_gradient=config.resampling_gradient)
+
+  def fn(model, x, mask, seed):
+    return bounds.bound(name, model, x, mask, num_particles=num_particles,
+                        seed=seed, **fivo_kwargs)
+
+  return fn
+
+
+def _signature(data_size, batch_size):
+  # A static batch size keeps TFP's resamplers on their static-shape path;
+  # evaluation pads its last batch with empty sequences to match.
+  return [tf.TensorSpec([None, batch_size, data_size], tf.float32),
+          tf.TensorSpec([batch_size], tf.int32),
+          tf.TensorSpec([2], tf.int32)]
+
+
+class _Evaluator:
+  """Compiled bound evaluation over whole splits, cached per (bound, N)."""
+
+  def __init__(self, model, config, data_size):
+    self._model = model
+    self._config = config
+    self._data_size = data_size
+    self._fns = {}
+
+  def _fn(self, name, num_particles, batch_size):
+    key = (name, num_particles, batch_size)
+    if key not in self._fns:
+      bound_fn = _bound_fn(self._config, name, num_particles)
+      model = self._model
+
+      @tf.function(jit_compile=self._config.jit_compile,
+                   input_signature=_signature(self._data_size, batch_size))
+      def evaluate_batch(x, lengths, seed):
+        mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
+        return bound_fn(model, x, mask, seed)
+
+      self._fns[key] = evaluate_batch
+    return self._fns[key]
+
+  def __call__(self, sequences, name, num_particles, batch_size, seed=0,
+               progress=False, label=""):
+    """Returns (nats per timestep, nats per sequence, bounds [num_seqs])."""
+    fn = self._fn(name, num_particles, batch_size)
+    num_real = len(sequences)
+    padding = -num_real % batch_size  # Empty sequences add exactly 0.
+    sequences = list(sequences) + [
+        np.zeros([0, self._data_size], np.float32)] * padding
+    ds = data_lib.make_dataset(sequences, batch_size,
+                               pad_to_multiple=self._config.pad_to_multiple)
+    results, total_steps = [], 0
+    batches = ds
+    if progress:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      batches = tqdm(ds, total=-(-len(sequences) // batch_size),
+                     desc=label or name, leave=False, file=sys.stderr)
+    for i, (x, lengths) in enumerate(batches):
+      batch_seed = tf.random.experimental.stateless_fold_in(
+          tf.constant([seed, 7919], tf.int32), i)
+      results.append(fn(x, lengths, batch_seed).numpy())
+      total_steps += int(tf.reduce_sum(lengths))
+    per_sequence = np.concatenate(results).astype(np.float64)[:num_real]
+    if not np.all(np.isfinite(per_sequence)):
+      bad = np.flatnonzero(~np.isfinite(per_sequence))[:5].tolist()
+      raise TrainingError(f"The {name} bound is not finite for sequences "
+                          f"{bad} of {label or 'this split'}.")
+    return (per_sequence.sum() / max(total_steps, 1), per_sequence.mean(),
+            per_sequence)
+
+
+def _checkpoint_manager(checkpoint, run_dir, max_to_keep=3):
+  directory = os.path.join(run_dir, "ckpt")
+  try:
+    return tf.train.CheckpointManager(checkpoint, directory,
+                                      max_to_keep=max_to_keep)
+  except (tf.errors.OpError, ValueError) as e:
+    raise CheckpointError(
+        f"{os.path.join(directory, 'checkpoint')}: unreadable checkpoint "
+        f"index ({type(e).__name__}); move it aside to restore from a "
+        "specific checkpoint file.") from e
+
+
+def _restore_latest(checkpoint, manager, partial=False, log=None):
+  """Restores the newest checkpoint that loads; returns its path or None."""
+  candidates = list(reversed(manager.checkpoints))
+  failures = []
+  for path in candidates:
+    try:
+      status = checkpoint.restore(path)
+      if partial:
+        status.expect_partial()
+      else:
+        status.assert_existing_objects_matched()
+      if failures and log:
+        log(f"Restored the older checkpoint {path} instead.")
+      return path
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+      failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+      if log:
+        log(f"Warning: checkpoint {path} could not be restored "
+            f"({type(e).__name__}); trying an older one.")
+  if failures:
+    raise CheckpointError("No checkpoint could be restored:\n  " +
+                          "\n  ".join(failures))
+  return None
+
+
+def _check_resume(config, run_dir):
+  path = os.path.join(run_dir, CONFIG_NAME)
+  if not os.path.exists(path):
+    return
+  stored = load_config(path)
+  differences = [
+      f"{k}: stored {v!r}, given {getattr(config, k)!r}"
+      for k, v in stored.to_dict().items()
+      if k not in RESUMABLE_FIELDS and getattr(config, k) != v]
+  if differences:
+    raise ConfigError(
+        f"{path}: this run directory holds a run with another configuration "
+        "(" + "; ".join(differences) + "). Resume it with the same settings "
+        "or choose a new --run-dir.")
+
+
+def _atomic_json(values, path):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json.tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(values, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
+          progress=True, log=None):
+  """Trains (or resumes) a run.
+
+  Args:
+    config: a `Config`.
+    run_dir: the run directory; an existing run there is resumed.
+    make_dataset_and_model: config -> (dataset with .train/.valid lists of
+      `[T, D]` arrays, model).
+    progress: show a progress bar. Default value: True.
+    log: callable for messages. Default value: print to stderr.
+
+  Returns:
+    result: a `TrainResult`.
+
+  Raises:
+    ConfigError: if run_dir holds a run with another configuration.
+    CheckpointError: if checkpoints exist but none restores.
+    TrainingError: on a non-finite bound or gradient (with
+      on_nonfinite="stop"), naming the step; the last good state is saved.
+  """
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  if log is None:
+    log = lambda message: tqdm.write(message, file=sys.stderr)
+  _check_resume(config, run_dir)
+  dataset, model = make_dataset_and_model(config)
+  if not dataset.train:
+    raise data_lib.DataError("The training split is empty.")
+  data_size = dataset.train[0].shape[1]
+  os.makedirs(run_dir, exist_ok=True)
+  save_config(config, os.path.join(run_dir, CONFIG_NAME))
+
+  variables = model.trainable_variables
+  optimizer = tf_keras.optimizers.Adam(config.learning_rate)
+  optimizer.build(variables)
+  step = tf.Variable(0, dtype=tf.int64, name="step")
+  train_ds = data_lib.make_dataset(
+      dataset.train, config.batch_size, shuffle=True, seed=config.seed,
+      repeat=True, pad_to_multiple=config.pad_to_multiple)
+  iterator = iter(train_ds)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                   step=step, data_iterator=iterator)
+  manager = _checkpoint_manager(checkpoint, run_dir, config.keep_checkpoints)
+  restored = _restore_latest(checkpoint, manager, log=log)
+  if restored:
+    log(f"Resuming {run_dir} from {restored} at step {int(step)}.")
+
+  bound_fn = _bound_fn(config, config.bound, config.num_particles)
+
+  @tf.function(jit_compile=config.jit_compile,
+               input_signature=_signature(data_size, config.batch_size))
+  def train_step(x, lengths, seed):
+    mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
+    with tf.GradientTape() as tape:
+      per_sequence = bound_fn(model, x, mask, seed)
+      num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
+      loss = -tf.reduce_sum(per_sequence) / num_steps
+    grads = tape.gradient(loss, variables)
+    grad_norm = tf.linalg.global_norm(grads)
+    finite = tf.logical_and(tf.math.is_finite(loss),
+                            tf.math.is_finite(grad_norm))
+    if config.clip_norm > 0:
+      grads, _ = tf.clip_by_global_norm(grads, config.clip_norm,
+                                        use_norm=grad_norm)
+
+    def apply():
+      optimizer.apply_gradients(zip(grads, variables))
+      return tf.constant(True)
+
+    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    return -loss, grad_norm, applied
+
+  evaluator = _Evaluator(model, config, data_size)
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
+  valid_writer = tf.summary.create_file_writer(os.path.join(run_dir, "valid"))
+
+  def save():
+    path = manager.save(checkpoint_number=int(step))
+    return path
+
+  def validate():
+    if not getattr(dataset, "valid", None):
+      return float("nan")
+    per_t, per_seq, _ = evaluator(dataset.valid, config.bound,
+                                  config.num_particles, config.batch_size,
+                                  seed=config.seed)
+    with valid_writer.as_default(step=int(step)):
+      tf.summary.scalar(f"{config.bound}_per_timestep", per_t)
+      tf.summary.scalar(f"{config.bound}_per_sequence", per_seq)
+    log(f"step {int(step)}: valid {config.bound} {per_t:.4f} nats/step, "
+        f"{per_seq:.2f} nats/sequence")
+    return per_t
+
+  bar = tqdm(total=config.num_steps, initial=int(step), desc="train",
+             disable=not progress, file=sys.stderr, dynamic_ncols=True)
+  recent, skipped, consecutive_skips = [], 0, 0
+  last_checkpoint = manager.latest_checkpoint or ""
+  valid_per_t = float("nan")
+  start_time, start_step = time.time(), int(step)
+  try:
+    while int(step) < config.num_steps:
+      x, lengths = next(iterator)
+      seed = tf.constant([config.seed, int(step)], tf.int32)
+      bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
+      if not bool(applied):
+        message = (f"non-finite {config.bound} bound ({float(bound_per_t)}) "
+                   f"or gradient norm ({float(grad_norm)}) at step "
+                   f"{int(step) + 1}")
+        if config.on_nonfinite == "stop":
+          last_checkpoint = save()
+          raise TrainingError(
+              f"Training stopped: {message}. The update was not applied; "
+              f"the last good state is saved in {last_checkpoint}. Rerun "
+              "with --on-nonfinite skip to skip such batches, or lower the "
+              "learning rate.")
+        skipped += 1
+        consecutive_skips += 1
+        log(f"Warning: skipped the batch at step {int(step) + 1}: {message}.")
+        if consecutive_skips >= 20:
+          last_checkpoint = save()
+          raise TrainingError(
+              f"Training stopped: 20 consecutive non-finite batches up to "
+              f"step {int(step) + 1}; last good state in {last_checkpoint}.")
+        step.assign_add(1)
+        bar.update(1)
+        continue
+      consecutive_skips = 0
+      step.assign_add(1)
+      bar.update(1)
+      recent.append(float(bound_per_t))
+      current = int(step)
+      if current % config.summary_every == 0 or current == config.num_steps:
+        mean_bound = float(np.mean(recent))
+        elapsed = time.time() - start_time
+        with writer.as_default(step=current):
+          tf.summary.scalar(f"{config.bound}_per_timestep", mean_bound)
+          tf.summary.scalar("grad_norm", grad_norm)
+          tf.summary.scalar("steps_per_second",
+                            (current - start_step) / max(elapsed, 1e-9))
+        bar.set_postfix({f"{config.bound}/step": f"{mean_bound:.3f}"})
+        recent = recent[-config.summary_every:]
+      if config.valid_every and current % config.valid_every == 0:
+        valid_per_t = validate()
+      if current % config.checkpoint_every == 0:
+        last_checkpoint = save()
+    if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(
+        f"-{int(step)}"):
+      last_checkpoint = save()
+  finally:
+    bar.close()
+    writer.flush()
+    valid_writer.flush()
+  if config.valid_every == 0 or int(step) % config.valid_every != 0:
+    valid_per_t = validate() if config.valid_every else valid_per_t
+  return TrainResult(step=int(step), checkpoint=last_checkpoint,
+                     train_bound_per_timestep=float(np.mean(recent))
+                     if recent else float("nan"),
+                     valid_bound_per_timestep=valid_per_t,
+                     skipped_steps=skipped)
+
+
+def _load_run(run_dir, make_dataset_and_model, log):
+  config = load_config(os.path.join(run_dir, CONFIG_NAME))
+  dataset, model = make_dataset_and_model(config)
+  checkpoint = tf.train.Checkpoint(model=model)
+  manager = _checkpoint_manager(checkpoint, run_dir)
+  path = _restore_latest(checkpoint, manager, partial=True, log=log)
+  if path is None:
+    raise CheckpointError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint; "
+                          "train this run first (seqlvm train).")
+  return config, dataset, model, path
+
+
+def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
+             batch_size=None, seed=0,
+             make_dataset_and_model=make_dataset_and_model, progress=True,
+             log=None):
+  """Evaluates the latest checkpoint with each bound on a split.
+
+  The ELBO averages `num_particles` independent single-particle bounds (same
+  expectation as N = 1, lower variance); IWAE and FIVO use N particles.
+
+  Returns:
+    results: dict with "split", "step", "checkpoint", "num_sequences",
+      "num_timesteps" and, per bound, {"ll_per_t", "ll_per_seq",
+      "num_particles"}; also written to RUN_DIR/eval/SPLIT_nN.json.
+  """
+  log = log or (lambda message: print(message, file=sys.stderr))
+  config, dataset, model, path = _load_run(run_dir, make_dataset_and_model,
+                                           log)
+  sequences = dataset.split(split) if hasattr(dataset, "split") else getattr(
+      dataset, split)
+  if not sequences:
+    raise data_lib.DataError(f"The {split!r} split is empty.")
+  num_particles = num_particles or config.num_particles
+  batch_size = batch_size or config.batch_size
+  data_size = sequences[0].shape[1]
+  evaluator = _Evaluator(model, config, data_size)
+  step = int(path.rsplit("-", 1)[-1]) if "-" in path else -1
+  results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
+             "step": step, "num_sequences": len(sequences),
+             "num_timesteps": int(sum(len(s) for s in sequences)),
+             "seed": seed, "data": config.data}
+  for name in bound_names or bounds.NAMES:
+    per_t, per_seq, _ = evaluator(sequences, name, num_particles, batch_size,
+                                  seed=seed, progress=progress,
+                                  label=f"{name} on {split}")
+    results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
+                     "num_particles": num_particles}
+  out = os.path.join(run_dir, "eval", f"{split}_n{num_particles}.json")
+  _atomic_json(results, out)
+  results["path"] = out
+  return results
+
+
+def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
+           make_dataset_and_model=make_dataset_and_model, log=None):
+  """Samples sequences from the latest checkpoint's generative model.
+
+  Writes one MIDI file per sample and a PNG of all of them (the emission
+  probabilities in grey, so the picture shows what the model believes).
+
+  Returns:
+    paths: the files written.
+  """
+  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import pictures  # pylint: disable=g-import-not-at-top
+  log = log or (lambda message: print(message, file=sys.stderr))
+  if num < 1 or steps < 1:
+    raise ValueError(f"--num and --steps must be >= 1, got {num}, {steps}.")
+  config, _, model, path = _load_run(run_dir, make_dataset_and_model, log)
+  out_dir = out_dir or os.path.join(run_dir, "samples")
+  x, means = model.sample(steps, num, seed=tf.constant([seed, 0]),
+                          return_means=True)
+  x = np.transpose(x.numpy(), [1, 0, 2])  # [B, T, D]
+  means = np.transpose(means.numpy(), [1, 0, 2])
+  paths = []
+  if config.emission == "bernoulli":
+    for i, roll in enumerate(x):
+      p = os.path.join(out_dir, f"sample_{i:02d}.mid")
+      midi.write_midi(roll, p)
+      paths.append(p)
+    png = os.path.join(out_dir, "samples.png")
+    pictures.write_pianoroll_png(
+        means, png, titles=[f"sample {i} (note probabilities), "
+                            f"{os.path.basename(path)}" for i in range(num)])
+    paths.append(png)
+  npz = os.path.join(out_dir, "samples.npz")
+  os.makedirs(out_dir, exist_ok=True)
+  np.savez(npz, x=x, means=means)
+  paths.append(npz)
+  return paths

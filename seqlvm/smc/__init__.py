@@ -1,0 +1,9 @@
+"""Sequential Monte Carlo: the sweep, resampling schemes and criteria."""
+
+from seqlvm.smc import criteria
+from seqlvm.smc import resampling
+from seqlvm.smc.filter import FINAL_REDUCTIONS
+from seqlvm.smc.filter import SMCResult
+from seqlvm.smc.filter import smc
+
+__all__ = ["criteria", "resampling", "smc", "SMCResult", "FINAL_REDUCTIONS"]

@@ -1,0 +1,202 @@
+"""The sequential Monte Carlo sweep behind every bound.
+
+One function, `smc`, runs N particles through a sequence model and returns
+the log of the particle estimate p_hat(x) of the marginal likelihood, per
+sequence. ELBO, IWAE and FIVO differ only in the resampling criterion and in
+how the final weights are reduced (see `seqlvm.bounds`); this module knows
+neither the model nor which bound is in use.
+
+The model is anything with the contract of `seqlvm.models.SequenceModel`:
+
+    context = model.prepare(x, mask)           # nest of [T, B, ...], once
+    state = model.initial_state(N * B)         # nest of [N*B, ...]
+    out = model.step(state, context_t, x_t, seed)
+    # out.state, out.log_p_z, out.log_p_x_given_z, out.log_q_z: [N*B]
+
+At step t every particle draws z_t from the proposal and adds
+
+    log alpha_t = log p(z_t | .) + log p(x_t | z_t, .) - log q(z_t | .)
+
+to its log weight w. Where the criterion fires, log p_hat += logmeanexp(w),
+ancestors are drawn from softmax(w), every particle's state is gathered from
+its ancestor and w is reset to 0. At the end log p_hat += logmeanexp(w)
+(or mean(w), for the ELBO with N independent particles).
+
+Past the end of a sequence (mask False) the increment is 0 (`tf.where`, never
+`w * mask`, which turns -inf into NaN), the state is carried unchanged and the
+filter never resamples, so padding a batch with extra steps leaves the result
+unchanged. The random stream of step t is `fold_in(seed, t)`, so it too is
+independent of the padded length.
+
+Recommended import: `from seqlvm.smc import smc`.
+
+#### References
+[1] Maddison, Lawson, Tucker, Heess, Norouzi, Mnih, Doucet, Teh. Filtering
+    Variational Objectives. NeurIPS 2017. https://arxiv.org/abs/1705.09279
+"""
+
+import collections
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from seqlvm import shapes
+from seqlvm.smc import criteria as criteria_lib
+from seqlvm.smc import resampling as resampling_lib
+
+__all__ = ["smc", "SMCResult", "FINAL_REDUCTIONS"]
+
+SMCResult = collections.namedtuple(
+    "SMCResult",
+    [
+        "log_marginal",  # float [B]: log p_hat(x), the bound per sequence.
+        "log_weights",  # float [T, N, B]: log weights after each step's
+                        # increment, before any reset by resampling.
+        "resampled",  # bool [T, B]: where the filter resampled.
+        "ess",  # float [T, B]: effective sample size after each increment.
+        "final_state",  # nest of [N*B, ...]: the particles after the last step.
+    ])
+
+FINAL_REDUCTIONS = ("logmeanexp", "mean")
+
+
+def _where_rows(cond, new, old):
+  """tf.where with a `[R]` condition over tensors of shape `[R, ...]`."""
+  cond = tf.reshape(cond, [-1] + [1] * (new.shape.rank - 1))
+  return tf.where(cond, new, old)
+
+
+def _gather_particles(state, ancestors, batch_size):
+  """Gathers a nest of `[N*B, ...]` by ancestors `[N, B]` (particle-major)."""
+  # Row n*B + b takes row ancestors[n, b]*B + b.
+  flat = tf.reshape(ancestors * batch_size + tf.range(batch_size)[tf.newaxis],
+                    [-1])
+  return tf.nest.map_structure(lambda s: tf.gather(s, flat), state)
+
+
+def _logmeanexp(log_weights):
+  num_particles = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+  return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_particles)
+
+
+def smc(model,
+        x,
+        mask=None,
+        num_particles=4,
+        resample_criterion_fn=criteria_lib.never,
+        resample_fn=resampling_lib.multinomial,
+        final_reduction="logmeanexp",
+        seed=None,
+        name=None):
+  """Runs a particle filter over a batch of sequences.
+
+  Args:
+    model: a `seqlvm.models.SequenceModel` (or anything with its contract).
+    x: float `[T, B, D]`, time-major observations.
+    mask: optional bool `[T, B]`, True where a step is real. Default value:
+      None (every step is real).
+    num_particles: Python int N >= 1. Default value: 4.
+    resample_criterion_fn: log_weights `[N, B]` -> bool `[B]`, see
+      `seqlvm.smc.criteria`. Default value: `criteria.never`.
+    resample_fn: (log_weights `[N, B]`, seed) -> int32 ancestors `[N, B]`,
+      see `seqlvm.smc.resampling`. Default value: `resampling.multinomial`.
+    final_reduction: how the final weights enter log p_hat: "logmeanexp" (the
+      particle estimate, IWAE and FIVO) or "mean" (N independent ELBOs
+      averaged). Default value: "logmeanexp".
+    seed: a stateless seed (int or `[2]` int tensor), or None for a random
+      one. The same seed gives the same result.
+    name: optional name scope.
+
+  Returns:
+    result: an `SMCResult`; `result.log_marginal` `[B]` is the bound.
+
+  Raises:
+    ValueError: on a bad particle count, reduction, or observation rank.
+  """
+  if not isinstance(num_particles, int) or num_particles < 1:
+    raise ValueError(f"num_particles must be a positive Python int, got "
+                     f"{num_particles!r}.")
+  if final_reduction not in FINAL_REDUCTIONS:
+    raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
+                     f"{final_reduction!r}.")
+  with tf.name_scope(name or "smc"):
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank is not None and x.shape.rank != 3:
+      raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
+    num_steps = tf.shape(x)[0]
+    batch_size = tf.shape(x)[1]
+    if mask is None:
+      mask = tf.ones([num_steps, batch_size], tf.bool)
+    mask = tf.cast(mask, tf.bool)
+    seed = tfp.random.sanitize_seed(seed, salt="smc")
+    dtype = x.dtype
+    never_resample = getattr(resample_criterion_fn, "never_fires", False)
+    n = num_particles
+
+    context = model.prepare(x, mask)
+    state = model.initial_state(n * batch_size)
+
+    def body(t, state, log_weights, log_p_hat, weights_ta, resampled_ta,
+             ess_ta):
+      step_seed = tf.random.experimental.stateless_fold_in(seed, t)
+      proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
+      mask_t = mask[t]  # [B]
+      x_t = shapes.tile_particles(x[t], n)  # [N*B, D]
+      context_t = tf.nest.map_structure(
+          lambda c: shapes.tile_particles(c[t], n), context)
+      out = model.step(state, context_t, x_t, proposal_seed)
+      log_alpha = shapes.split_particles(
+          out.log_p_z + out.log_p_x_given_z - out.log_q_z, n)  # [N, B]
+      log_alpha = tf.where(mask_t[tf.newaxis], log_alpha,
+                           tf.zeros_like(log_alpha))
+      mask_rows = shapes.tile_particles(mask_t, n)  # [N*B]
+      state = tf.nest.map_structure(
+          lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
+      log_weights = log_weights + log_alpha
+      weights_ta = weights_ta.write(t, log_weights)
+      ess_ta = ess_ta.write(t, criteria_lib.effective_sample_size(log_weights))
+
+      if never_resample:
+        resampled_ta = resampled_ta.write(t, tf.zeros([batch_size], tf.bool))
+        return (t + 1, state, log_weights, log_p_hat, weights_ta,
+                resampled_ta, ess_ta)
+
+      fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)  # [B]
+      log_p_hat = log_p_hat + tf.where(fire, _logmeanexp(log_weights),
+                                       tf.zeros_like(log_p_hat))
+      ancestors = resample_fn(log_weights, resample_seed)
+      ancestors = tf.where(fire[tf.newaxis], ancestors,
+                           tf.range(n)[:, tf.newaxis])
+      state = _gather_particles(state, ancestors, batch_size)
+      log_weights = tf.where(fire[tf.newaxis], tf.zeros_like(log_weights),
+                             log_weights)
+      resampled_ta = resampled_ta.write(t, fire)
+      return (t + 1, state, log_weights, log_p_hat, weights_ta, resampled_ta,
+              ess_ta)
+
+    loop_vars = (
+        tf.constant(0),
+        state,
+        tf.zeros([n, batch_size], dtype),
+        tf.zeros([batch_size], dtype),
+        tf.TensorArray(dtype, size=num_steps, element_shape=[n, None]),
+        tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
+        tf.TensorArray(dtype, size=num_steps, element_shape=[None]),
+    )
+    (_, state, log_weights, log_p_hat, weights_ta, resampled_ta,
+     ess_ta) = tf.while_loop(
+         lambda t, *_: t < num_steps, body, loop_vars,
+         maximum_iterations=num_steps)
+
+    if final_reduction == "logmeanexp":
+      log_p_hat = log_p_hat + _logmeanexp(log_weights)
+    else:
+      log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
+    return SMCResult(
+        log_marginal=log_p_hat,
+        log_weights=weights_ta.stack(),
+        resampled=resampled_ta.stack(),
+        ess=ess_ta.stack(),
+        final_state=state)
+
+
