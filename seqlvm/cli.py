@@ -74,6 +74,9 @@ def _train_parser(sub):
                  help="do not compile the step with XLA [XLA on]")
   arg("--seed", "seed", "seed for initialisation, data order and sampling",
       type=int)
+  p.add_argument("--max-minutes", type=float, default=None,
+                 help="stop (with a checkpoint) after this much wall-clock "
+                 "time; resume later with the same command [no limit]")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar")
   return p
@@ -98,7 +101,9 @@ def _cmd_train(args):
   print(f"Training {config.model} with {config.bound} (N={config.num_particles}) "
         f"on {config.data}; run directory: {os.path.abspath(args.run_dir)}",
         file=sys.stderr)
-  result = runners.train(config, args.run_dir, progress=not args.no_progress)
+  result = runners.train(
+      config, args.run_dir, progress=not args.no_progress,
+      max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
   print(f"Trained to step {result.step}: train {config.bound} "
         f"{result.train_bound_per_timestep:.4f} nats/step, valid "
         f"{result.valid_bound_per_timestep:.4f} nats/step.")

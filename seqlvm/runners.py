@@ -55,6 +55,8 @@ class CheckpointError(RuntimeError):
 
 
 @dataclasses.dataclass
+
+
 class TrainResult:
   step: int
   checkpoint: str
@@ -220,7 +222,7 @@ def _atomic_json(values, path):
 
 
 def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
-          progress=True, log=None):
+          progress=True, log=None, max_seconds=None):
   """Trains (or resumes) a run.
 
   Args:
@@ -230,6 +232,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
       `[T, D]` arrays, model).
     progress: show a progress bar. Default value: True.
     log: callable for messages. Default value: print to stderr.
+    max_seconds: optional wall-clock budget; training stops (with a
+      checkpoint) once it is spent, and can be resumed later.
 
   Returns:
     result: a `TrainResult`.
@@ -252,9 +256,9 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   os.makedirs(run_dir, exist_ok=True)
   save_config(config, os.path.join(run_dir, CONFIG_NAME))
 
-  variables = model.trainable_variables
   optimizer = tf_keras.optimizers.Adam(config.learning_rate)
-  optimizer.build(variables)
+  optimizer.build(model.trainable_variables)
+
   step = tf.Variable(0, dtype=tf.int64, name="step")
   train_ds = data_lib.make_dataset(
       dataset.train, config.batch_size, shuffle=True, seed=config.seed,
@@ -267,30 +271,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   if restored:
     log(f"Resuming {run_dir} from {restored} at step {int(step)}.")
 
-  bound_fn = _bound_fn(config, config.bound, config.num_particles)
-
-  @tf.function(jit_compile=config.jit_compile,
-               input_signature=_signature(data_size, config.batch_size))
-  def train_step(x, lengths, seed):
-    mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
-    with tf.GradientTape() as tape:
-      per_sequence = bound_fn(model, x, mask, seed)
-      num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
-      loss = -tf.reduce_sum(per_sequence) / num_steps
-    grads = tape.gradient(loss, variables)
-    grad_norm = tf.linalg.global_norm(grads)
-    finite = tf.logical_and(tf.math.is_finite(loss),
-                            tf.math.is_finite(grad_norm))
-    if config.clip_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, config.clip_norm,
-                                        use_norm=grad_norm)
-
-    def apply():
-      optimizer.apply_gradients(zip(grads, variables))
-      return tf.constant(True)
-
-    applied = tf.cond(finite, apply, lambda: tf.constant(False))
-    return -loss, grad_norm, applied
+  train_step = make_train_step(model, optimizer, config, data_size,
+                               mode="xla" if config.jit_compile else "graph")
 
   evaluator = _Evaluator(model, config, data_size)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
@@ -321,6 +303,9 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   start_time, start_step = time.time(), int(step)
   try:
     while int(step) < config.num_steps:
+      if max_seconds is not None and time.time() - start_time > max_seconds:
+        log(f"Time budget of {max_seconds:.0f} s spent at step {int(step)}.")
+        break
       x, lengths = next(iterator)
       seed = tf.constant([config.seed, int(step)], tf.int32)
       bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
@@ -379,6 +364,55 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
                      if recent else float("nan"),
                      valid_bound_per_timestep=valid_per_t,
                      skipped_steps=skipped)
+
+
+def make_train_step(model, optimizer, config, data_size, mode="xla"):
+  """The training step: bound, gradient, finiteness check, Adam update.
+
+  Args:
+    model: the model.
+    optimizer: a built tf_keras optimizer.
+    config: the `Config` (bound, particles, clipping, batch size).
+    data_size: int D.
+    mode: "xla" (one XLA-compiled `tf.function`), "graph" (a `tf.function`
+      without XLA) or "eager" (no `tf.function`: the sweep's while loop runs
+      step by step in Python; the benchmarks' baseline).
+
+  Returns:
+    train_step: (x `[T, B, D]`, lengths `[B]`, seed `[2]`) ->
+      (bound per timestep, gradient norm, applied); the update is applied
+      only when the bound and the gradient norm are finite.
+  """
+  variables = model.trainable_variables
+  bound_fn = _bound_fn(config, config.bound, config.num_particles)
+
+  def train_step(x, lengths, seed):
+    mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
+    with tf.GradientTape() as tape:
+      per_sequence = bound_fn(model, x, mask, seed)
+      num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
+      loss = -tf.reduce_sum(per_sequence) / num_steps
+    grads = tape.gradient(loss, variables)
+    grad_norm = tf.linalg.global_norm(grads)
+    finite = tf.logical_and(tf.math.is_finite(loss),
+                            tf.math.is_finite(grad_norm))
+    if config.clip_norm > 0:
+      grads, _ = tf.clip_by_global_norm(grads, config.clip_norm,
+                                        use_norm=grad_norm)
+
+    def apply():
+      optimizer.apply_gradients(zip(grads, variables))
+      return tf.constant(True)
+
+    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    return -loss, grad_norm, applied
+
+  if mode == "eager":
+    return train_step
+  if mode not in ("xla", "graph"):
+    raise ValueError(f"mode must be xla, graph or eager, got {mode!r}.")
+  return tf.function(train_step, jit_compile=(mode == "xla"),
+                     input_signature=_signature(data_size, config.batch_size))
 
 
 def _load_run(run_dir, make_dataset_and_model, log):

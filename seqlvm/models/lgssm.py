@@ -59,7 +59,8 @@ class LinearGaussianSSM(base.SequenceModel):
   """A linear-Gaussian state-space model with a choice of proposal.
 
   Args:
-    transition_matrix: A `[Dz, Dz]`.
+    transition_matrix: A `[Dz, Dz]`; a `tf.Variable` is kept as one
+      (differentiable).
     transition_noise_scale: scale of the transition noise: a scalar, a
       vector `[Dz]` (diagonal) or a lower-triangular `[Dz, Dz]`.
     observation_matrix: C `[Dx, Dz]`.
@@ -84,9 +85,10 @@ class LinearGaussianSSM(base.SequenceModel):
       if not dtype.is_floating:
         dtype = tf.float32
     self.dtype = dtype
-    a = np.asarray(transition_matrix, np.float64)
+    a = tf.convert_to_tensor(transition_matrix, dtype) if not isinstance(
+        transition_matrix, tf.Variable) else transition_matrix
     c = np.asarray(observation_matrix, np.float64)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+    if a.shape.rank != 2 or a.shape[0] != a.shape[1]:
       raise ValueError(f"transition_matrix must be square [Dz, Dz], got "
                        f"{a.shape}.")
     if c.ndim != 2 or c.shape[1] != a.shape[0]:
@@ -95,7 +97,9 @@ class LinearGaussianSSM(base.SequenceModel):
     self.latent_size = a.shape[0]
     self.data_size = c.shape[0]
     self.proposal = proposal
-    self.a = tf.constant(a, dtype)
+    # A tf.Variable transition matrix stays a variable, so that gradients of
+    # the bounds and of the exact log-likelihood with respect to it exist.
+    self.a = a
     self.c = tf.constant(c, dtype)
     self.q_tril = _scale_matrix(transition_noise_scale, self.latent_size,
                                 dtype, "transition_noise_scale")

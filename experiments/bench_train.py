@@ -1,0 +1,131 @@
+"""Benchmark: VRNN training step and evaluation sweep, eager vs compiled vs XLA.
+
+VRNN with FIVO, N = 4 particles, batch 4, T = 100 steps, 88-dimensional
+binary data, at hidden 64 / latent 32 and hidden 256 / latent 64. Three
+variants of the same code:
+
+- eager: no tf.function; the sweep's tf.while_loop runs step by step in Python
+- graph: one tf.function (TensorFlow graph, no XLA)
+- xla:   one tf.function with jit_compile=True
+
+Each is timed for a training step (forward, backward, Adam) and an evaluation
+sweep (forward only). A 2048 x 2048 float32 matmul is timed in the same run;
+every variant's achieved GFLOP/s (dense-layer FLOPs counted analytically: the
+particle loop's layers for all N*B rows and T steps, plus the per-batch input
+encoder; a training step counted as 3x the forward FLOPs) is reported as a
+fraction of that matmul rate, with its speed-up over eager.
+
+    python experiments/bench_train.py [--reps 10] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+import tf_keras  # pylint: disable=g-import-not-at-top
+
+from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
+from seqlvm import models  # pylint: disable=g-import-not-at-top
+from seqlvm import runners  # pylint: disable=g-import-not-at-top
+from seqlvm import shapes  # pylint: disable=g-import-not-at-top
+
+T, B, N, D = 100, 4, 4, 88
+
+
+def timeit(fn, reps, warmup=1):
+  for _ in range(warmup):
+    out = fn()
+  tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    out = fn()
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t,
+                          out)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def matmul_rate(reps):
+  a = tf.random.normal([2048, 2048])
+  b = tf.random.normal([2048, 2048])
+  f = tf.function(lambda: tf.matmul(a, b))
+  seconds = timeit(f, reps, warmup=2)
+  return 2 * 2048 ** 3 / seconds / 1e9, seconds
+
+
+def bench_size(hidden, latent, reps, eager_reps):
+  config = config_lib.Config(hidden_size=hidden, latent_size=latent,
+                             num_particles=N, batch_size=B, bound="fivo")
+  rng = np.random.RandomState(0)
+  mean = np.full(D, 0.05)
+  x = tf.constant((rng.rand(T, B, D) < 0.05).astype(np.float32))
+  lengths = tf.constant([T] * B, tf.int32)
+  seed = tf.constant([1, 2], tf.int32)
+  model = models.VRNN(D, hidden, latent, data_mean=mean)
+  forward_flops = (T * N * B * model.flops_per_row_step() +
+                   T * B * model.x_encoder.flops_per_row())
+  rows = []
+  bound_fn = runners._bound_fn(config, "fivo", N)  # pylint: disable=protected-access
+
+  def eval_step(x, lengths, seed):
+    return bound_fn(model, x, shapes.sequence_mask(lengths, T), seed)
+
+  for mode in ("eager", "graph", "xla"):
+    optimizer = tf_keras.optimizers.Adam(1e-4)
+    optimizer.build(model.trainable_variables)
+    step = runners.make_train_step(model, optimizer, config, D, mode=mode)
+    evaluate = eval_step if mode == "eager" else tf.function(
+        eval_step, jit_compile=(mode == "xla"))
+    r = eager_reps if mode == "eager" else reps
+    train_s = timeit(lambda: step(x, lengths, seed), r)
+    eval_s = timeit(lambda: evaluate(x, lengths, seed), r)
+    rows.append(dict(hidden=hidden, latent=latent, mode=mode,
+                     train_ms=1e3 * train_s, eval_ms=1e3 * eval_s,
+                     train_gflops=3 * forward_flops / train_s / 1e9,
+                     eval_gflops=forward_flops / eval_s / 1e9))
+  return rows
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--reps", type=int, default=10)
+  parser.add_argument("--eager-reps", type=int, default=3)
+  parser.add_argument("--json", default=None, help="also write rows here")
+  args = parser.parse_args()
+  mm_gflops, mm_s = matmul_rate(args.reps)
+  rows = []
+  for hidden, latent in ((64, 32), (256, 64)):
+    rows += bench_size(hidden, latent, args.reps, args.eager_reps)
+  mm_after, _ = matmul_rate(args.reps)
+  eager = {(r["hidden"]): r for r in rows if r["mode"] == "eager"}
+  print(f"matmul 2048x2048 float32: {mm_gflops:.1f} GFLOP/s before, "
+        f"{mm_after:.1f} after the runs ({1e3 * mm_s:.1f} ms)")
+  print(f"VRNN + FIVO, N={N}, B={B}, T={T}, D={D}; tf {tf.__version__}, "
+        f"{os.cpu_count()} CPUs")
+  print("| hidden/latent | variant | train step ms | train GFLOP/s | "
+        "train % matmul | train speed-up | eval ms | eval GFLOP/s | "
+        "eval speed-up |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    e = eager[r["hidden"]]
+    r["train_speedup"] = e["train_ms"] / r["train_ms"]
+    r["eval_speedup"] = e["eval_ms"] / r["eval_ms"]
+    r["train_frac_matmul"] = r["train_gflops"] / mm_gflops
+    print(f"| {r['hidden']}/{r['latent']} | {r['mode']} | "
+          f"{r['train_ms']:.1f} | {r['train_gflops']:.1f} | "
+          f"{100 * r['train_frac_matmul']:.0f}% | {r['train_speedup']:.1f}x | "
+          f"{r['eval_ms']:.1f} | {r['eval_gflops']:.1f} | "
+          f"{r['eval_speedup']:.1f}x |")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(dict(matmul_gflops=mm_gflops, rows=rows), f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

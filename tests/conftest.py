@@ -1,0 +1,53 @@
+"""Shared fixtures: a random linear-Gaussian model, tiny pianoroll pickles and
+the real data in ../shared/data (beside the repository)."""
+
+import os
+import pickle
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_PIANOROLLS = os.path.join(os.path.dirname(REPO), "shared", "data",
+                                 "pianorolls")
+
+
+def random_lgssm_params(seed=0, latent_size=3, data_size=2):
+  """A stable random linear-Gaussian model (spectral radius 0.9)."""
+  rng = np.random.RandomState(seed)
+  q, _ = np.linalg.qr(rng.randn(latent_size, latent_size))
+  return dict(
+      transition_matrix=0.9 * q,
+      transition_noise_scale=0.5,
+      observation_matrix=rng.randn(data_size, latent_size),
+      observation_noise_scale=0.8,
+      initial_scale=1.0)
+
+
+def write_tiny_pianorolls(path, seed=0, sizes=(("train", 12), ("valid", 4),
+                                               ("test", 4)),
+                          min_len=5, max_len=30):
+  rng = np.random.RandomState(seed)
+
+  def sequence():
+    return [tuple(sorted(set(rng.randint(48, 72, size=3).tolist())))
+            for _ in range(rng.randint(min_len, max_len))]
+
+  with open(path, "wb") as f:
+    pickle.dump({k: [sequence() for _ in range(n)] for k, n in sizes}, f)
+  return str(path)
+
+
+@pytest.fixture
+def tiny_pianorolls(tmp_path):
+  return write_tiny_pianorolls(tmp_path / "tiny.pkl")
+
+
+def shared_pianoroll(name):
+  path = os.path.join(SHARED_PIANOROLLS, name)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} is not here (it lies in ../shared/data beside the "
+                "repository)")
+  return path

@@ -1,0 +1,124 @@
+"""Deterministic SMC tables: toy models whose increments are known by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqlvm import shapes
+from seqlvm.models import base
+from seqlvm.smc import criteria
+from seqlvm.smc import filter as filter_lib
+from seqlvm.smc import resampling
+
+
+class TableModel(base.SequenceModel):
+  """Each particle carries a label v (initially its particle index n); at
+  step t it adds the increment table[t, v]. Resampling copies labels, so the
+  trace of labels shows which ancestors were drawn."""
+
+  def __init__(self, table, num_particles):
+    super().__init__()
+    self.table = tf.constant(table, tf.float64)  # [T, N]
+    self.num_particles = num_particles
+
+  def prepare(self, x, mask):
+    return (tf.broadcast_to(tf.range(tf.shape(x)[0])[:, None],
+                            tf.shape(x)[:2]),)
+
+  def initial_state(self, batch_size):
+    rows = tf.range(batch_size)
+    return rows // (batch_size // self.num_particles)  # particle index n
+
+  def step(self, state, context_t, x_t, seed):
+    t = context_t[0]
+    increment = tf.gather_nd(self.table, tf.stack([t, state], axis=-1))
+    zeros = tf.zeros_like(increment)
+    return base.StepOutput(state, zeros, increment, zeros)
+
+
+def run(table, lengths, criterion, reduction="logmeanexp", scheme="systematic"):
+  table = np.asarray(table, np.float64)
+  num_steps, n = table.shape
+  x = tf.zeros([num_steps, len(lengths), 1], tf.float64)
+  mask = shapes.sequence_mask(lengths, num_steps)
+  return filter_lib.smc(TableModel(table, n), x, mask, num_particles=n,
+                        resample_criterion_fn=criterion,
+                        resample_fn=resampling.get(scheme),
+                        final_reduction=reduction, seed=(1, 2))
+
+
+CONSTANT = [[0.5] * 3, [-1.25] * 3, [2.] * 3, [0.25] * 3]
+
+
+@pytest.mark.parametrize("criterion", [criteria.never, criteria.always,
+                                       criteria.ess_below_threshold(0.5)])
+def test_constant_increments_sum_over_valid_steps(criterion):
+  result = run(CONSTANT, lengths=[4, 2, 0], criterion=criterion)
+  np.testing.assert_allclose(result.log_marginal, [1.5, -0.75, 0.], atol=1e-12)
+  resampled = result.resampled.numpy()
+  assert resampled.shape == (4, 3)
+  if criterion is criteria.always:  # every real step, none past the end
+    np.testing.assert_array_equal(resampled, shapes.sequence_mask(
+        [4, 2, 0], 4).numpy())
+  else:  # equal weights: ESS = N never falls below N / 2
+    assert not resampled.any()
+
+
+def test_degenerate_step_triggers_ess_and_gathers_ancestors():
+  ninf = -np.inf
+  table = [[0., 0., 0.],            # equal: no resampling
+           [math.log(3.), ninf, ninf],  # only particle 0 survives
+           [0.5, 7., 7.],           # all are copies of particle 0 now
+           [0., 0., 0.]]
+  result = run(table, lengths=[4, 4], criterion=criteria.ess_below_threshold())
+  np.testing.assert_array_equal(result.resampled.numpy()[:, 0],
+                                [False, True, False, False])
+  # Step 1: logmeanexp([log 3, -inf, -inf]) = 0; then every particle adds 0.5.
+  np.testing.assert_allclose(result.log_marginal, [0.5, 0.5], atol=1e-12)
+  np.testing.assert_array_equal(result.final_state, np.zeros(6))
+
+
+def test_without_resampling_the_particles_keep_their_paths():
+  table = [[0., math.log(2.), math.log(3.)], [1., 1., 1.]]
+  result = run(table, lengths=[2], criterion=criteria.never)
+  expected = math.log((1. + 2. + 3.) / 3.) + 1.
+  np.testing.assert_allclose(result.log_marginal, [expected], atol=1e-12)
+  np.testing.assert_array_equal(result.final_state, [0, 1, 2])
+  elbo = run(table, lengths=[2], criterion=criteria.never, reduction="mean")
+  np.testing.assert_allclose(elbo.log_marginal,
+                             [(0. + math.log(2.) + math.log(3.)) / 3. + 1.],
+                             atol=1e-12)
+
+
+def test_weights_frozen_past_the_end():
+  table = [[0., 1., 2.], [3., 4., 5.], [6., 7., 8.]]
+  result = run(table, lengths=[3, 1], criterion=criteria.never)
+  log_weights = result.log_weights.numpy()  # [T, N, B]
+  np.testing.assert_allclose(log_weights[:, :, 1],
+                             np.tile([[0., 1., 2.]], [3, 1]))
+  np.testing.assert_allclose(log_weights[-1, :, 0], [9., 12., 15.])
+
+
+def test_resampling_at_the_last_step_leaves_the_estimate():
+  table = [[0., 1., 2.], [0.3, -0.2, 0.1]]
+  never = run(table, lengths=[2], criterion=criteria.never)
+  always = run([[0., 1., 2.], [0., 0., 0.]], lengths=[2],
+               criterion=criteria.always)
+  # With always: step 0 adds logmeanexp([0, 1, 2]); then equal increments 0.
+  np.testing.assert_allclose(always.log_marginal,
+                             [np.log(np.mean(np.exp([0., 1., 2.])))],
+                             atol=1e-12)
+  assert np.isfinite(never.log_marginal.numpy()).all()
+
+
+def test_bad_arguments():
+  x = tf.zeros([2, 1, 1], tf.float64)
+  model = TableModel(np.zeros([2, 2]), 2)
+  with pytest.raises(ValueError, match="num_particles"):
+    filter_lib.smc(model, x, num_particles=0)
+  with pytest.raises(ValueError, match="final_reduction"):
+    filter_lib.smc(model, x, num_particles=2, final_reduction="max")
+  with pytest.raises(ValueError, match="time-major"):
+    filter_lib.smc(model, tf.zeros([2, 1]), num_particles=2)

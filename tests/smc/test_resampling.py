@@ -1,0 +1,72 @@
+"""Resampling schemes: offspring means, zero-probability classes, sizes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqlvm.smc import resampling
+
+SCHEMES = sorted(resampling.SCHEMES)
+
+
+def _offspring_counts(ancestors, num_particles):
+  # ancestors [N, B] -> counts [B, N]
+  a = np.asarray(ancestors).T
+  return np.stack([np.bincount(row, minlength=num_particles) for row in a])
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_mean_offspring_and_zero_probability(scheme, dynamic):
+  probs = np.array([0.1, 0., 0.45, 0.25, 0.2])
+  n, b = len(probs), 4000
+  with np.errstate(divide="ignore"):
+    log_probs = np.log(probs)
+  log_weights = tf.constant(np.tile(log_probs[:, None], [1, b]) + 3.)
+  fn = resampling.get(scheme)
+  if dynamic:  # Unknown batch size: the inverse-CDF path.
+    fn = tf.function(fn, input_signature=[
+        tf.TensorSpec([n, None], tf.float64), tf.TensorSpec([2], tf.int32)])
+  ancestors = fn(log_weights, tf.constant([4, 2]))
+  assert ancestors.shape == (n, b) and ancestors.dtype == tf.int32
+  counts = _offspring_counts(ancestors, n)
+  assert np.all(counts[:, 1] == 0)  # a zero-weight particle is never chosen
+  mean = counts.mean(0)
+  # Each count has variance at most n p (1 - p); 5 standard errors.
+  se = np.sqrt(n * probs * (1 - probs) / b)
+  np.testing.assert_array_less(np.abs(mean - n * probs), 5 * se + 1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["systematic", "stratified"])
+def test_low_variance_schemes_keep_counts_near_expectation(scheme):
+  # Systematic and stratified resampling give each particle floor(N p) or
+  # ceil(N p) (systematic) / within +-2 of N p (stratified) offspring.
+  probs = np.array([0.1, 0.3, 0.35, 0.25])
+  n, b = 4, 500
+  log_weights = tf.constant(np.tile(np.log(probs)[:, None], [1, b]))
+  counts = _offspring_counts(resampling.get(scheme)(log_weights, (1, 1)), n)
+  assert np.all(np.abs(counts - n * probs) < 2.)
+  if scheme == "systematic":
+    assert np.all(np.abs(counts - n * probs) < 1.)
+
+
+@pytest.mark.parametrize("num_particles", [1, 2, 7, 31])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_sizes(num_particles, scheme):
+  log_weights = tf.random.stateless_normal([num_particles, 3], (1, 2))
+  ancestors = resampling.get(scheme)(log_weights, (3, 4))
+  assert ancestors.shape == (num_particles, 3)
+  assert np.all((ancestors.numpy() >= 0) & (ancestors.numpy() < num_particles))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_same_seed_same_ancestors(scheme):
+  log_weights = tf.random.stateless_normal([6, 4], (1, 2))
+  fn = resampling.get(scheme)
+  np.testing.assert_array_equal(fn(log_weights, (5, 6)),
+                                fn(log_weights, (5, 6)))
+
+
+def test_unknown_scheme():
+  with pytest.raises(ValueError, match="multinomial, systematic, stratified"):
+    resampling.get("residual-ish")

@@ -1,0 +1,225 @@
+"""Training, resuming, evaluation and sampling from run directories."""
+
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqlvm import cli
+from seqlvm import runners
+from seqlvm.config import Config
+from seqlvm.config import ConfigError
+from seqlvm.data import DataError
+from seqlvm.data import load_pianoroll
+from tests.conftest import REPO
+
+SMALL = ["--hidden-size", "8", "--latent-size", "4", "--pad-to-multiple",
+         "32", "--no-progress"]
+
+
+def _train_args(data, run_dir, *extra):
+  return ["train", "--data", data, "--run-dir", str(run_dir)] + SMALL + list(
+      extra)
+
+
+def test_cli_train_eval_sample_end_to_end(tiny_pianorolls, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  # The default path: XLA-compiled training and evaluation.
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "4",
+                              "--checkpoint-every", "2", "--valid-every",
+                              "2")) == 0
+  out = capsys.readouterr().out
+  assert "Trained to step 4" in out and "ckpt-4" in out
+  assert json.load(open(run_dir / "config.json"))["hidden_size"] == 8
+  assert glob.glob(str(run_dir / "train" / "events.out.tfevents.*"))
+  assert glob.glob(str(run_dir / "valid" / "events.out.tfevents.*"))
+
+  assert cli.main(["eval", str(run_dir), "--split", "test", "--num-particles",
+                   "3", "--no-progress"]) == 0
+  out = capsys.readouterr().out
+  assert re.search(r"fivo\s+3\s+-\d+\.\d+", out)
+  results = json.load(open(run_dir / "eval" / "test_n3.json"))
+  rolls = load_pianoroll(tiny_pianorolls)
+  assert results["num_timesteps"] == sum(len(r) for r in rolls.test)
+  for name in ("elbo", "iwae", "fivo"):
+    r = results[name]
+    assert r["ll_per_t"] < 0 and np.isfinite(r["ll_per_seq"])
+    np.testing.assert_allclose(
+        r["ll_per_seq"] * len(rolls.test) / results["num_timesteps"],
+        r["ll_per_t"], rtol=1e-6)
+
+  out_dir = tmp_path / "samples"
+  assert cli.main(["sample", str(run_dir), "--num", "2", "--steps", "16",
+                   "--out", str(out_dir)]) == 0
+  import mido  # pylint: disable=g-import-not-at-top
+  for i in range(2):
+    midi = mido.MidiFile(out_dir / f"sample_{i:02d}.mid")
+    assert midi.length > 0 or len(midi.tracks[0]) >= 3
+  assert (out_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert np.load(out_dir / "samples.npz")["x"].shape == (2, 16, 88)
+
+
+def _latest_checkpoint_number(run_dir):
+  state = tf.train.get_checkpoint_state(os.path.join(run_dir, "ckpt"))
+  if state is None or not state.model_checkpoint_path:
+    return 0
+  return int(state.model_checkpoint_path.rsplit("-", 1)[1])
+
+
+def _variables(run_dir):
+  path = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
+  common = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "0"]
+  # Reference: an uninterrupted run of 16 steps.
+  reference = tmp_path / "reference"
+  assert cli.main(_train_args(tiny_pianorolls, reference, "--num-steps", "16",
+                              *common)) == 0
+  # The same run, killed with SIGKILL after a few checkpoints.
+  killed = tmp_path / "killed"
+  command = [sys.executable, "-m", "seqlvm.cli"] + _train_args(
+      tiny_pianorolls, killed, "--num-steps", "100000", *common)
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+  deadline = time.time() + 120
+  while _latest_checkpoint_number(killed) < 4 and time.time() < deadline:
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  stopped_at = _latest_checkpoint_number(killed)
+  assert 4 <= stopped_at < 16
+  messages = []
+  result = runners.train(
+      Config.from_dict(json.load(open(killed / "config.json"))).replace(
+          num_steps=16),
+      str(killed), progress=False, log=messages.append)
+  assert any(f"at step {stopped_at}" in m for m in messages), messages
+  assert result.step == 16
+  # Same data order, same seeds: the resumed run ends where the reference did.
+  ref, res = _variables(reference), _variables(killed)
+  assert ref.keys() == res.keys() and len(ref) > 20
+  for k in ref:
+    np.testing.assert_allclose(res[k], ref[k], rtol=1e-5, atol=1e-6,
+                               err_msg=k)
+
+
+def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
+    tiny_pianorolls, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "6",
+                              "--checkpoint-every", "2", "--no-jit")) == 0
+  ckpt = run_dir / "ckpt"
+  # A save killed half-way leaves files that the index never names.
+  (ckpt / "ckpt-8.index").write_bytes(b"\x00garbage")
+  (ckpt / "ckpt-8.data-00000-of-00001").write_bytes(b"\x00" * 10)
+  messages = []
+  config = Config.from_dict(json.load(open(run_dir / "config.json")))
+  runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
+                log=messages.append)
+  assert not any("Resuming" in m and "ckpt-8" in m for m in messages)
+  # The newest named checkpoint is corrupt: it is reported, the older used.
+  data_file = ckpt / "ckpt-6.data-00000-of-00001"
+  data_file.write_bytes(data_file.read_bytes()[:50])
+  capsys.readouterr()
+  assert cli.main(["eval", str(run_dir), "--no-progress", "--bounds",
+                   "elbo"]) == 0
+  err = capsys.readouterr().err
+  assert "ckpt-6" in err and "could not be restored" in err
+  assert "ckpt-4" in err
+  # Every checkpoint corrupt: a clear error naming them, exit status 2.
+  for f in ckpt.glob("ckpt-*.data-*"):
+    f.write_bytes(b"")
+  assert cli.main(["eval", str(run_dir), "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert "No checkpoint could be restored" in err and "ckpt-2" in err
+  assert "Traceback" not in err
+
+
+class _NaNData:
+  def __init__(self, rolls):
+    self.train = rolls.train[:3] + [np.full_like(rolls.train[3], np.nan)]
+    self.valid = rolls.valid
+    self.test = rolls.test
+    self.train_mean = rolls.train_mean
+
+
+def _nan_factory(path):
+  def make(config):
+    rolls = load_pianoroll(path)
+    return _NaNData(rolls), runners.build_model(config, 88, rolls.train_mean)
+  return make
+
+
+def test_non_finite_bound_stops_with_the_step_named(tiny_pianorolls,
+                                                    tmp_path):
+  config = Config(data=tiny_pianorolls, hidden_size=8, latent_size=4,
+                  batch_size=1, num_steps=12, checkpoint_every=1,
+                  valid_every=0, jit_compile=False)
+  run_dir = str(tmp_path / "run")
+  with pytest.raises(runners.TrainingError, match=r"at step (\d+)") as info:
+    runners.train(config, run_dir, make_dataset_and_model=_nan_factory(
+        tiny_pianorolls), progress=False, log=lambda m: None)
+  step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  assert 1 <= step <= 4  # the NaN sequence comes up in the first epoch
+  saved = _variables(run_dir)
+  assert _latest_checkpoint_number(run_dir) == step - 1
+  assert all(np.all(np.isfinite(v)) for v in saved.values())
+
+
+def test_non_finite_bound_skipped_with_a_warning(tiny_pianorolls, tmp_path):
+  config = Config(data=tiny_pianorolls, hidden_size=8, latent_size=4,
+                  batch_size=1, num_steps=12, checkpoint_every=6,
+                  valid_every=0, jit_compile=False, on_nonfinite="skip")
+  messages = []
+  result = runners.train(config, str(tmp_path / "run"),
+                         make_dataset_and_model=_nan_factory(tiny_pianorolls),
+                         progress=False, log=messages.append)
+  assert result.step == 12 and result.skipped_steps == 3  # 12 steps, 3 epochs
+  assert sum("skipped the batch" in m for m in messages) == 3
+  assert all(np.all(np.isfinite(v)) for v in _variables(
+      str(tmp_path / "run")).values())
+
+
+def test_resuming_with_another_configuration_is_refused(tiny_pianorolls,
+                                                        tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "2",
+                              "--no-jit")) == 0
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "2",
+                              "--no-jit", "--latent-size", "6")) == 2
+  err = capsys.readouterr().err
+  assert "latent_size: stored 4, given 6" in err and "Traceback" not in err
+  with pytest.raises(ConfigError, match="bound"):
+    runners.train(Config(data=tiny_pianorolls, hidden_size=8, latent_size=4,
+                         pad_to_multiple=32, bound="iwae"), str(run_dir))
+
+
+def test_clear_errors_for_bad_input(tmp_path, capsys):
+  bad = tmp_path / "bad.pkl"
+  bad.write_text("not a pickle")
+  assert cli.main(_train_args(str(bad), tmp_path / "r", "--num-steps",
+                              "1")) == 2
+  err = capsys.readouterr().err
+  assert str(bad) in err and "not a readable pickle" in err
+  assert "Traceback" not in err
+  assert cli.main(["eval", str(tmp_path / "nowhere")]) == 2
+  assert "no config here" in capsys.readouterr().err
+  with pytest.raises(ConfigError, match="num_particles must be >= 1"):
+    Config(num_particles=0)
+  with pytest.raises(SystemExit):
+    cli.main(["train", "--run-dir", "x", "--bound", "vi"])
+  with pytest.raises(DataError):
+    runners.make_dataset_and_model(Config(data=str(tmp_path / "none.pkl")))
