@@ -185,7 +185,8 @@ def _restore_latest(checkpoint, manager, partial=False, log=None):
       if failures and log:
         log(f"Restored the older checkpoint {path} instead.")
       return path
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+            KeyError, OSError) as e:
       failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0]}")
       if log:
         log(f"Warning: checkpoint {path} could not be restored "

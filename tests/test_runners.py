@@ -25,6 +25,11 @@ SMALL = ["--hidden-size", "8", "--latent-size", "4", "--pad-to-multiple",
          "32", "--no-progress"]
 
 
+def _read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
 def _train_args(data, run_dir, *extra):
   return ["train", "--data", data, "--run-dir", str(run_dir)] + SMALL + list(
       extra)
@@ -38,7 +43,7 @@ def test_cli_train_eval_sample_end_to_end(tiny_pianorolls, tmp_path, capsys):
                               "2")) == 0
   out = capsys.readouterr().out
   assert "Trained to step 4" in out and "ckpt-4" in out
-  assert json.load(open(run_dir / "config.json"))["hidden_size"] == 8
+  assert _read_json(run_dir / "config.json")["hidden_size"] == 8
   assert glob.glob(str(run_dir / "train" / "events.out.tfevents.*"))
   assert glob.glob(str(run_dir / "valid" / "events.out.tfevents.*"))
 
@@ -46,7 +51,7 @@ def test_cli_train_eval_sample_end_to_end(tiny_pianorolls, tmp_path, capsys):
                    "3", "--no-progress"]) == 0
   out = capsys.readouterr().out
   assert re.search(r"fivo\s+3\s+-\d+\.\d+", out)
-  results = json.load(open(run_dir / "eval" / "test_n3.json"))
+  results = _read_json(run_dir / "eval" / "test_n3.json")
   rolls = load_pianoroll(tiny_pianorolls)
   assert results["num_timesteps"] == sum(len(r) for r in rolls.test)
   for name in ("elbo", "iwae", "fivo"):
@@ -91,19 +96,21 @@ def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
   killed = tmp_path / "killed"
   command = [sys.executable, "-m", "seqlvm.cli"] + _train_args(
       tiny_pianorolls, killed, "--num-steps", "100000", *common)
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-  deadline = time.time() + 120
-  while _latest_checkpoint_number(killed) < 4 and time.time() < deadline:
-    assert process.poll() is None, process.stderr.read().decode()[-2000:]
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  log_path = tmp_path / "killed.log"
+  with open(log_path, "wb") as log_file, subprocess.Popen(
+      command, cwd=REPO, stdout=subprocess.DEVNULL,
+      stderr=log_file) as process:
+    deadline = time.time() + 120
+    while _latest_checkpoint_number(killed) < 4 and time.time() < deadline:
+      assert process.poll() is None, log_path.read_text()[-2000:]
+      time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
   stopped_at = _latest_checkpoint_number(killed)
   assert 4 <= stopped_at < 16
   messages = []
   result = runners.train(
-      Config.from_dict(json.load(open(killed / "config.json"))).replace(
+      Config.from_dict(_read_json(killed / "config.json")).replace(
           num_steps=16),
       str(killed), progress=False, log=messages.append)
   assert any(f"at step {stopped_at}" in m for m in messages), messages
@@ -126,7 +133,7 @@ def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
   (ckpt / "ckpt-8.index").write_bytes(b"\x00garbage")
   (ckpt / "ckpt-8.data-00000-of-00001").write_bytes(b"\x00" * 10)
   messages = []
-  config = Config.from_dict(json.load(open(run_dir / "config.json")))
+  config = Config.from_dict(_read_json(run_dir / "config.json"))
   runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
                 log=messages.append)
   assert not any("Resuming" in m and "ckpt-8" in m for m in messages)

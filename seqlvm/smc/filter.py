@@ -71,7 +71,8 @@ def _gather_particles(state, ancestors, batch_size):
   # Row n*B + b takes row ancestors[n, b]*B + b.
   flat = tf.reshape(ancestors * batch_size + tf.range(batch_size)[tf.newaxis],
                     [-1])
-  return tf.nest.map_structure(lambda s: tf.gather(s, flat), state)
+  return tf.nest.map_structure(
+      lambda s: tf.ensure_shape(tf.gather(s, flat), s.shape), state)
 
 
 def _logmeanexp(log_weights):
@@ -124,7 +125,7 @@ def smc(model,
     if x.shape.rank is not None and x.shape.rank != 3:
       raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
     num_steps = tf.shape(x)[0]
-    batch_size = tf.shape(x)[1]
+    batch_size = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
     if mask is None:
       mask = tf.ones([num_steps, batch_size], tf.bool)
     mask = tf.cast(mask, tf.bool)
