@@ -4,9 +4,12 @@ VRNN with FIVO, N = 4 particles, batch 4, T = 100 steps, 88-dimensional
 binary data, at hidden 64 / latent 32 and hidden 256 / latent 64. Three
 variants of the same code:
 
-- eager: no tf.function; the sweep's tf.while_loop runs step by step in Python
-- graph: one tf.function (TensorFlow graph, no XLA)
-- xla:   one tf.function with jit_compile=True
+- eager:       no tf.function at all; every op runs eagerly, step by step
+- python-loop: a Python loop over time steps calling one compiled
+               (tf.function) SMC step each, under a GradientTape: the usual
+               per-timestep baseline
+- graph:       the whole sweep (tf.while_loop) in one tf.function, no XLA
+- xla:         the same with jit_compile=True
 
 Each is timed for a training step (forward, backward, Adam) and an evaluation
 sweep (forward only). A 2048 x 2048 float32 matmul is timed in the same run;
@@ -33,6 +36,7 @@ from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
 from seqlvm import models  # pylint: disable=g-import-not-at-top
 from seqlvm import runners  # pylint: disable=g-import-not-at-top
 from seqlvm import shapes  # pylint: disable=g-import-not-at-top
+from seqlvm import smc  # pylint: disable=g-import-not-at-top
 
 T, B, N, D = 100, 4, 4, 88
 
@@ -59,6 +63,13 @@ def matmul_rate(reps):
   return 2 * 2048 ** 3 / seconds / 1e9, seconds
 
 
+def small_matmul_rate(m, k, n, reps):
+  a = tf.random.normal([m, k])
+  b = tf.random.normal([k, n])
+  f = tf.function(lambda: tf.matmul(a, b), jit_compile=True)
+  return 2 * m * k * n / timeit(f, reps, warmup=5) / 1e9
+
+
 def bench_size(hidden, latent, reps, eager_reps):
   config = config_lib.Config(hidden_size=hidden, latent_size=latent,
                              num_particles=N, batch_size=B, bound="fivo")
@@ -68,20 +79,39 @@ def bench_size(hidden, latent, reps, eager_reps):
   lengths = tf.constant([T] * B, tf.int32)
   seed = tf.constant([1, 2], tf.int32)
   model = models.VRNN(D, hidden, latent, data_mean=mean)
-  forward_flops = (T * N * B * model.flops_per_row_step() +
-                   T * B * model.x_encoder.flops_per_row())
+  forward_flops = model.flops(T, B, N)
   rows = []
   bound_fn = runners._bound_fn(config, "fivo", N)  # pylint: disable=protected-access
 
   def eval_step(x, lengths, seed):
     return bound_fn(model, x, shapes.sequence_mask(lengths, T), seed)
 
-  for mode in ("eager", "graph", "xla"):
+  def python_loop_sweep(x, lengths, seed):
+    return smc.smc(model, x, shapes.sequence_mask(lengths, T),
+                   num_particles=N,
+                   resample_criterion_fn=smc.criteria.ess_below_threshold(),
+                   resample_fn=smc.resampling.multinomial, seed=seed,
+                   loop="python").log_marginal
+
+  def python_loop_train_step(optimizer):
+    def step(x, lengths, seed):
+      with tf.GradientTape() as tape:
+        loss = -tf.reduce_sum(python_loop_sweep(x, lengths, seed)) / (T * B)
+      grads = tape.gradient(loss, model.trainable_variables)
+      optimizer.apply_gradients(zip(grads, model.trainable_variables))
+      return loss
+    return step
+
+  for mode in ("eager", "python-loop", "graph", "xla"):
     optimizer = tf_keras.optimizers.Adam(1e-4)
     optimizer.build(model.trainable_variables)
-    step = runners.make_train_step(model, optimizer, config, D, mode=mode)
-    evaluate = eval_step if mode == "eager" else tf.function(
-        eval_step, jit_compile=(mode == "xla"))
+    if mode == "python-loop":
+      step = python_loop_train_step(optimizer)
+      evaluate = python_loop_sweep
+    else:
+      step = runners.make_train_step(model, optimizer, config, D, mode=mode)
+      evaluate = eval_step if mode == "eager" else tf.function(
+          eval_step, jit_compile=(mode == "xla"))
     r = eager_reps if mode == "eager" else reps
     train_s = timeit(lambda: step(x, lengths, seed), r)
     eval_s = timeit(lambda: evaluate(x, lengths, seed), r)
@@ -95,7 +125,7 @@ def bench_size(hidden, latent, reps, eager_reps):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--reps", type=int, default=10)
-  parser.add_argument("--eager-reps", type=int, default=3)
+  parser.add_argument("--eager-reps", type=int, default=2)
   parser.add_argument("--json", default=None, help="also write rows here")
   args = parser.parse_args()
   mm_gflops, mm_s = matmul_rate(args.reps)
@@ -104,24 +134,34 @@ def main():
     rows += bench_size(hidden, latent, args.reps, args.eager_reps)
   mm_after, _ = matmul_rate(args.reps)
   eager = {(r["hidden"]): r for r in rows if r["mode"] == "eager"}
+  loop = {(r["hidden"]): r for r in rows if r["mode"] == "python-loop"}
   print(f"matmul 2048x2048 float32: {mm_gflops:.1f} GFLOP/s before, "
         f"{mm_after:.1f} after the runs ({1e3 * mm_s:.1f} ms)")
   print(f"VRNN + FIVO, N={N}, B={B}, T={T}, D={D}; tf {tf.__version__}, "
         f"{os.cpu_count()} CPUs")
   print("| hidden/latent | variant | train step ms | train GFLOP/s | "
-        "train % matmul | train speed-up | eval ms | eval GFLOP/s | "
-        "eval speed-up |")
+        "train % of matmul | train speed-up vs eager / vs python-loop | "
+        "eval ms | eval GFLOP/s | eval speed-up vs eager / vs python-loop |")
   print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    e = eager[r["hidden"]]
+    e, p = eager[r["hidden"]], loop[r["hidden"]]
     r["train_speedup"] = e["train_ms"] / r["train_ms"]
+    r["train_speedup_vs_loop"] = p["train_ms"] / r["train_ms"]
     r["eval_speedup"] = e["eval_ms"] / r["eval_ms"]
+    r["eval_speedup_vs_loop"] = p["eval_ms"] / r["eval_ms"]
     r["train_frac_matmul"] = r["train_gflops"] / mm_gflops
     print(f"| {r['hidden']}/{r['latent']} | {r['mode']} | "
           f"{r['train_ms']:.1f} | {r['train_gflops']:.1f} | "
-          f"{100 * r['train_frac_matmul']:.0f}% | {r['train_speedup']:.1f}x | "
+          f"{100 * r['train_frac_matmul']:.0f}% | "
+          f"{r['train_speedup']:.1f}x / {r['train_speedup_vs_loop']:.1f}x | "
           f"{r['eval_ms']:.1f} | {r['eval_gflops']:.1f} | "
-          f"{r['eval_speedup']:.1f}x |")
+          f"{r['eval_speedup']:.1f}x / {r['eval_speedup_vs_loop']:.1f}x |")
+  # The ceiling for this model's shapes: one step's largest matmul alone.
+  for hidden in (64, 256):
+    gflops = small_matmul_rate(N * B, 2 * hidden, 4 * hidden, args.reps * 20)
+    print(f"ceiling: one [{N * B}, {2 * hidden}] x [{2 * hidden}, "
+          f"{4 * hidden}] matmul (the LSTM step) runs at {gflops:.1f} GFLOP/s "
+          f"= {100 * gflops / mm_gflops:.0f}% of the large matmul")
   if args.json:
     with open(args.json, "w") as f:
       json.dump(dict(matmul_gflops=mm_gflops, rows=rows), f, indent=2)

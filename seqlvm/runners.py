@@ -106,7 +106,12 @@ def _signature(data_size, batch_size):
 
 
 class _Evaluator:
-  """Compiled bound evaluation over whole splits, cached per (bound, N)."""
+  """Compiled bound evaluation over whole splits, cached per (bound, N).
+
+  Evaluation runs as a TensorFlow graph without XLA: XLA compiles once per
+  padded length (seconds each), which a single pass over a split of many
+  lengths never earns back (measured in experiments/bench_train.py).
+  """
 
   def __init__(self, model, config, data_size):
     self._model = model
@@ -120,7 +125,7 @@ class _Evaluator:
       bound_fn = _bound_fn(self._config, name, num_particles)
       model = self._model
 
-      @tf.function(jit_compile=self._config.jit_compile,
+      @tf.function(jit_compile=False,
                    input_signature=_signature(self._data_size, batch_size))
       def evaluate_batch(x, lengths, seed):
         mask = shapes.sequence_mask(lengths, tf.shape(x)[0])

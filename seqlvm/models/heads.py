@@ -54,15 +54,17 @@ class ConditionalNormal(tf.Module):
     self.net = nets.MLP(input_size, hidden_sizes, 2 * event_size, seed=seed,
                         output_bias_init=bias, dtype=dtype, name="net")
 
-  def params(self, *inputs):
-    out = self.net(tf.concat(inputs, axis=-1))
+  def params(self, *inputs, offset=None):
+    """Mean and scale; `offset` is a precomputed part of the first layer
+    (see `nets.Linear.project`) for inputs that come after `inputs`."""
+    out = self.net(tf.concat(inputs, axis=-1), offset=offset)
     loc, raw_scale = tf.split(out, 2, axis=-1)
     scale = tf.maximum(tf.nn.softplus(raw_scale + self.raw_scale_bias),
                        self.min_scale)
     return loc, scale
 
-  def __call__(self, *inputs, loc_offset=None):
-    loc, scale = self.params(*inputs)
+  def __call__(self, *inputs, loc_offset=None, offset=None):
+    loc, scale = self.params(*inputs, offset=offset)
     if loc_offset is not None:
       loc = loc + loc_offset
     return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)

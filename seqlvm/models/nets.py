@@ -40,8 +40,21 @@ class Linear(tf.Module):
         tf.broadcast_to(bias_init, [output_size]), dtype)
     self.b = tf.Variable(b, name="b")
 
-  def __call__(self, x):
-    return tf.matmul(x, self.w) + self.b
+  def __call__(self, x, offset=None, start=0):
+    """x W[start:start + d] + b (+ offset), for x `[R, d]`.
+
+    With `start` and `offset` a layer can take part of its input
+    precomputed: `offset` is `project` of the other rows' inputs.
+    """
+    if start == 0 and x.shape[-1] == self.input_size:
+      y = tf.matmul(x, self.w) + self.b
+    else:
+      y = tf.matmul(x, self.w[start:start + x.shape[-1]]) + self.b
+    return y if offset is None else y + offset
+
+  def project(self, x, start=0):
+    """x W[start:start + d] without the bias: a precomputable part."""
+    return tf.matmul(x, self.w[start:start + x.shape[-1]])
 
   def flops_per_row(self):
     return 2 * self.input_size * self.output_size
@@ -69,10 +82,14 @@ class MLP(tf.Module):
     self.out = Linear(sizes[-1], output_size, seed=seed * 101 + 99,
                       bias_init=output_bias_init, dtype=dtype, name="out")
 
-  def __call__(self, x):
-    for layer in self.layers:
-      x = tf.nn.relu(layer(x))
-    return self.out(x)
+  def __call__(self, x, offset=None, start=0):
+    """Applies the MLP; `offset` and `start` go to the first layer."""
+    layers = self.layers + [self.out]
+    for i, layer in enumerate(layers):
+      x = layer(x, offset, start) if i == 0 else layer(x)
+      if i < len(self.layers):
+        x = tf.nn.relu(x)
+    return x
 
   def flops_per_row(self):
     return sum(l.flops_per_row() for l in self.layers) + self.out.flops_per_row()
@@ -98,9 +115,12 @@ class LSTMCell(tf.Module):
     zeros = tf.zeros([batch_size, self.hidden_size], dtype)
     return zeros, zeros
 
-  def __call__(self, inputs, state):
+  def __call__(self, inputs, state, projected=None, start=0):
+    """One step. `projected` is `kernel.project` of the first `start` input
+    columns, computed ahead (for inputs shared by many rows)."""
     h, c = state
-    gates = self.kernel(tf.concat([inputs, h], axis=-1))
+    gates = self.kernel(tf.concat([inputs, h], axis=-1), offset=projected,
+                        start=start)
     i, f, g, o = tf.split(gates, 4, axis=-1)
     c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     h = tf.sigmoid(o) * tf.tanh(c)

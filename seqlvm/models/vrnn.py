@@ -106,34 +106,51 @@ class VRNN(base.SequenceModel):
     return tf.cast(x, self.dtype) - self.data_mean
 
   def prepare(self, x, mask):
-    """phi_x of x_{t-1} and of x_t for every step: two `[T, B, H]`."""
+    """Everything that depends on x alone, for all steps at once.
+
+    The LSTM reads [phi_x(x_{t-1}), phi_z(z_{t-1}), h] and the proposal's
+    first layer reads [h, phi_x(x_t)]; the phi_x parts of both products are
+    the same for every particle, so they are computed here on `[T*B]` rows
+    instead of on `[N*B]` rows at every step.
+
+    Returns:
+      lstm_inputs: `[T, B, 4H]`, the LSTM pre-activations from phi_x(x_{t-1})
+        (plus the LSTM bias).
+      proposal_inputs: `[T, B, H]`, the proposal's first-layer contribution
+        of phi_x(x_t).
+    """
     del mask  # Padded steps are ignored by the sweep.
     shape = tf.shape(x)
     flat = tf.reshape(self._centre(x), [-1, self.data_size])
-    encoded = tf.reshape(self.x_encoder(flat),
-                         [shape[0], shape[1], self.hidden_size])
+    encoded = self.x_encoder(flat)  # [T*B, H]
     first = self.x_encoder(tf.zeros([1, self.data_size], self.dtype))
-    first = tf.broadcast_to(first[tf.newaxis], [1, shape[1], self.hidden_size])
-    previous = tf.concat([first, encoded[:-1]], axis=0)
-    return previous, encoded
+    previous = tf.concat(
+        [tf.tile(first, [shape[1], 1]), encoded[:-shape[1]]], axis=0)
+    lstm_inputs = self.lstm.kernel.project(previous) + self.lstm.kernel.b
+    proposal_inputs = self.proposal.net.layers[0].project(
+        encoded, start=self.hidden_size)
+    return (tf.reshape(lstm_inputs, [shape[0], shape[1], -1]),
+            tf.reshape(proposal_inputs, [shape[0], shape[1], -1]))
 
   def initial_state(self, batch_size):
     h, c = self.lstm.initial_state(batch_size, self.dtype)
     # phi_z of the previous latent; zero before the first step.
     return h, c, tf.zeros([batch_size, self.hidden_size], self.dtype)
 
-  def _transition(self, state, encoded_previous_x):
+  def _transition(self, state, lstm_inputs):
     h, c, encoded_previous_z = state
-    rnn_out, (h, c) = self.lstm(
-        tf.concat([encoded_previous_x, encoded_previous_z], axis=-1), (h, c))
+    # lstm_inputs already holds phi_x(x_{t-1}) W_x + b.
+    rnn_out, (h, c) = self.lstm(encoded_previous_z, (h, c),
+                                projected=lstm_inputs - self.lstm.kernel.b,
+                                start=self.hidden_size)
     return rnn_out, h, c
 
   def step(self, state, context_t, x_t, seed):
-    encoded_previous_x, encoded_x = context_t
-    rnn_out, h, c = self._transition(state, encoded_previous_x)
+    lstm_inputs, proposal_inputs = context_t
+    rnn_out, h, c = self._transition(state, lstm_inputs)
     prior_loc, prior_scale = self.prior.params(rnn_out)
     p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
-    q_z = self.proposal(rnn_out, encoded_x,
+    q_z = self.proposal(rnn_out, offset=proposal_inputs,
                         loc_offset=prior_loc if self.residual_proposal else None)
     z = q_z.sample(seed=seed)
     encoded_z = self.z_encoder(z)
@@ -162,7 +179,9 @@ class VRNN(base.SequenceModel):
     def body(t, state, previous_x, xs, means):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
-      rnn_out, h, c = self._transition(state, self.x_encoder(previous_x))
+      lstm_inputs = self.lstm.kernel.project(
+          self.x_encoder(previous_x)) + self.lstm.kernel.b
+      rnn_out, h, c = self._transition(state, lstm_inputs)
       z = self.prior(rnn_out).sample(seed=z_seed)
       encoded_z = self.z_encoder(z)
       p_x = self.emission(rnn_out, encoded_z)
@@ -180,12 +199,16 @@ class VRNN(base.SequenceModel):
       return xs.stack(), means.stack()
     return xs.stack()
 
-  def flops_per_row_step(self):
-    """Multiply-add FLOPs of one step for one particle row (for benchmarks).
+  def flops(self, num_steps, batch_size, num_particles):
+    """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.
 
-    Counts the dense layers run inside the particle loop; the per-batch
-    `prepare` encoder is excluded.
+    Per particle row and step: the LSTM on [phi_z, h], the prior, the
+    proposal (less its precomputed phi_x part), phi_z and the emission; per
+    sequence row and step (`prepare`): phi_x and the two projections of it.
     """
-    return (self.lstm.flops_per_row() + self.prior.flops_per_row() +
-            self.proposal.flops_per_row() + self.z_encoder.flops_per_row() +
-            self.emission.flops_per_row())
+    h, rows = self.hidden_size, num_steps * batch_size
+    loop = (2 * 2 * h * 4 * h + self.prior.flops_per_row() +
+            self.proposal.flops_per_row() - 2 * h * h +
+            self.z_encoder.flops_per_row() + self.emission.flops_per_row())
+    prepared = (self.x_encoder.flops_per_row() + 2 * h * 4 * h + 2 * h * h)
+    return rows * num_particles * loop + rows * prepared

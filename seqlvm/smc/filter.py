@@ -88,6 +88,7 @@ def smc(model,
         resample_fn=resampling_lib.multinomial,
         final_reduction="logmeanexp",
         seed=None,
+        loop="while_loop",
         name=None):
   """Runs a particle filter over a batch of sequences.
 
@@ -106,6 +107,10 @@ def smc(model,
       averaged). Default value: "logmeanexp".
     seed: a stateless seed (int or `[2]` int tensor), or None for a random
       one. The same seed gives the same result.
+    loop: "while_loop" (one `tf.while_loop` over time: compiles into one
+      graph) or "python" (a Python loop calling one compiled step per time
+      step, eagerly; the benchmarks' per-timestep baseline). Default value:
+      "while_loop".
     name: optional name scope.
 
   Returns:
@@ -117,6 +122,8 @@ def smc(model,
   if not isinstance(num_particles, int) or num_particles < 1:
     raise ValueError(f"num_particles must be a positive Python int, got "
                      f"{num_particles!r}.")
+  if loop not in ("while_loop", "python"):
+    raise ValueError(f"loop must be 'while_loop' or 'python', got {loop!r}.")
   if final_reduction not in FINAL_REDUCTIONS:
     raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
                      f"{final_reduction!r}.")
@@ -137,8 +144,9 @@ def smc(model,
     context = model.prepare(x, mask)
     state = model.initial_state(n * batch_size)
 
-    def body(t, state, log_weights, log_p_hat, weights_ta, resampled_ta,
-             ess_ta):
+    def sweep_step(t, state, log_weights, log_p_hat):
+      """One step: propose, weight, maybe resample. Returns the new carry and
+      this step's traces (weights before any reset, fired flags, ESS)."""
       step_seed = tf.random.experimental.stateless_fold_in(seed, t)
       proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
       mask_t = mask[t]  # [B]
@@ -154,40 +162,54 @@ def smc(model,
       state = tf.nest.map_structure(
           lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
       log_weights = log_weights + log_alpha
-      weights_ta = weights_ta.write(t, log_weights)
-      ess_ta = ess_ta.write(t, criteria_lib.effective_sample_size(log_weights))
-
+      traced_weights = log_weights
+      ess = criteria_lib.effective_sample_size(log_weights)
       if never_resample:
-        resampled_ta = resampled_ta.write(t, tf.zeros([batch_size], tf.bool))
-        return (t + 1, state, log_weights, log_p_hat, weights_ta,
-                resampled_ta, ess_ta)
+        fire = tf.zeros([batch_size], tf.bool)
+      else:
+        fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)
+        log_p_hat = log_p_hat + tf.where(fire, _logmeanexp(log_weights),
+                                         tf.zeros_like(log_p_hat))
+        ancestors = resample_fn(log_weights, resample_seed)
+        ancestors = tf.where(fire[tf.newaxis], ancestors,
+                             tf.range(n)[:, tf.newaxis])
+        state = _gather_particles(state, ancestors, batch_size)
+        log_weights = tf.where(fire[tf.newaxis], tf.zeros_like(log_weights),
+                               log_weights)
+      return (state, log_weights, log_p_hat), (traced_weights, fire, ess)
 
-      fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)  # [B]
-      log_p_hat = log_p_hat + tf.where(fire, _logmeanexp(log_weights),
-                                       tf.zeros_like(log_p_hat))
-      ancestors = resample_fn(log_weights, resample_seed)
-      ancestors = tf.where(fire[tf.newaxis], ancestors,
-                           tf.range(n)[:, tf.newaxis])
-      state = _gather_particles(state, ancestors, batch_size)
-      log_weights = tf.where(fire[tf.newaxis], tf.zeros_like(log_weights),
-                             log_weights)
-      resampled_ta = resampled_ta.write(t, fire)
-      return (t + 1, state, log_weights, log_p_hat, weights_ta, resampled_ta,
-              ess_ta)
+    carry = (state, tf.zeros([n, batch_size], dtype),
+             tf.zeros([batch_size], dtype))
+    if loop == "python":
+      # Benchmark baseline: a Python loop over time, one compiled step each.
+      compiled_step = tf.function(sweep_step)
+      traces = []
+      for t in range(int(num_steps)):
+        carry, trace = compiled_step(tf.constant(t), *carry)
+        traces.append(trace)
+      state, log_weights, log_p_hat = carry
+      if not traces:
+        raise ValueError("loop='python' needs at least one time step.")
+      traced_weights, fired, ess = [tf.stack(list(v)) for v in zip(*traces)]
+    else:
+      def body(t, carry, weights_ta, resampled_ta, ess_ta):
+        carry, (traced, fire, ess) = sweep_step(t, *carry)
+        return (t + 1, carry, weights_ta.write(t, traced),
+                resampled_ta.write(t, fire), ess_ta.write(t, ess))
 
-    loop_vars = (
-        tf.constant(0),
-        state,
-        tf.zeros([n, batch_size], dtype),
-        tf.zeros([batch_size], dtype),
-        tf.TensorArray(dtype, size=num_steps, element_shape=[n, None]),
-        tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
-        tf.TensorArray(dtype, size=num_steps, element_shape=[None]),
-    )
-    (_, state, log_weights, log_p_hat, weights_ta, resampled_ta,
-     ess_ta) = tf.while_loop(
-         lambda t, *_: t < num_steps, body, loop_vars,
-         maximum_iterations=num_steps)
+      loop_vars = (
+          tf.constant(0), carry,
+          tf.TensorArray(dtype, size=num_steps, element_shape=[n, None]),
+          tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
+          tf.TensorArray(dtype, size=num_steps, element_shape=[None]),
+      )
+      _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
+          lambda t, *_: t < num_steps, body, loop_vars,
+          maximum_iterations=num_steps)
+      state, log_weights, log_p_hat = carry
+      traced_weights = weights_ta.stack()
+      fired = resampled_ta.stack()
+      ess = ess_ta.stack()
 
     if final_reduction == "logmeanexp":
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
@@ -195,9 +217,9 @@ def smc(model,
       log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
     return SMCResult(
         log_marginal=log_p_hat,
-        log_weights=weights_ta.stack(),
-        resampled=resampled_ta.stack(),
-        ess=ess_ta.stack(),
+        log_weights=traced_weights,
+        resampled=fired,
+        ess=ess,
         final_state=state)
 
 

@@ -27,7 +27,7 @@ def model():
 def test_contract_shapes(model):
   x, mask = _data()
   prepared = model.prepare(x, mask)
-  assert [c.shape for c in prepared] == [(T, B, H), (T, B, H)]
+  assert [c.shape for c in prepared] == [(T, B, 4 * H), (T, B, H)]
   state = model.initial_state(N * B)
   assert [s.shape for s in state] == [(N * B, H)] * 3
   context_t = tf.nest.map_structure(lambda c: shapes.tile_particles(c[0], N),

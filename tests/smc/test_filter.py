@@ -122,3 +122,18 @@ def test_bad_arguments():
     filter_lib.smc(model, x, num_particles=2, final_reduction="max")
   with pytest.raises(ValueError, match="time-major"):
     filter_lib.smc(model, tf.zeros([2, 1]), num_particles=2)
+
+
+def test_python_loop_equals_while_loop():
+  # The benchmarks' baseline runs the same step function from Python.
+  table = np.log(np.random.RandomState(0).rand(5, 4) + 0.1)
+  x = tf.zeros([5, 2, 1], tf.float64)
+  mask = shapes.sequence_mask([5, 3], 5)
+  kwargs = dict(num_particles=4, resample_criterion_fn=criteria.always,
+                seed=(3, 3))
+  a = filter_lib.smc(TableModel(table, 4), x, mask, **kwargs)
+  b = filter_lib.smc(TableModel(table, 4), x, mask, loop="python", **kwargs)
+  for u, v in zip(a[:4], b[:4]):
+    np.testing.assert_allclose(v, u, rtol=1e-12)
+  with pytest.raises(ValueError, match="loop"):
+    filter_lib.smc(TableModel(table, 4), x, loop="unrolled", num_particles=4)
