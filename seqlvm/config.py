@@ -3,7 +3,8 @@
 import dataclasses
 import json
 import os
-import tempfile
+
+from seqlvm import fileio
 
 __all__ = ["Config", "ConfigError", "MODELS", "ON_NONFINITE",
            "RESUMABLE_FIELDS", "save_config", "load_config"]
@@ -99,13 +100,7 @@ class Config:
 
 def save_config(config, path):
   """Writes the config as JSON, atomically."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  fileio.write_json(config.to_dict(), path)
 
 
 def load_config(path):

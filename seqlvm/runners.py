@@ -19,10 +19,8 @@ The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
 """
 
 import dataclasses
-import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -30,6 +28,7 @@ import tensorflow as tf
 
 from seqlvm import bounds
 from seqlvm import data as data_lib
+from seqlvm import fileio
 from seqlvm import models
 from seqlvm import shapes
 from seqlvm.config import Config
@@ -216,15 +215,6 @@ def _check_resume(config, run_dir):
         f"{path}: this run directory holds a run with another configuration "
         "(" + "; ".join(differences) + "). Resume it with the same settings "
         "or choose a new --run-dir.")
-
-
-def _atomic_json(values, path):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json.tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(values, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
@@ -470,7 +460,7 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
     results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
                      "num_particles": num_particles}
   out = os.path.join(run_dir, "eval", f"{split}_n{num_particles}.json")
-  _atomic_json(results, out)
+  fileio.write_json(results, out)
   results["path"] = out
   return results
 
@@ -508,7 +498,7 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
                             f"{os.path.basename(path)}" for i in range(num)])
     paths.append(png)
   npz = os.path.join(out_dir, "samples.npz")
-  os.makedirs(out_dir, exist_ok=True)
-  np.savez(npz, x=x, means=means)
+  with fileio.atomic_write(npz, "wb") as f:
+    np.savez(f, x=x, means=means)
   paths.append(npz)
   return paths

@@ -6,12 +6,10 @@ long note. Each step lasts `step_beats` beats (1 = a quarter note, the JSB
 resolution) at `tempo_bpm`.
 """
 
-import os
-import tempfile
-
 import mido
 import numpy as np
 
+from seqlvm import fileio
 from seqlvm.data import pianoroll
 
 __all__ = ["write_midi", "read_midi_roll"]
@@ -59,16 +57,8 @@ def write_midi(roll, path, step_beats=1.0, tempo_bpm=100, velocity=80,
   track.append(mido.MetaMessage("end_of_track", time=0))
   midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
   midi.tracks.append(track)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".mid.tmp")
-  os.close(fd)
-  try:
-    midi.save(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with fileio.atomic_write(path, "wb") as f:
+    midi.save(file=f)
 
 
 def read_midi_roll(path, step_beats=1.0):

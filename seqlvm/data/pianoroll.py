@@ -16,9 +16,10 @@ import dataclasses
 import numbers
 import os
 import pickle
-import tempfile
 
 import numpy as np
+
+from seqlvm import fileio
 
 __all__ = [
     "DataError",
@@ -151,15 +152,5 @@ def save_pianoroll(splits, path):
     splits: dict of split name -> list of sequences of note tuples.
     path: where to write; the file appears whole or not at all.
   """
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      pickle.dump({k: splits[k] for k in SPLITS}, f, protocol=4)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with fileio.atomic_write(path, "wb") as f:
+    pickle.dump({k: splits[k] for k in SPLITS}, f, protocol=4)

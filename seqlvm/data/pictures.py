@@ -1,8 +1,8 @@
 """Pianoroll pictures (PNG) with matplotlib: time on x, pitch on y."""
 
-import os
-
 import numpy as np
+
+from seqlvm import fileio
 
 __all__ = ["write_pianoroll_png"]
 
@@ -25,8 +25,6 @@ def write_pianoroll_png(rolls, path, titles=None, lowest_note=21):
       ax.set_title(titles[i], fontsize=9)
   axes[-1, 0].set_xlabel("step")
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
+  with fileio.atomic_write(path, "wb") as f:
+    fig.savefig(f, dpi=100, format="png")
   plt.close(fig)
-  os.replace(tmp, path)
