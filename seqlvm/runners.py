@@ -469,8 +469,9 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
            make_dataset_and_model=make_dataset_and_model, log=None):
   """Samples sequences from the latest checkpoint's generative model.
 
-  Writes one MIDI file per sample and a PNG of all of them (the emission
-  probabilities in grey, so the picture shows what the model believes).
+  Writes one MIDI file per sample and a PNG of all of them (the sampled
+  notes in black over the emission probabilities in grey, so the picture
+  shows what the model believes too).
 
   Returns:
     paths: the files written.
@@ -493,9 +494,11 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
       midi.write_midi(roll, p)
       paths.append(p)
     png = os.path.join(out_dir, "samples.png")
+    # Sampled notes in black over the model's note probabilities in grey.
     pictures.write_pianoroll_png(
-        means, png, titles=[f"sample {i} (note probabilities), "
-                            f"{os.path.basename(path)}" for i in range(num)])
+        np.maximum(x, 0.6 * means), png,
+        titles=[f"sample {i}: notes (black), their probabilities (grey); "
+                f"{os.path.basename(path)}" for i in range(num)])
     paths.append(png)
   npz = os.path.join(out_dir, "samples.npz")
   with fileio.atomic_write(npz, "wb") as f:
