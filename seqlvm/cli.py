@@ -41,6 +41,9 @@ def _train_parser(sub):
   arg("--model", "model", "model", choices=config_lib.MODELS)
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
   arg("--latent-size", "latent_size", "latent dimension", type=int)
+  arg("--emission", "emission", "emission distribution (bernoulli for "
+      "pianorolls, gaussian for real-valued frames)",
+      choices=("bernoulli", "gaussian"))
   arg("--bound", "bound", "training objective",
       choices=("elbo", "iwae", "fivo"))
   arg("--num-particles", "num_particles", "particles N", type=int)

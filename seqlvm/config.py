@@ -13,7 +13,8 @@ MODELS = ("vrnn",)
 ON_NONFINITE = ("stop", "skip")
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
-                    "valid_every", "keep_checkpoints", "on_nonfinite")
+                    "valid_every", "keep_checkpoints", "on_nonfinite",
+                    "jit_compile")
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,19 @@ class Config:
   seed: int = 0
 
   def __post_init__(self):
+    type_errors = []
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      type_name = f.type if isinstance(f.type, str) else f.type.__name__
+      expected = {"int": int, "float": (int, float), "str": str,
+                  "bool": bool}[type_name]
+      if isinstance(value, bool) and expected is not bool:
+        type_errors.append(f"{f.name} must be a number, got {value!r}")
+      elif not isinstance(value, expected):
+        type_errors.append(f"{f.name} must be {type_name}, got {value!r}")
+    if type_errors:
+      raise ConfigError("Invalid configuration: " + "; ".join(type_errors) +
+                        ".")
     from seqlvm import bounds  # pylint: disable=g-import-not-at-top
     from seqlvm.smc import criteria, resampling  # pylint: disable=g-import-not-at-top
     checks = [
@@ -72,6 +86,7 @@ class Config:
         (0. < self.threshold <= 1., "threshold must be in (0, 1]"),
         (self.learning_rate > 0., "learning_rate must be positive"),
         (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
+        (0 <= self.seed < 2 ** 31, "seed must be in [0, 2**31)"),
     ]
     for name in ("hidden_size", "latent_size", "num_particles", "batch_size",
                  "checkpoint_every", "summary_every", "keep_checkpoints",

@@ -19,6 +19,8 @@ The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
 """
 
 import dataclasses
+import glob
+import json
 import os
 import sys
 import time
@@ -175,9 +177,29 @@ def _checkpoint_manager(checkpoint, run_dir, max_to_keep=3):
         "specific checkpoint file.") from e
 
 
+def _checkpoint_number(prefix):
+  try:
+    return int(prefix.rsplit("-", 1)[1])
+  except (IndexError, ValueError):
+    return -1
+
+
 def _restore_latest(checkpoint, manager, partial=False, log=None):
-  """Restores the newest checkpoint that loads; returns its path or None."""
-  candidates = list(reversed(manager.checkpoints))
+  """Restores the newest checkpoint that loads; returns its path or None.
+
+  The candidates are the checkpoints the index names, newest first, then any
+  other ckpt-N files in the directory, newest first (the index may be lost or
+  damaged: TensorFlow then reports no checkpoints).
+  """
+  listed = [os.path.abspath(p) for p in reversed(manager.checkpoints)]
+  found = [os.path.abspath(f[:-len(".index")]) for f in
+           glob.glob(os.path.join(manager.directory, "ckpt-*.index"))]
+  others = sorted((f for f in found if f not in listed),
+                  key=_checkpoint_number, reverse=True)
+  if not listed and others and log:
+    log(f"Warning: {os.path.join(manager.directory, 'checkpoint')} is "
+        "missing or unreadable; trying the checkpoint files themselves.")
+  candidates = listed + others
   failures = []
   for path in candidates:
     try:
@@ -281,9 +303,13 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   def validate():
     if not getattr(dataset, "valid", None):
       return float("nan")
-    per_t, per_seq, _ = evaluator(dataset.valid, config.bound,
-                                  config.num_particles, config.batch_size,
-                                  seed=config.seed)
+    try:
+      per_t, per_seq, _ = evaluator(dataset.valid, config.bound,
+                                    config.num_particles, config.batch_size,
+                                    seed=config.seed)
+    except TrainingError as e:  # A NaN on validation must not end the run.
+      log(f"Warning: step {int(step)}: validation failed: {e}")
+      return float("nan")
     with valid_writer.as_default(step=int(step)):
       tf.summary.scalar(f"{config.bound}_per_timestep", per_t)
       tf.summary.scalar(f"{config.bound}_per_sequence", per_seq)
@@ -293,9 +319,10 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
 
   bar = tqdm(total=config.num_steps, initial=int(step), desc="train",
              disable=not progress, file=sys.stderr, dynamic_ncols=True)
-  recent, skipped, consecutive_skips = [], 0, 0
+  window, skipped, consecutive_skips = [], 0, 0
+  last_window_mean = float("nan")
   last_checkpoint = manager.latest_checkpoint or ""
-  valid_per_t = float("nan")
+  valid_per_t, last_valid_step = float("nan"), None
   start_time, start_step = time.time(), int(step)
   try:
     while int(step) < config.num_steps:
@@ -305,7 +332,10 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
       x, lengths = next(iterator)
       seed = tf.constant([config.seed, int(step)], tf.int32)
       bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
-      if not bool(applied):
+      if bool(applied):
+        consecutive_skips = 0
+        window.append(float(bound_per_t))
+      else:
         message = (f"non-finite {config.bound} bound ({float(bound_per_t)}) "
                    f"or gradient norm ({float(grad_norm)}) at step "
                    f"{int(step) + 1}")
@@ -324,40 +354,41 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
           raise TrainingError(
               f"Training stopped: 20 consecutive non-finite batches up to "
               f"step {int(step) + 1}; last good state in {last_checkpoint}.")
-        step.assign_add(1)
-        bar.update(1)
-        continue
-      consecutive_skips = 0
       step.assign_add(1)
       bar.update(1)
-      recent.append(float(bound_per_t))
       current = int(step)
-      if current % config.summary_every == 0 or current == config.num_steps:
-        mean_bound = float(np.mean(recent))
+      if window and (current % config.summary_every == 0 or
+                     current == config.num_steps):
+        last_window_mean = float(np.mean(window))
+        window = []
         elapsed = time.time() - start_time
         with writer.as_default(step=current):
-          tf.summary.scalar(f"{config.bound}_per_timestep", mean_bound)
+          tf.summary.scalar(f"{config.bound}_per_timestep", last_window_mean)
           tf.summary.scalar("grad_norm", grad_norm)
           tf.summary.scalar("steps_per_second",
                             (current - start_step) / max(elapsed, 1e-9))
-        bar.set_postfix({f"{config.bound}/step": f"{mean_bound:.3f}"})
-        recent = recent[-config.summary_every:]
-      if config.valid_every and current % config.valid_every == 0:
-        valid_per_t = validate()
+        bar.set_postfix({f"{config.bound}/step": f"{last_window_mean:.3f}"})
       if current % config.checkpoint_every == 0:
         last_checkpoint = save()
-    if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(
-        f"-{int(step)}"):
+      if config.valid_every and current % config.valid_every == 0:
+        valid_per_t, last_valid_step = validate(), current
+    if not (manager.latest_checkpoint or "").endswith(f"-{int(step)}"):
       last_checkpoint = save()
+  except KeyboardInterrupt:
+    # No lost work: keep what was trained since the last checkpoint.
+    last_checkpoint = save()
+    log(f"Interrupted at step {int(step)}; saved {last_checkpoint}.")
+    raise
   finally:
     bar.close()
     writer.flush()
     valid_writer.flush()
-  if config.valid_every == 0 or int(step) % config.valid_every != 0:
-    valid_per_t = validate() if config.valid_every else valid_per_t
+  if config.valid_every and last_valid_step != int(step):
+    valid_per_t = validate()
+  if window:
+    last_window_mean = float(np.mean(window))
   return TrainResult(step=int(step), checkpoint=last_checkpoint,
-                     train_bound_per_timestep=float(np.mean(recent))
-                     if recent else float("nan"),
+                     train_bound_per_timestep=last_window_mean,
                      valid_bound_per_timestep=valid_per_t,
                      skipped_steps=skipped)
 
@@ -423,6 +454,15 @@ def _load_run(run_dir, make_dataset_and_model, log):
   return config, dataset, model, path
 
 
+def _read_previous(path):
+  try:
+    with open(path) as f:
+      values = json.load(f)
+    return values if isinstance(values, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
 def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
              batch_size=None, seed=0,
              make_dataset_and_model=make_dataset_and_model, progress=True,
@@ -444,8 +484,12 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
       dataset, split)
   if not sequences:
     raise data_lib.DataError(f"The {split!r} split is empty.")
-  num_particles = num_particles or config.num_particles
-  batch_size = batch_size or config.batch_size
+  num_particles = config.num_particles if num_particles is None else (
+      num_particles)
+  batch_size = config.batch_size if batch_size is None else batch_size
+  if num_particles < 1 or batch_size < 1:
+    raise ConfigError(f"--num-particles and --batch-size must be >= 1, got "
+                      f"{num_particles} and {batch_size}.")
   data_size = sequences[0].shape[1]
   evaluator = _Evaluator(model, config, data_size)
   step = int(path.rsplit("-", 1)[-1]) if "-" in path else -1
@@ -460,6 +504,10 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
     results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
                      "num_particles": num_particles}
   out = os.path.join(run_dir, "eval", f"{split}_n{num_particles}.json")
+  previous = _read_previous(out)
+  if previous.get("checkpoint") == results["checkpoint"] and previous.get(
+      "seed") == seed:  # Keep the other bounds of the same checkpoint.
+    results = {**previous, **results}
   fileio.write_json(results, out)
   results["path"] = out
   return results
@@ -480,7 +528,7 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
   from seqlvm.data import pictures  # pylint: disable=g-import-not-at-top
   log = log or (lambda message: print(message, file=sys.stderr))
   if num < 1 or steps < 1:
-    raise ValueError(f"--num and --steps must be >= 1, got {num}, {steps}.")
+    raise ConfigError(f"--num and --steps must be >= 1, got {num}, {steps}.")
   config, _, model, path = _load_run(run_dir, make_dataset_and_model, log)
   out_dir = out_dir or os.path.join(run_dir, "samples")
   x, means = model.sample(steps, num, seed=tf.constant([seed, 0]),

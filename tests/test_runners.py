@@ -137,6 +137,13 @@ def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
   runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
                 log=messages.append)
   assert not any("Resuming" in m and "ckpt-8" in m for m in messages)
+  # A lost or damaged index: the checkpoint files themselves are tried.
+  (ckpt / "checkpoint").write_text("garbage {{{")
+  messages = []
+  runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
+                log=messages.append)
+  assert any("missing or unreadable" in m for m in messages), messages
+  assert any("Resuming" in m and "at step 6" in m for m in messages)
   # The newest named checkpoint is corrupt: it is reported, the older used.
   data_file = ckpt / "ckpt-6.data-00000-of-00001"
   data_file.write_bytes(data_file.read_bytes()[:50])
@@ -228,5 +235,10 @@ def test_clear_errors_for_bad_input(tmp_path, capsys):
     Config(num_particles=0)
   with pytest.raises(SystemExit):
     cli.main(["train", "--run-dir", "x", "--bound", "vi"])
+  assert cli.main(_train_args(str(tmp_path), tmp_path / "r2", "--num-steps",
+                              "1")) == 2  # a directory, not a pickle
+  assert "not a readable pickle" in capsys.readouterr().err
+  with pytest.raises(ConfigError, match="seed"):
+    Config(seed=2 ** 31)
   with pytest.raises(DataError):
     runners.make_dataset_and_model(Config(data=str(tmp_path / "none.pkl")))

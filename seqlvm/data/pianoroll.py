@@ -95,7 +95,7 @@ def _read_pickle(path):
     with open(path, "rb") as f:
       return pickle.load(f, encoding="latin1")
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
-          AttributeError, ImportError, IndexError) as e:
+          AttributeError, ImportError, IndexError, OSError) as e:
     raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: "
                     f"{e}).") from e
 

@@ -50,7 +50,8 @@ class VRNN(base.SequenceModel):
     hidden_size: int H, the LSTM and MLP width. Default value: 64.
     latent_size: int Z. Default value: 32.
     emission: "bernoulli" or "gaussian". Default value: "bernoulli".
-    data_mean: optional `[D]` training mean (zeros if None).
+    data_mean: optional `[D]` training mean. If None, inputs are not
+      centred and the emission bias starts at zero.
     residual_proposal: add the prior mean to the proposal mean. Default
       value: True.
     seed: int, for the initial weights. Default value: 0.
@@ -95,7 +96,8 @@ class VRNN(base.SequenceModel):
                                               dtype=dtype, name="proposal")
       if emission == "bernoulli":
         self.emission = heads.ConditionalBernoulli(
-            2 * h, [h], d, seed=seed + 6, bias_init=heads.logit(mean),
+            2 * h, [h], d, seed=seed + 6,
+            bias_init=None if data_mean is None else heads.logit(mean),
             dtype=dtype, name="emission")
       else:
         self.emission = heads.ConditionalNormal(

@@ -154,8 +154,8 @@ def smc(model,
       context_t = tf.nest.map_structure(
           lambda c: shapes.tile_particles(c[t], n), context)
       out = model.step(state, context_t, x_t, proposal_seed)
-      log_alpha = shapes.split_particles(
-          out.log_p_z + out.log_p_x_given_z - out.log_q_z, n)  # [N, B]
+      log_alpha = tf.cast(shapes.split_particles(
+          out.log_p_z + out.log_p_x_given_z - out.log_q_z, n), dtype)  # [N,B]
       log_alpha = tf.where(mask_t[tf.newaxis], log_alpha,
                            tf.zeros_like(log_alpha))
       mask_rows = shapes.tile_particles(mask_t, n)  # [N*B]
