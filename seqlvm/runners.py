@@ -33,7 +33,6 @@ from seqlvm import data as data_lib
 from seqlvm import fileio
 from seqlvm import models
 from seqlvm import shapes
-from seqlvm.config import Config
 from seqlvm.config import ConfigError
 from seqlvm.config import RESUMABLE_FIELDS
 from seqlvm.config import load_config
