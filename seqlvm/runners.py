@@ -55,8 +55,6 @@ class CheckpointError(RuntimeError):
 
 
 @dataclasses.dataclass
-
-
 class TrainResult:
   step: int
   checkpoint: str
@@ -491,7 +489,7 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
                       f"{num_particles} and {batch_size}.")
   data_size = sequences[0].shape[1]
   evaluator = _Evaluator(model, config, data_size)
-  step = int(path.rsplit("-", 1)[-1]) if "-" in path else -1
+  step = _checkpoint_number(path)
   results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
              "step": step, "num_sequences": len(sequences),
              "num_timesteps": int(sum(len(s) for s in sequences)),

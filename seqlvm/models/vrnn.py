@@ -117,7 +117,7 @@ class VRNN(base.SequenceModel):
 
     Returns:
       lstm_inputs: `[T, B, 4H]`, the LSTM pre-activations from phi_x(x_{t-1})
-        (plus the LSTM bias).
+        (without the LSTM bias, which the step adds).
       proposal_inputs: `[T, B, H]`, the proposal's first-layer contribution
         of phi_x(x_t).
     """
@@ -128,7 +128,7 @@ class VRNN(base.SequenceModel):
     first = self.x_encoder(tf.zeros([1, self.data_size], self.dtype))
     previous = tf.concat(
         [tf.tile(first, [shape[1], 1]), encoded[:-shape[1]]], axis=0)
-    lstm_inputs = self.lstm.kernel.project(previous) + self.lstm.kernel.b
+    lstm_inputs = self.lstm.kernel.project(previous)
     proposal_inputs = self.proposal.net.layers[0].project(
         encoded, start=self.hidden_size)
     return (tf.reshape(lstm_inputs, [shape[0], shape[1], -1]),
@@ -141,10 +141,9 @@ class VRNN(base.SequenceModel):
 
   def _transition(self, state, lstm_inputs):
     h, c, encoded_previous_z = state
-    # lstm_inputs already holds phi_x(x_{t-1}) W_x + b.
+    # lstm_inputs holds phi_x(x_{t-1}) W_x; the cell adds [phi_z, h] W + b.
     rnn_out, (h, c) = self.lstm(encoded_previous_z, (h, c),
-                                projected=lstm_inputs - self.lstm.kernel.b,
-                                start=self.hidden_size)
+                                projected=lstm_inputs, start=self.hidden_size)
     return rnn_out, h, c
 
   def step(self, state, context_t, x_t, seed):
@@ -181,8 +180,7 @@ class VRNN(base.SequenceModel):
     def body(t, state, previous_x, xs, means):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
-      lstm_inputs = self.lstm.kernel.project(
-          self.x_encoder(previous_x)) + self.lstm.kernel.b
+      lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
       rnn_out, h, c = self._transition(state, lstm_inputs)
       z = self.prior(rnn_out).sample(seed=z_seed)
       encoded_z = self.z_encoder(z)

@@ -182,14 +182,14 @@ def smc(model,
              tf.zeros([batch_size], dtype))
     if loop == "python":
       # Benchmark baseline: a Python loop over time, one compiled step each.
+      if int(num_steps) < 1:
+        raise ValueError("loop='python' needs at least one time step.")
       compiled_step = tf.function(sweep_step)
       traces = []
       for t in range(int(num_steps)):
         carry, trace = compiled_step(tf.constant(t), *carry)
         traces.append(trace)
       state, log_weights, log_p_hat = carry
-      if not traces:
-        raise ValueError("loop='python' needs at least one time step.")
       traced_weights, fired, ess = [tf.stack(list(v)) for v in zip(*traces)]
     else:
       def body(t, carry, weights_ta, resampled_ta, ess_ta):
