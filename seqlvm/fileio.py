@@ -25,10 +25,17 @@ def atomic_write(path, mode="w"):
   try:
     with os.fdopen(fd, mode) as f:
       yield f
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only.
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_json(values, path):

@@ -1,0 +1,557 @@
+"""Speech preparation: a folder of recordings -> sharded TFRecords + manifest.
+
+`from_audio` turns any folder of .wav / .sph / .flac files (WAV and NIST
+SPHERE are both read by libsndfile, so a TIMIT tree works as it comes) into
+the format the speech reader consumes:
+
+```
+OUT/manifest.json          # see `from_audio` for the schema
+OUT/train-00000.tfrecord   # one record per utterance
+OUT/train-00001.tfrecord   # a new shard every `shard_mb` MiB
+OUT/valid-00000.tfrecord
+OUT/test-00000.tfrecord
+```
+
+Each record is a serialized `tf.train.Example` with one feature, "samples":
+a bytes_list holding the float32 little-endian waveform `[L]`, mono, at the
+manifest's sample rate, values in [-1, 1] as read (not yet normalised), with
+L a multiple of `frame_size` (the trailing partial frame is dropped). The
+reader cuts it into frames `[L / frame_size, frame_size]` and normalises with
+the manifest's training `mean` and `std` (FIVO, DESIGN.md section 6).
+
+Splits:
+  - A TIMIT tree (top-level folders TRAIN and TEST, any case, and no valid
+    folder) is split as FIVO's create_timit_dataset.py does: the sorted
+    TRAIN paths are shuffled with `random.Random(1234)`; the first
+    int(0.05 * n) are valid, the rest train; TEST is test. On the full TIMIT
+    this gives 4389 / 231 / 1680 utterances (SA sentences included; drop
+    them with `exclude_sa=True`).
+  - Otherwise `collect.split_files`: train / valid / test folders if there
+    are, else a seeded shuffle with `valid_fraction` and `test_fraction`.
+
+Bad files (unreadable, not audio, shorter than one frame, non-finite
+samples) are skipped and listed at the end and in the manifest, or stop the
+run with `strict=True`. The output folder appears whole or not at all.
+
+Recommended import: `from seqlvm.data import audio`.
+
+#### References
+[1] Maddison, Lawson, Tucker, Heess, Norouzi, Mnih, Doucet, Teh. Filtering
+    Variational Objectives. NeurIPS 2017. https://arxiv.org/abs/1705.09279
+    (code: tensorflow/models research/fivo/fivo/data/create_timit_dataset.py)
+"""
+
+import collections
+import functools
+import json
+import os
+import random
+import shutil
+import sys
+
+import numpy as np
+import soundfile
+import soxr
+import tensorflow as tf
+import tqdm
+
+from seqlvm import fileio
+from seqlvm.data import collect
+from seqlvm.data.pianoroll import DataError
+
+__all__ = [
+    "from_audio",
+    "read_manifest",
+    "timit_split",
+    "AUDIO_EXTENSIONS",
+    "FORMAT",
+    "VERSION",
+    "MANIFEST_NAME",
+    "FEATURE",
+]
+
+AUDIO_EXTENSIONS = (".wav", ".sph", ".flac")
+FORMAT = "seqlvm-speech"
+VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FEATURE = "samples"  # The one tf.train.Example feature: float32 LE bytes.
+
+# FIVO's create_timit_dataset.py: random.seed(1234), valid_frac 0.05.
+TIMIT_SEED = 1234
+TIMIT_VALID_FRACTION = 0.05
+
+_RECORD_OVERHEAD = 16  # TFRecord framing: length, its CRC, the data CRC.
+_MANIFEST_KEYS = ("format", "version", "source", "layout", "sample_rate",
+                  "frame_size", "mean", "std", "exclude_sa", "splits",
+                  "skipped", "resampled")
+_SPLIT_KEYS = ("shards", "num_sequences", "num_frames", "lengths", "files")
+
+
+def _top(path):
+  return path.split("/", 1)[0].lower() if "/" in path else ""
+
+
+def _is_timit(paths):
+  tops = {_top(p) for p in paths}
+  return "train" in tops and "test" in tops and "valid" not in tops
+
+
+def _is_sa(path):
+  return os.path.basename(path).lower().startswith("sa")
+
+
+def timit_split(paths, exclude_sa=False):
+  """FIVO's TIMIT split of relative paths under TRAIN/ and TEST/.
+
+  Args:
+    paths: relative paths ("TRAIN/DR1/FCJF0/SA1.WAV", ...); others ignored.
+    exclude_sa: drop the SA1 / SA2 sentences (names starting with "SA", any
+      case) before splitting. Default value: False (FIVO keeps them).
+
+  Returns:
+    splits: dict split -> sorted relative paths.
+  """
+  paths = [p for p in paths if not (exclude_sa and _is_sa(p))]
+  train = sorted(p for p in paths if _top(p) == "train")
+  test = sorted(p for p in paths if _top(p) == "test")
+  random.Random(TIMIT_SEED).shuffle(train)
+  num_valid = int(len(train) * TIMIT_VALID_FRACTION)
+  return {"train": sorted(train[num_valid:]),
+          "valid": sorted(train[:num_valid]),
+          "test": test}
+
+
+def _drop_converted_copies(paths):
+  """Drops "X.WAV.wav" where "X.WAV" exists (TIMIT copies with RIFF headers).
+
+  Some TIMIT distributions ship each SPHERE file beside a converted copy;
+  both would otherwise count as utterances.
+  """
+  have = set(paths)
+  return [p for p in paths if not (
+      os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS and
+      os.path.splitext(p)[0] in have)]
+
+
+def _check_not_nested(directory, paths, layout):
+  """Refuses to shuffle a tree whose split folders sit one level down."""
+  tops = {p.split("/", 1)[0] for p in paths}
+  if layout != "shuffled" or len(tops) != 1 or "/" not in paths[0]:
+    return
+  inner = {_top(p.split("/", 1)[1]) for p in paths}
+  if "train" in inner:
+    raise DataError(
+        f"{directory}: the split folders (train / test) are inside "
+        f"{tops.pop()}/; pass that folder instead, or its files would be "
+        "shuffled into new splits.")
+
+
+def _reason(error):
+  # LibsndfileError's str() repeats the path; keep libsndfile's own words.
+  return getattr(error, "error_string", None) or str(error) or repr(error)
+
+
+def _check_rates(infos, sample_rate):
+  """The target rate: `sample_rate`, or the one rate all files share."""
+  if sample_rate is not None:
+    return int(sample_rate)
+  by_rate = collections.OrderedDict()
+  for path, info in infos.items():
+    by_rate.setdefault(info.samplerate, []).append(path)
+  if len(by_rate) > 1:
+    lines = [f"  {rate} Hz: {len(files)} file(s), e.g. {files[0]}"
+             for rate, files in sorted(by_rate.items())]
+    raise DataError(
+        "The recordings have different sample rates:\n" + "\n".join(lines) +
+        "\nPass --sample-rate RATE (sample_rate=RATE) to resample them all "
+        "to one rate.")
+  return int(next(iter(by_rate)))
+
+
+def _read_mono(path):
+  """float64 `[L]`, channels averaged."""
+  samples, rate = soundfile.read(path, dtype="float64", always_2d=True)
+  return samples.mean(axis=1), rate
+
+
+def _example(waveform):
+  return tf.train.Example(features=tf.train.Features(feature={
+      FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[waveform.astype("<f4").tobytes()]))
+  })).SerializeToString()
+
+
+class _ShardWriter:
+  """Writes records to SPLIT-00000.tfrecord, ...; a new shard past a size."""
+
+  def __init__(self, folder, split, shard_bytes):
+    self.folder = folder
+    self.split = split
+    self.shard_bytes = shard_bytes
+    self.shards = []
+    self.total_bytes = 0
+    self._writer = None
+    self._size = 0
+
+  def write(self, record):
+    if self._writer is None or self._size >= self.shard_bytes:
+      self.close()
+      name = f"{self.split}-{len(self.shards):05d}.tfrecord"
+      self._writer = tf.io.TFRecordWriter(os.path.join(self.folder, name))
+      self.shards.append(name)
+      self._size = 0
+    self._writer.write(record)
+    self._size += len(record) + _RECORD_OVERHEAD
+    self.total_bytes += len(record) + _RECORD_OVERHEAD
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+class _Moments:
+  """Count, mean and sum of squared deviations, merged chunk by chunk.
+
+  Chan et al.'s pairwise update in float64: the same result as sum and sum
+  of squares, without their cancellation when the mean is far from zero.
+  """
+
+  def __init__(self):
+    self.count = 0
+    self.mean = 0.
+    self.m2 = 0.
+
+  def add(self, x):
+    x = np.asarray(x, np.float64)
+    n = x.size
+    if not n:
+      return
+    mean = float(x.mean())
+    m2 = float(np.square(x - mean).sum())
+    total = self.count + n
+    delta = mean - self.mean
+    self.mean += delta * n / total
+    self.m2 += m2 + delta * delta * self.count * n / total
+    self.count = total
+
+  @property
+  def std(self):
+    return float(np.sqrt(self.m2 / self.count)) if self.count else 0.
+
+
+def _check_args(frame_size, sample_rate, shard_mb):
+  if int(frame_size) != frame_size or frame_size < 1:
+    raise DataError(f"frame_size must be a positive integer, got "
+                    f"{frame_size!r}.")
+  if sample_rate is not None and (int(sample_rate) != sample_rate or
+                                  sample_rate < 1):
+    raise DataError(f"sample_rate must be a positive integer, got "
+                    f"{sample_rate!r}.")
+  if not shard_mb > 0:
+    raise DataError(f"shard_mb must be positive, got {shard_mb!r}.")
+
+
+def _check_output(directory, out, force):
+  source = os.path.realpath(directory)
+  target = os.path.realpath(out)
+  if source == target or source.startswith(target + os.sep):
+    raise DataError(f"{out}: the output folder would contain the input "
+                    f"folder {directory}; choose another output folder.")
+  if os.path.exists(out) and not force:
+    raise DataError(f"{out} already exists; pass --force (force=True) to "
+                    "replace it.")
+
+
+def _replace_folder(tmp, out, force):
+  """Renames `tmp` to `out`; with `force`, replaces an existing `out`."""
+  if not os.path.exists(out):
+    os.rename(tmp, out)
+    return
+  if not force:
+    raise DataError(f"{out} already exists; pass --force (force=True) to "
+                    "replace it.")
+  old = f"{out}.old-{os.getpid()}"
+  if os.path.exists(old):
+    shutil.rmtree(old)
+  os.rename(out, old)
+  os.rename(tmp, out)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def _empty_split(directory, split, layout, splits, problems):
+  assigned = len(splits[split])
+  hint = {
+      "timit": "",
+      "folders": f" Put recordings under {split}/ too, or remove the split "
+                 "folders to split by a seeded shuffle.",
+      "shuffled": " Add recordings or raise --valid-fraction / "
+                  "--test-fraction.",
+  }[layout]
+  message = (f"{directory}: the {split} split has no utterances ({layout} "
+             f"layout, {assigned} file(s) assigned"
+             f"{', all skipped' if assigned else ''}).{hint}")
+  report = problems.report()
+  return f"{message}\n{report}" if report else message
+
+
+def _summary(manifest, total_bytes, problems):
+  rate = manifest["sample_rate"]
+  frame_size = manifest["frame_size"]
+  lines = [f"Prepared {manifest['source']} ({manifest['layout']} layout) at "
+           f"{rate} Hz, frames of {frame_size} samples:"]
+  num_shards = 0
+  for split, entry in manifest["splits"].items():
+    hours = entry["num_frames"] * frame_size / rate / 3600
+    lines.append(f"  {split}: {entry['num_sequences']} utterances, "
+                 f"{entry['num_frames']} frames ({hours:.2f} h)")
+    num_shards += len(entry["shards"])
+  lines.append(f"  training mean {manifest['mean']:.6g}, std "
+               f"{manifest['std']:.6g}")
+  lines.append(f"  {num_shards} shard(s), {total_bytes / 2**20:.1f} MiB; "
+               f"{manifest['resampled']} file(s) resampled")
+  report = problems.report()
+  if report:
+    lines.append(report)
+  return "\n".join(lines)
+
+
+def from_audio(directory, out, frame_size=200, sample_rate=None, seed=0,
+               valid_fraction=0.05, test_fraction=0.1, exclude_sa=False,
+               shard_mb=128, strict=False, force=False, progress=True,
+               log=None):
+  """Prepares a folder of recordings as sharded TFRecords and a manifest.
+
+  Every file is read as float64, mixed to mono by averaging its channels,
+  resampled with soxr if its rate is not the target rate, and cut to a
+  whole number of frames (the trailing partial frame is dropped). The
+  training statistics are taken over these trimmed training samples, as
+  stored (float32), accumulated in float64. Files are streamed one at a
+  time: memory does not grow with the corpus.
+
+  The manifest, OUT/manifest.json:
+
+  ```
+  {"format": "seqlvm-speech", "version": 1,
+   "source": absolute input folder,
+   "layout": "timit" | "folders" | "shuffled",
+   "sample_rate": int, "frame_size": int,
+   "mean": float, "std": float,        # training samples, population std
+   "exclude_sa": bool,
+   "splits": {"train" | "valid" | "test": {
+       "shards": ["train-00000.tfrecord", ...],   # relative to OUT
+       "num_sequences": int, "num_frames": int,
+       "lengths": [frames per record, in record order],
+       "files": [input paths relative to `directory`, in record order]}},
+   "skipped": [{"file": relative path, "reason": str}, ...],
+   "resampled": int}                   # files resampled
+  ```
+
+  Args:
+    directory: the input folder (searched recursively for .wav, .sph and
+      .flac files, any case).
+    out: the output folder; written as OUT.partial-PID and renamed.
+    frame_size: samples per frame. Default value: 200 (FIVO).
+    sample_rate: resample every file to this rate (Hz). Default value: None,
+      which requires all files to share one rate.
+    seed: shuffle seed when the folder has no split folders. Ignored for a
+      TIMIT tree (FIVO's fixed seed 1234). Default value: 0.
+    valid_fraction: share of the files for valid in a shuffled split.
+      Ignored for a TIMIT tree (FIVO's 0.05). Default value: 0.05.
+    test_fraction: share of the files for test in a shuffled split.
+      Default value: 0.1.
+    exclude_sa: drop TIMIT's SA1 / SA2 sentences (the same two sentences
+      read by every speaker). Only for a TIMIT tree. Default value: False.
+    shard_mb: start a new shard once the current one holds this many MiB.
+      Default value: 128.
+    strict: stop at the first bad file instead of skipping it. Default
+      value: False.
+    force: replace an existing `out`. Default value: False.
+    progress: show a progress bar on stderr. Default value: True.
+    log: called with the closing summary (one string). Default value:
+      print to stderr.
+
+  Returns:
+    manifest: the dict written to OUT/manifest.json.
+
+  Raises:
+    DataError: no audio files; mixed sample rates without `sample_rate`; a
+      split with no utterances; zero training variance; `out` exists
+      without `force`; any bad file with `strict`.
+  """
+  log = log or functools.partial(print, file=sys.stderr)
+  _check_args(frame_size, sample_rate, shard_mb)
+  frame_size = int(frame_size)
+  directory = os.path.abspath(os.fspath(directory))
+  out = os.path.abspath(os.fspath(out))
+  _check_output(directory, out, force)
+
+  paths = collect.find_files(directory, AUDIO_EXTENSIONS)
+  if not paths:
+    raise DataError(f"{directory}: no audio files (.wav, .sph or .flac) "
+                    "found in this folder or below it.")
+  if _is_timit(paths):
+    layout = "timit"
+    splits = timit_split(_drop_converted_copies(paths), exclude_sa)
+  else:
+    if exclude_sa:
+      raise DataError(f"{directory}: exclude_sa (--exclude-sa) applies to a "
+                      "TIMIT tree (top-level TRAIN and TEST folders) only.")
+    splits, layout = collect.split_files(paths, seed, valid_fraction,
+                                         test_fraction)
+    _check_not_nested(directory, paths, layout)
+
+  # First pass: headers only. The rates decide the target rate.
+  problems = collect.Problems(strict=strict)
+  infos = {}
+  for path in tqdm.tqdm([p for s in collect.SPLITS for p in splits[s]],
+                        desc="Checking", unit="file", file=sys.stderr,
+                        disable=not progress):
+    try:
+      infos[path] = soundfile.info(os.path.join(directory, path))
+    except (soundfile.SoundFileError, RuntimeError, OSError,
+            ValueError) as e:
+      problems.add(path, f"not readable as audio: {_reason(e)}")
+  if not infos:
+    raise DataError(f"{directory}: none of the {len(paths)} audio file(s) "
+                    f"could be read.\n{problems.report()}")
+  target_rate = _check_rates(infos, sample_rate)
+  for split in collect.SPLITS:
+    if not any(p in infos for p in splits[split]):
+      raise DataError(_empty_split(directory, split, layout, splits, problems))
+
+  tmp = f"{out}.partial-{os.getpid()}"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  os.makedirs(tmp)
+  try:
+    moments = _Moments()
+    entries = {}
+    total_bytes = 0
+    resampled = 0
+    bar = tqdm.tqdm(total=len(infos), desc="Writing", unit="file",
+                    file=sys.stderr, disable=not progress)
+    with bar:
+      for split in collect.SPLITS:
+        writer = _ShardWriter(tmp, split, int(shard_mb * 2**20))
+        lengths, files = [], []
+        try:
+          for path in splits[split]:
+            if path not in infos:
+              continue
+            bar.update(1)
+            try:
+              waveform, rate = _read_mono(os.path.join(directory, path))
+            except (soundfile.SoundFileError, RuntimeError, OSError,
+                    ValueError) as e:
+              problems.add(path, f"not readable as audio: {_reason(e)}")
+              continue
+            if not np.all(np.isfinite(waveform)):
+              problems.add(path, "has non-finite samples (NaN or inf)")
+              continue
+            if rate != target_rate:
+              waveform = soxr.resample(waveform, rate, target_rate)
+              resampled += 1
+            num_frames = len(waveform) // frame_size
+            if not num_frames:
+              problems.add(path, f"shorter than one frame of {frame_size} "
+                           f"samples ({len(waveform)} samples at "
+                           f"{target_rate} Hz)")
+              continue
+            waveform = waveform[:num_frames * frame_size].astype(np.float32)
+            writer.write(_example(waveform))
+            if split == "train":
+              moments.add(waveform)
+            lengths.append(num_frames)
+            files.append(path)
+        finally:
+          writer.close()
+        if not lengths:
+          raise DataError(
+              _empty_split(directory, split, layout, splits, problems))
+        total_bytes += writer.total_bytes
+        entries[split] = {"shards": writer.shards,
+                          "num_sequences": len(lengths),
+                          "num_frames": int(sum(lengths)),
+                          "lengths": lengths,
+                          "files": files}
+    if moments.std == 0:
+      raise DataError(f"{directory}: the training samples have zero "
+                      "variance (all silent?); they cannot be normalised.")
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "source": directory,
+        "layout": layout,
+        "sample_rate": target_rate,
+        "frame_size": frame_size,
+        "mean": moments.mean,
+        "std": moments.std,
+        "exclude_sa": bool(exclude_sa),
+        "splits": entries,
+        "skipped": problems.to_list(),
+        "resampled": resampled,
+    }
+    fileio.write_json(manifest, os.path.join(tmp, MANIFEST_NAME))
+    _replace_folder(tmp, out, force)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+  log(_summary(manifest, total_bytes, problems))
+  return manifest
+
+
+def read_manifest(path_or_dir):
+  """Reads and checks a prepared speech folder's manifest.
+
+  Args:
+    path_or_dir: the prepared folder or its manifest.json.
+
+  Returns:
+    manifest: the dict described in `from_audio`; shard names are relative
+      to the manifest's folder.
+
+  Raises:
+    DataError: naming the file, if the manifest is missing, not JSON, not a
+      seqlvm-speech manifest, lacks a key, or lists a shard that is missing.
+  """
+  path = os.fspath(path_or_dir)
+  if os.path.isdir(path):
+    path = os.path.join(path, MANIFEST_NAME)
+  if not os.path.exists(path):
+    raise DataError(f"{path}: no such file; prepare the folder with "
+                    "`seqlvm data from-audio DIR OUT`.")
+  try:
+    with open(path, encoding="utf-8") as f:
+      manifest = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise DataError(f"{path}: not valid JSON ({e}).") from e
+  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    raise DataError(f"{path}: not a {FORMAT} manifest (format is "
+                    f"{found!r}).")
+  if manifest.get("version") != VERSION:
+    raise DataError(f"{path}: version {manifest.get('version')!r}; this "
+                    f"seqlvm reads version {VERSION}. Prepare it again.")
+  missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+  if missing:
+    raise DataError(f"{path}: missing key(s) {', '.join(missing)}.")
+  folder = os.path.dirname(os.path.abspath(path))
+  splits = manifest["splits"]
+  for split in collect.SPLITS:
+    entry = splits.get(split) if isinstance(splits, dict) else None
+    if not isinstance(entry, dict):
+      raise DataError(f"{path}: no {split!r} split.")
+    missing = [k for k in _SPLIT_KEYS if k not in entry]
+    if missing:
+      raise DataError(f"{path}: split {split!r} lacks "
+                      f"{', '.join(missing)}.")
+    if (len(entry["lengths"]) != entry["num_sequences"] or
+        sum(entry["lengths"]) != entry["num_frames"]):
+      raise DataError(f"{path}: split {split!r}: lengths disagree with "
+                      "num_sequences / num_frames.")
+    for shard in entry["shards"]:
+      if not os.path.isfile(os.path.join(folder, shard)):
+        raise DataError(f"{os.path.join(folder, shard)}: shard listed in "
+                        f"{path} is missing; prepare the folder again.")
+  return manifest
