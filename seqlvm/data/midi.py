@@ -1,9 +1,19 @@
-"""Writing pianorolls as standard MIDI files (with mido).
+"""Pianorolls to and from standard MIDI files (with mido).
 
-A binary roll `[T, 88]` becomes one track: a note starts where its column
-turns on and ends where it turns off, so a note held over several steps is one
-long note. Each step lasts `step_beats` beats (1 = a quarter note, the JSB
-resolution) at `tempo_bpm`.
+Writing: a binary roll `[T, 88]` becomes one track: a note starts where its
+column turns on and ends where it turns off, so a note held over several
+steps is one long note. Each step lasts `step_beats` beats (1 = a quarter
+note, the JSB resolution) at `tempo_bpm`.
+
+Reading: all tracks are merged and every note is quantised on the beat grid
+in ticks, so tempo changes do not matter. With `step_ticks = step_beats *
+ticks_per_beat`, a note from tick `on` to tick `off` sounds from step
+`onset = round(on / step_ticks)` up to (not including) step
+`max(onset + 1, round(off / step_ticks))`, halves rounding up, so every note
+lasts at least one step. Reading a file that `write_midi` wrote, at the same
+step length, gives the roll back (less any silent steps at its end).
+
+Recommended import: `from seqlvm.data import midi`.
 """
 
 import mido
@@ -12,9 +22,20 @@ import numpy as np
 from seqlvm import fileio
 from seqlvm.data import pianoroll
 
-__all__ = ["write_midi", "read_midi_roll"]
+__all__ = ["write_midi", "read_midi", "read_midi_roll", "RESOLUTIONS",
+           "DRUM_CHANNEL", "MAX_STEPS"]
 
 TICKS_PER_BEAT = 480
+# Step lengths in beats (quarter notes).
+RESOLUTIONS = {"quarter": 1.0, "eighth": 0.5, "sixteenth": 0.25}
+# Longer rolls are refused: a damaged delta time can put a note hours away
+# (100000 sixteenths last about 3.5 hours at 120 beats per minute).
+MAX_STEPS = 100_000
+# General MIDI percussion: channel 10, which mido numbers 9.
+DRUM_CHANNEL = 9
+# What mido raises for a file it cannot parse.
+_MIDO_ERRORS = (OSError, EOFError, KeyError, ValueError, IndexError,
+                TypeError, mido.KeySignatureError)
 
 
 def write_midi(roll, path, step_beats=1.0, tempo_bpm=100, velocity=80,
@@ -61,25 +82,121 @@ def write_midi(roll, path, step_beats=1.0, tempo_bpm=100, velocity=80,
     midi.save(file=f)
 
 
-def read_midi_roll(path, step_beats=1.0):
-  """Reads a MIDI file written by `write_midi` back into a roll `[T, 88]`.
+def _read_notes(path):
+  """All notes of a MIDI file, in ticks.
 
-  Notes are sampled at the start of each step, as the writer lays them out.
+  Returns:
+    notes: int array `[K, 4]` of (channel, note, on_tick, off_tick).
+    ticks_per_beat: from the file's header.
   """
-  midi = mido.MidiFile(path)
-  step_ticks = step_beats * midi.ticks_per_beat
-  spans, active, tick = [], {}, 0
-  for message in mido.merge_tracks(midi.tracks):
+  try:
+    midi = mido.MidiFile(path)
+    messages = mido.merge_tracks(midi.tracks)
+  except _MIDO_ERRORS as e:
+    reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    raise pianoroll.DataError(f"{path}: not a readable MIDI file "
+                              f"({reason}).") from e
+  if midi.type == 2:
+    raise pianoroll.DataError(f"{path}: type 2 MIDI files (independent "
+                              "sequences) are not supported.")
+  if midi.ticks_per_beat <= 0:
+    raise pianoroll.DataError(f"{path}: timecode (SMPTE) timing is not "
+                              "supported; need ticks per beat.")
+  notes, sounding, tick = [], {}, 0  # sounding: (channel, note) -> on tick.
+  for message in messages:
     tick += message.time
+    if message.type not in ("note_on", "note_off"):
+      continue
+    key = (message.channel, message.note)
+    if key in sounding:  # A note-off, or a repeated note-on that ends it.
+      notes.append(key + (sounding.pop(key), tick))
     if message.type == "note_on" and message.velocity > 0:
-      active[message.note] = tick
-    elif message.type in ("note_off", "note_on") and message.note in active:
-      spans.append((message.note, active.pop(message.note), tick))
-  num_steps = int(round(max((end for _, _, end in spans), default=0) /
-                        step_ticks))
-  roll = np.zeros([num_steps, pianoroll.NUM_NOTES], np.float32)
-  for note, start, end in spans:
-    if pianoroll.LOWEST_NOTE <= note <= pianoroll.HIGHEST_NOTE:
-      roll[int(round(start / step_ticks)):int(round(end / step_ticks)),
-           note - pianoroll.LOWEST_NOTE] = 1.
-  return roll
+      sounding[key] = tick
+  notes.extend(key + (on, tick) for key, on in sounding.items())
+  # mido reads delta times of any length; keep ticks exact in float64.
+  if tick > 2**53:
+    raise pianoroll.DataError(f"{path}: an event at tick {tick}; is the file "
+                              "damaged?")
+  return np.array(notes, np.int64).reshape([-1, 4]), midi.ticks_per_beat
+
+
+def _step_beats(resolution):
+  if resolution not in RESOLUTIONS:
+    raise ValueError(f"Unknown resolution {resolution!r}; choose one of "
+                     f"{', '.join(RESOLUTIONS)}.")
+  return RESOLUTIONS[resolution]
+
+
+def _quantise(path, step_beats):
+  """-> (roll `[T, 88]`, counts); see `read_midi`."""
+  notes, ticks_per_beat = _read_notes(path)
+  channel, note, on, off = notes.T
+  drums = channel == DRUM_CHANNEL
+  in_range = ((note >= pianoroll.LOWEST_NOTE) &
+              (note <= pianoroll.HIGHEST_NOTE))
+  keep = in_range & ~drums
+  counts = {"notes": int(keep.sum()),
+            "out_of_range": int((~in_range & ~drums).sum()),
+            "drums": int(drums.sum())}
+  step_ticks = step_beats * ticks_per_beat
+  # Halves round up (np.round would send 0.5 to 0 but 1.5 to 2).
+  onset = np.floor(on[keep] / step_ticks + 0.5).astype(np.int64)
+  offset = np.maximum(onset + 1,
+                      np.floor(off[keep] / step_ticks + 0.5).astype(np.int64))
+  num_steps = int(offset.max(initial=0))
+  if num_steps > MAX_STEPS:
+    raise pianoroll.DataError(
+        f"{path}: {num_steps} steps of {step_beats} beats, more than "
+        f"{MAX_STEPS}; is the file damaged?")
+  # +1 at each onset and -1 at each offset; the running sum counts the
+  # notes sounding on each key (overlapping notes of one key add up).
+  change = np.zeros([num_steps + 1, pianoroll.NUM_NOTES], np.int32)
+  column = note[keep] - pianoroll.LOWEST_NOTE
+  np.add.at(change, (onset, column), 1)
+  np.add.at(change, (offset, column), -1)
+  roll = (np.cumsum(change, axis=0)[:num_steps] > 0).astype(np.float32)
+  return roll, counts
+
+
+def read_midi(path, resolution="quarter"):
+  """Reads a MIDI file into a binary pianoroll, quantised on the beat grid.
+
+  All tracks are merged. A note-on with velocity 0 is a note-off; a note-on
+  of a (channel, note) that is already sounding ends the earlier note there;
+  a note never turned off ends at the file's last event. Drum notes (channel
+  10, mido's 9) and notes outside 21..108 are dropped and counted.
+
+  Args:
+    path: a standard MIDI file (type 0 or 1).
+    resolution: the step length, one of `RESOLUTIONS`: "quarter" (1 beat),
+      "eighth" (1/2) or "sixteenth" (1/4). Default value: "quarter".
+
+  Returns:
+    roll: binary float32 `[T, 88]`, T the last note's offset step.
+    counts: dict with "notes" (kept), "out_of_range" (dropped: outside
+      21..108) and "drums" (dropped: on the drum channel).
+
+  Raises:
+    DataError: naming the file, for a file mido cannot read, a type 2 file,
+      a file with no notes left to keep, or one longer than `MAX_STEPS`.
+    ValueError: for an unknown resolution.
+  """
+  roll, counts = _quantise(path, _step_beats(resolution))
+  if not counts["notes"]:
+    raise pianoroll.DataError(
+        f"{path}: no notes in {pianoroll.LOWEST_NOTE}.."
+        f"{pianoroll.HIGHEST_NOTE} outside the drum channel "
+        f"({counts['out_of_range']} out of range, {counts['drums']} drums).")
+  return roll, counts
+
+
+def read_midi_roll(path, step_beats=1.0):
+  """Reads a MIDI file (e.g. from `write_midi`) into a roll `[T, 88]`.
+
+  Like `read_midi` with a step of `step_beats` beats, except that a file with
+  no notes gives an empty roll `[0, 88]`.
+
+  Raises:
+    DataError: naming the file, as `read_midi` does.
+  """
+  return _quantise(path, step_beats)[0]

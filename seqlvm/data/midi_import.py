@@ -1,0 +1,131 @@
+"""A folder of MIDI files -> a pianoroll pickle (`seqlvm data from-midi`).
+
+Every .mid / .midi file under the folder (any case, recursively) is read with
+`midi.read_midi` at one resolution and becomes one sequence. The split comes
+from `collect.split_files`: sub-folders train / valid / test if present, else
+a seeded shuffle. A file that cannot be read, or has no notes to keep, is
+skipped and named at the end (or stops the run with `strict=True`).
+
+Recommended import: `from seqlvm.data import midi_import`.
+"""
+
+import os
+import sys
+
+import tqdm
+
+from seqlvm.data import collect
+from seqlvm.data import midi
+from seqlvm.data import pianoroll
+
+__all__ = ["from_midi", "MIDI_EXTENSIONS"]
+
+MIDI_EXTENSIONS = (".mid", ".midi")
+
+
+def _check_splits(directory, counts, layout, when):
+  """Raises DataError for the first split with no sequences."""
+  for name in collect.SPLITS:
+    if not counts[name]:
+      if layout == "folders":
+        hint = f"add MIDI files to {os.path.join(directory, name)}"
+      else:
+        hint = "add more MIDI files or choose other valid/test fractions"
+      sizes = ", ".join(f"{k} {v}" for k, v in counts.items())
+      raise pianoroll.DataError(f"{directory}: split {name!r} {when} "
+                                f"({sizes}); {hint}.")
+
+
+def from_midi(directory, out, resolution="quarter", seed=0,
+              valid_fraction=0.1, test_fraction=0.1, strict=False,
+              progress=True, log=None):
+  """Turns a folder of MIDI files into a pianoroll pickle.
+
+  Args:
+    directory: the folder to search (recursively) for .mid / .midi files.
+    out: the pickle to write, atomically, in the format of
+      `seqlvm.data.load_pianoroll`.
+    resolution: the step length, one of `midi.RESOLUTIONS`.
+      Default value: "quarter".
+    seed: the shuffle seed when there are no train/valid/test sub-folders.
+      Default value: 0.
+    valid_fraction: the share of files for 'valid' when shuffling.
+      Default value: 0.1.
+    test_fraction: the share of files for 'test' when shuffling.
+      Default value: 0.1.
+    strict: stop at the first bad file instead of skipping it.
+      Default value: False.
+    progress: show a progress bar on stderr. Default value: True.
+    log: called with the summary text. Default value: print to stderr.
+
+  Returns:
+    report: dict with "path" (the pickle), "resolution", "layout" ("folders"
+      or "shuffled"), "splits" (split -> number of sequences), "timesteps"
+      (in all splits), "out_of_range" and "drums" (notes dropped), and
+      "skipped" (a list of {"file", "reason"}).
+
+  Raises:
+    DataError: naming the folder if it has no MIDI files or a split ends up
+      empty; naming the file for a bad file with `strict=True`.
+    ValueError: for an unknown resolution.
+  """
+  log = log or (lambda message: print(message, file=sys.stderr))
+  if resolution not in midi.RESOLUTIONS:
+    raise ValueError(f"Unknown resolution {resolution!r}; choose one of "
+                     f"{', '.join(midi.RESOLUTIONS)}.")
+  directory = os.fspath(directory)
+  paths = collect.find_files(directory, MIDI_EXTENSIONS)
+  if not paths:
+    raise pianoroll.DataError(f"{directory}: no MIDI files (.mid, .midi) "
+                              "found.")
+  assigned, layout = collect.split_files(paths, seed, valid_fraction,
+                                         test_fraction)
+  _check_splits(directory, {k: len(v) for k, v in assigned.items()}, layout,
+                "would get no files")
+  jobs = [(name, path) for name in collect.SPLITS for path in assigned[name]]
+  problems = collect.Problems(strict)
+  sequences = {name: [] for name in collect.SPLITS}
+  out_of_range = drums = timesteps = 0
+  for name, path in tqdm.tqdm(jobs, desc="Reading MIDI", unit="file",
+                              file=sys.stderr, disable=not progress):
+    full = os.path.join(directory, path)
+    try:
+      roll, counts = midi.read_midi(full, resolution)
+    except pianoroll.DataError as e:
+      # Problems names the file itself; keep only the reason.
+      reason = str(e)
+      if reason.startswith(f"{full}: "):
+        reason = reason[len(full) + 2:]
+      problems.add(full, reason)
+      continue
+    sequences[name].append(pianoroll.roll_to_notes(roll))
+    out_of_range += counts["out_of_range"]
+    drums += counts["drums"]
+    timesteps += len(roll)
+  _check_splits(directory, {k: len(v) for k, v in sequences.items()}, layout,
+                "has no readable MIDI files")
+  pianoroll.save_pianoroll(sequences, out)
+  splits = {name: len(sequences[name]) for name in collect.SPLITS}
+  lines = [
+      f"Wrote {out}: " + ", ".join(f"{k} {v}" for k, v in splits.items()) +
+      f" sequences ({layout} split), {timesteps} {resolution} steps.",
+      f"Dropped {out_of_range} notes outside {pianoroll.LOWEST_NOTE}.."
+      f"{pianoroll.HIGHEST_NOTE} and {drums} drum notes (channel 10).",
+  ]
+  ignored = len(paths) - len(jobs)
+  if ignored:
+    lines.append(f"Ignored {ignored} MIDI file(s) outside the train/valid/"
+                 "test folders.")
+  if problems.report():
+    lines.append(problems.report())
+  log("\n".join(lines))
+  return {
+      "path": os.fspath(out),
+      "resolution": resolution,
+      "layout": layout,
+      "splits": splits,
+      "timesteps": timesteps,
+      "out_of_range": out_of_range,
+      "drums": drums,
+      "skipped": problems.to_list(),
+  }
