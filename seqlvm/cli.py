@@ -1,8 +1,11 @@
-"""The `seqlvm` command: train, eval and sample.
+"""The `seqlvm` command: train, eval, sample and data.
 
     seqlvm train --data chorales --bound fivo --num-particles 4 --run-dir runs/x
     seqlvm eval runs/x --split test --num-particles 16
-    seqlvm sample runs/x --num 4 --steps 64 --out samples/
+    seqlvm sample runs/x --num 4 --steps 64 --out samples/ --audio
+    seqlvm data fetch jsb
+    seqlvm data from-midi my_midi/ --out mine.pkl --resolution eighth
+    seqlvm data from-audio TIMIT/ --out timit
 
 Flags are kebab-case and every enumerated option lists its choices. `train`
 on an existing run directory resumes it with its stored configuration; flags
@@ -35,15 +38,18 @@ def _train_parser(sub):
 
   p.add_argument("--run-dir", required=True,
                  help="where checkpoints, summaries and config go")
-  arg("--data", "data", "dataset: 'chorales' (embedded Bach chorales, "
-      "prepared on first use), jsb|nottingham|musedata|piano-midi (NAME.pkl "
-      "in the data directory), or a path to a pianoroll pickle")
+  arg("--data", "data", "dataset: 'chorales' (embedded Bach chorales) or "
+      "'speech-demo' (embedded synthesised speech), both prepared on first "
+      "use; a NAME in the data directory (jsb|nottingham|musedata|piano-midi "
+      "after `seqlvm data fetch`, or what `seqlvm data from-midi|from-audio "
+      "--out NAME` made); or a path to a pianoroll pickle or a prepared "
+      "speech folder")
   arg("--model", "model", "model", choices=config_lib.MODELS)
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
   arg("--latent-size", "latent_size", "latent dimension", type=int)
-  arg("--emission", "emission", "emission distribution (bernoulli for "
-      "pianorolls, gaussian for real-valued frames)",
-      choices=("bernoulli", "gaussian"))
+  arg("--emission", "emission", "emission distribution (auto: bernoulli "
+      "for pianorolls, gaussian for speech frames)",
+      choices=config_lib.EMISSIONS)
   arg("--bound", "bound", "training objective",
       choices=("elbo", "iwae", "fivo"))
   arg("--num-particles", "num_particles", "particles N", type=int)
@@ -72,6 +78,10 @@ def _train_parser(sub):
       choices=config_lib.ON_NONFINITE)
   arg("--pad-to-multiple", "pad_to_multiple", "pad batch lengths to a "
       "multiple of this (fewer compiled shapes)", type=int)
+  arg("--max-length", "max_length", "cut training sequences longer than "
+      "this into pieces of at most this many steps (0 = whole sequences; "
+      "evaluation always uses whole sequences); e.g. 256 for MuseData and "
+      "Piano-midi.de", type=int)
   p.add_argument("--no-jit", dest="jit_compile", action="store_const",
                  const=False, default=None,
                  help="do not compile the step with XLA [XLA on]")
@@ -139,11 +149,165 @@ def _cmd_eval(args):
 def _cmd_sample(args):
   from seqlvm import runners  # pylint: disable=g-import-not-at-top
   paths = runners.sample(args.run_dir, num=args.num, steps=args.steps,
-                         out_dir=args.out, seed=args.seed)
+                         out_dir=args.out, seed=args.seed, audio=args.audio)
   print("Wrote:")
   for p in paths:
     print(f"  {p}")
   return 0
+
+
+def _out_path(out, suffix=""):
+  """A bare NAME goes into the data directory (so --data NAME finds it)."""
+  from seqlvm import data  # pylint: disable=g-import-not-at-top
+  if os.sep in out or (os.altsep and os.altsep in out):
+    return out
+  if suffix and not out.endswith(suffix):
+    out += suffix
+  return os.path.join(data.data_dir(), out)
+
+
+def _cmd_fetch(args):
+  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
+  names = sorted(fetch.load_manifest()) if args.name == "all" else [args.name]
+  if args.source and len(names) > 1:
+    print("seqlvm data fetch: --from takes one dataset, not all.",
+          file=sys.stderr)
+    return 2
+  for name in names:
+    path = fetch.fetch(name, source=args.source, directory=args.dir,
+                       force=args.force, progress=not args.no_progress)
+    print(path)
+  return 0
+
+
+def _cmd_from_midi(args):
+  from seqlvm.data import midi_import  # pylint: disable=g-import-not-at-top
+  report = midi_import.from_midi(
+      args.directory, _out_path(args.out, ".pkl"),
+      resolution=args.resolution, seed=args.seed,
+      valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+      strict=args.strict, progress=not args.no_progress)
+  print(report["path"])
+  return 0
+
+
+def _cmd_from_audio(args):
+  from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
+  out = _out_path(args.out)
+  audio.from_audio(
+      args.directory, out, frame_size=args.frame_size,
+      sample_rate=args.sample_rate, seed=args.seed,
+      valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+      exclude_sa=args.exclude_sa, shard_mb=args.shard_mb,
+      strict=args.strict, force=args.force, progress=not args.no_progress)
+  print(out)
+  return 0
+
+
+def _cmd_list(args):
+  del args
+  from seqlvm import data  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
+  directory = data.data_dir()
+  print(f"Data directory: {directory} (set SEQLVM_DATA_DIR to change it)")
+  rows = [("chorales", "embedded Bach chorales (music21), prepared on use"),
+          ("speech-demo", "embedded synthesised speech (espeak-ng), "
+           "prepared on use")]
+  for name, entry in sorted(fetch.load_manifest().items()):
+    rows.append((name, f"{entry['title']} (seqlvm data fetch {name})"))
+  found = set()
+  if os.path.isdir(directory):
+    for entry in sorted(os.listdir(directory)):
+      name = entry[:-4] if entry.endswith(".pkl") else entry
+      if registry.named_path(name, directory):
+        found.add(name)
+        if name not in dict(rows):
+          rows.append((name, "prepared here"))
+  for name, what in rows:
+    print(f"  {'*' if name in found else ' '} {name:<14} {what}")
+  print("* = ready in the data directory; use with --data NAME.")
+  return 0
+
+
+def _data_parser(sub):
+  p = sub.add_parser("data", help="get and prepare datasets")
+  data_sub = p.add_subparsers(dest="data_command", required=True)
+
+  q = data_sub.add_parser(
+      "fetch", help="download a standard pianoroll set and verify it",
+      description="Download one of the four Boulanger-Lewandowski et al. "
+      "(ICML 2012) pianoroll sets into the data directory, verifying a "
+      "checksum of its content against data/pianorolls.json.")
+  q.add_argument("name", choices=("jsb", "nottingham", "musedata",
+                                  "piano-midi", "all"))
+  q.add_argument("--from", dest="source", default=None,
+                 help="a local copy or a mirror's URL [the original home]")
+  q.add_argument("--dir", default=None, help="[the data directory]")
+  q.add_argument("--force", action="store_true",
+                 help="fetch again even if already there")
+  q.add_argument("--no-progress", action="store_true")
+  q.set_defaults(func=_cmd_fetch)
+
+  def common(q, valid_fraction, test_fraction):
+    q.add_argument("--seed", type=int, default=0,
+                   help="seed of the shuffled split [0]")
+    q.add_argument("--valid-fraction", type=float, default=valid_fraction,
+                   help="share of files for valid, without train/valid/test "
+                   f"sub-folders [{valid_fraction}]")
+    q.add_argument("--test-fraction", type=float, default=test_fraction,
+                   help=f"share of files for test [{test_fraction}]")
+    q.add_argument("--strict", action="store_true",
+                   help="stop at the first bad file instead of skipping it")
+    q.add_argument("--no-progress", action="store_true")
+
+  q = data_sub.add_parser(
+      "from-midi", help="turn a folder of MIDI files into a pianoroll set",
+      description="Quantise every MIDI file under DIRECTORY to a binary "
+      "pianoroll on a beat grid (drums dropped, notes outside 21..108 "
+      "dropped and counted) and write a pianoroll pickle. Sub-folders "
+      "train/, valid/, test/ give the split; otherwise a seeded shuffle.")
+  q.add_argument("directory")
+  q.add_argument("--out", required=True,
+                 help="the pickle to write; a bare NAME goes into the data "
+                 "directory, where --data NAME finds it")
+  q.add_argument("--resolution", default="quarter",
+                 choices=("quarter", "eighth", "sixteenth"),
+                 help="one step per quarter, eighth or sixteenth note "
+                 "[quarter]")
+  common(q, 0.1, 0.1)
+  q.set_defaults(func=_cmd_from_midi)
+
+  q = data_sub.add_parser(
+      "from-audio", help="turn a folder of WAV/NIST SPHERE files into a "
+      "speech set",
+      description="Read every .wav/.sph/.flac file under DIRECTORY, cut each "
+      "utterance into non-overlapping frames and write TFRecord shards and "
+      "a manifest (with the training mean and standard deviation). A "
+      "TIMIT tree (TRAIN/ and TEST/) is split as in FIVO; otherwise "
+      "sub-folders train/, valid/, test/, else a seeded shuffle.")
+  q.add_argument("directory")
+  q.add_argument("--out", required=True,
+                 help="the folder to write; a bare NAME goes into the data "
+                 "directory, where --data NAME finds it")
+  q.add_argument("--frame-size", type=int, default=200,
+                 help="samples per frame (one timestep) [200]")
+  q.add_argument("--sample-rate", type=int, default=None,
+                 help="resample every file to this rate [the files' own; "
+                 "required if they differ]")
+  q.add_argument("--exclude-sa", action="store_true",
+                 help="TIMIT: leave out the SA1/SA2 sentences (FIVO keeps "
+                 "them: 4389/231/1680) [kept]")
+  q.add_argument("--shard-mb", type=float, default=128,
+                 help="megabytes per TFRecord shard [128]")
+  q.add_argument("--force", action="store_true",
+                 help="replace an existing output folder")
+  common(q, 0.05, 0.1)
+  q.set_defaults(func=_cmd_from_audio)
+
+  q = data_sub.add_parser("list", help="the named datasets and which are "
+                          "ready")
+  q.set_defaults(func=_cmd_list)
 
 
 def build_parser():
@@ -167,13 +331,18 @@ def build_parser():
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=_cmd_eval)
 
-  p = sub.add_parser("sample", help="sample sequences (MIDI files and a PNG)")
+  p = sub.add_parser("sample", help="sample sequences (MIDI, PNG and WAV "
+                     "for music; WAV for speech)")
   p.add_argument("run_dir")
   p.add_argument("--num", type=int, default=4, help="samples [4]")
   p.add_argument("--steps", type=int, default=64, help="steps each [64]")
   p.add_argument("--out", default=None, help="[RUN_DIR/samples]")
   p.add_argument("--seed", type=int, default=0, help="[0]")
+  p.add_argument("--audio", action="store_true",
+                 help="also render each sampled pianoroll as a WAV with a "
+                 "simple additive synthesiser [off]")
   p.set_defaults(func=_cmd_sample)
+  _data_parser(sub)
   return parser
 
 

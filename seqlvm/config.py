@@ -6,10 +6,12 @@ import os
 
 from seqlvm import fileio
 
-__all__ = ["Config", "ConfigError", "MODELS", "ON_NONFINITE",
+__all__ = ["Config", "ConfigError", "MODELS", "EMISSIONS", "ON_NONFINITE",
            "RESUMABLE_FIELDS", "save_config", "load_config"]
 
 MODELS = ("vrnn",)
+# "auto": Bernoulli for pianorolls, Gaussian for speech.
+EMISSIONS = ("auto", "bernoulli", "gaussian")
 ON_NONFINITE = ("stop", "skip")
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
@@ -29,12 +31,15 @@ class Config:
   multinomial resampling at ESS < N/2, Adam), with a higher learning rate
   (1e-3 against FIVO's 1e-4) for short CPU runs. Batches are padded to a
   multiple of 32 steps so that the XLA-compiled step meets few shapes.
+  `max_length` > 0 cuts longer training sequences into pieces of at most
+  that many steps (evaluation always uses whole sequences); 0 keeps them
+  whole.
   """
   data: str = "chorales"
   model: str = "vrnn"
   hidden_size: int = 64
   latent_size: int = 32
-  emission: str = "bernoulli"
+  emission: str = "auto"
   bound: str = "fivo"
   num_particles: int = 4
   resampling: str = "ess"
@@ -51,6 +56,7 @@ class Config:
   keep_checkpoints: int = 3
   on_nonfinite: str = "stop"
   pad_to_multiple: int = 32
+  max_length: int = 0
   jit_compile: bool = True
   seed: int = 0
 
@@ -72,8 +78,8 @@ class Config:
     from seqlvm.smc import criteria, resampling  # pylint: disable=g-import-not-at-top
     checks = [
         (self.model in MODELS, f"model must be one of {MODELS}"),
-        (self.emission in ("bernoulli", "gaussian"),
-         "emission must be bernoulli or gaussian"),
+        (self.emission in EMISSIONS,
+         f"emission must be one of {EMISSIONS}"),
         (self.bound in bounds.NAMES, f"bound must be one of {bounds.NAMES}"),
         (self.resampling in criteria.NAMES,
          f"resampling must be one of {criteria.NAMES}"),
@@ -92,7 +98,7 @@ class Config:
                  "checkpoint_every", "summary_every", "keep_checkpoints",
                  "pad_to_multiple"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
-    for name in ("num_steps", "valid_every"):
+    for name in ("num_steps", "valid_every", "max_length"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
     if errors:

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+_SYNTH_RATE = 22050
 
 
 class TrainingError(RuntimeError):
@@ -64,19 +65,30 @@ class TrainResult:
 
 
 def make_dataset_and_model(config):
-  """The default: a pianoroll set (by name or path) and a VRNN for it."""
-  path = data_lib.resolve(config.data)
-  dataset = data_lib.load_pianoroll(path)
-  model = build_model(config, data_size=dataset.train[0].shape[1],
-                      data_mean=dataset.train_mean)
-  return dataset, model
+  """The default: a dataset by name or path (pianorolls or prepared speech)
+  and a VRNN for it."""
+  source = data_lib.open_source(data_lib.resolve(config.data))
+  model = build_model(config, data_size=source.data_size,
+                      data_mean=source.train_mean,
+                      emission=resolve_emission(config, source))
+  return source, model
 
 
-def build_model(config, data_size, data_mean):
+def resolve_emission(config, source):
+  """The config's emission, or the data's natural one for "auto"."""
+  if config.emission != "auto":
+    return config.emission
+  return data_lib.as_source(source).default_emission
+
+
+def build_model(config, data_size, data_mean, emission=None):
+  emission = emission or config.emission
+  if emission == "auto":
+    emission = "bernoulli"
   if config.model == "vrnn":
     return models.VRNN(data_size, hidden_size=config.hidden_size,
                        latent_size=config.latent_size,
-                       emission=config.emission, data_mean=data_mean,
+                       emission=emission, data_mean=data_mean,
                        seed=config.seed)
   raise ConfigError(f"Unknown model {config.model!r}.")
 
@@ -132,32 +144,37 @@ class _Evaluator:
       self._fns[key] = evaluate_batch
     return self._fns[key]
 
-  def __call__(self, sequences, name, num_particles, batch_size, seed=0,
+  def __call__(self, source, split, name, num_particles, batch_size, seed=0,
                progress=False, label=""):
-    """Returns (nats per timestep, nats per sequence, bounds [num_seqs])."""
+    """Returns (nats per timestep, nats per sequence, bounds [num_seqs]).
+
+    The bounds come in the order of the length-bucketed batches, not the
+    split's order.
+    """
     fn = self._fn(name, num_particles, batch_size)
-    num_real = len(sequences)
-    padding = -num_real % batch_size  # Empty sequences add exactly 0.
-    sequences = list(sequences) + [
-        np.zeros([0, self._data_size], np.float32)] * padding
-    ds = data_lib.make_dataset(sequences, batch_size,
-                               pad_to_multiple=self._config.pad_to_multiple)
-    results, total_steps = [], 0
-    batches = ds
+    ds = source.eval_dataset(split, batch_size,
+                             pad_to_multiple=self._config.pad_to_multiple)
+    bar = None
     if progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      batches = tqdm(ds, total=-(-len(sequences) // batch_size),
-                     desc=label or name, leave=False, file=sys.stderr)
-    for i, (x, lengths) in enumerate(batches):
+      bar = tqdm(total=source.num_sequences(split), desc=label or name,
+                 unit="seq", leave=False, file=sys.stderr)
+    results, total_steps = [], 0
+    for i, (x, lengths, real) in enumerate(ds):
       batch_seed = tf.random.experimental.stateless_fold_in(
           tf.constant([seed, 7919], tf.int32), i)
-      results.append(fn(x, lengths, batch_seed).numpy())
+      real = real.numpy()
+      results.append(fn(x, lengths, batch_seed).numpy()[real])
       total_steps += int(tf.reduce_sum(lengths))
-    per_sequence = np.concatenate(results).astype(np.float64)[:num_real]
+      if bar is not None:
+        bar.update(int(real.sum()))
+    if bar is not None:
+      bar.close()
+    per_sequence = np.concatenate(results).astype(np.float64)
     if not np.all(np.isfinite(per_sequence)):
-      bad = np.flatnonzero(~np.isfinite(per_sequence))[:5].tolist()
-      raise TrainingError(f"The {name} bound is not finite for sequences "
-                          f"{bad} of {label or 'this split'}.")
+      bad = int(np.sum(~np.isfinite(per_sequence)))
+      raise TrainingError(f"The {name} bound is not finite for {bad} "
+                          f"sequence(s) of {label or split}.")
     return (per_sequence.sum() / max(total_steps, 1), per_sequence.mean(),
             per_sequence)
 
@@ -265,9 +282,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
     log = lambda message: tqdm.write(message, file=sys.stderr)
   _check_resume(config, run_dir)
   dataset, model = make_dataset_and_model(config)
-  if not dataset.train:
-    raise data_lib.DataError("The training split is empty.")
-  data_size = dataset.train[0].shape[1]
+  source = data_lib.as_source(dataset)
+  data_size = source.data_size
   os.makedirs(run_dir, exist_ok=True)
   save_config(config, os.path.join(run_dir, CONFIG_NAME))
 
@@ -275,9 +291,9 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   optimizer.build(model.trainable_variables)
 
   step = tf.Variable(0, dtype=tf.int64, name="step")
-  train_ds = data_lib.make_dataset(
-      dataset.train, config.batch_size, shuffle=True, seed=config.seed,
-      repeat=True, pad_to_multiple=config.pad_to_multiple)
+  train_ds = source.train_dataset(
+      config.batch_size, seed=config.seed,
+      pad_to_multiple=config.pad_to_multiple, max_length=config.max_length)
   iterator = iter(train_ds)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                    step=step, data_iterator=iterator)
@@ -298,10 +314,10 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
     return path
 
   def validate():
-    if not getattr(dataset, "valid", None):
+    if not source.num_sequences("valid"):
       return float("nan")
     try:
-      per_t, per_seq, _ = evaluator(dataset.valid, config.bound,
+      per_t, per_seq, _ = evaluator(source, "valid", config.bound,
                                     config.num_particles, config.batch_size,
                                     seed=config.seed)
     except TrainingError as e:  # A NaN on validation must not end the run.
@@ -442,6 +458,7 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
 def _load_run(run_dir, make_dataset_and_model, log):
   config = load_config(os.path.join(run_dir, CONFIG_NAME))
   dataset, model = make_dataset_and_model(config)
+  dataset = data_lib.as_source(dataset)
   checkpoint = tf.train.Checkpoint(model=model)
   manager = _checkpoint_manager(checkpoint, run_dir)
   path = _restore_latest(checkpoint, manager, partial=True, log=log)
@@ -475,11 +492,12 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
       "num_particles"}; also written to RUN_DIR/eval/SPLIT_nN.json.
   """
   log = log or (lambda message: print(message, file=sys.stderr))
-  config, dataset, model, path = _load_run(run_dir, make_dataset_and_model,
-                                           log)
-  sequences = dataset.split(split) if hasattr(dataset, "split") else getattr(
-      dataset, split)
-  if not sequences:
+  config, source, model, path = _load_run(run_dir, make_dataset_and_model,
+                                          log)
+  if split not in data_lib.SPLITS:
+    raise ConfigError(f"Unknown split {split!r}; choose one of "
+                      f"{', '.join(data_lib.SPLITS)}.")
+  if not source.num_sequences(split):
     raise data_lib.DataError(f"The {split!r} split is empty.")
   num_particles = config.num_particles if num_particles is None else (
       num_particles)
@@ -487,15 +505,15 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
   if num_particles < 1 or batch_size < 1:
     raise ConfigError(f"--num-particles and --batch-size must be >= 1, got "
                       f"{num_particles} and {batch_size}.")
-  data_size = sequences[0].shape[1]
-  evaluator = _Evaluator(model, config, data_size)
+  evaluator = _Evaluator(model, config, source.data_size)
   step = _checkpoint_number(path)
   results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
-             "step": step, "num_sequences": len(sequences),
-             "num_timesteps": int(sum(len(s) for s in sequences)),
+             "step": step, "num_sequences": source.num_sequences(split),
+             "num_timesteps": source.num_timesteps(split),
              "seed": seed, "data": config.data}
   for name in bound_names or bounds.NAMES:
-    per_t, per_seq, _ = evaluator(sequences, name, num_particles, batch_size,
+    per_t, per_seq, _ = evaluator(source, split, name, num_particles,
+                                  batch_size,
                                   seed=seed, progress=progress,
                                   label=f"{name} on {split}")
     results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
@@ -510,40 +528,61 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
   return results
 
 
-def sample(run_dir, num=4, steps=64, out_dir=None, seed=0,
+def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
            make_dataset_and_model=make_dataset_and_model, log=None):
   """Samples sequences from the latest checkpoint's generative model.
 
-  Writes one MIDI file per sample and a PNG of all of them (the sampled
-  notes in black over the emission probabilities in grey, so the picture
-  shows what the model believes too).
+  For pianorolls: one MIDI file and one PNG pianoroll per sample, a PNG of
+  all of them (the sampled notes in black over the emission probabilities in
+  grey, so the picture shows what the model believes too) and, with
+  `audio`, one WAV per sample rendered by a simple additive synthesiser.
+  For speech: one WAV per sample (frames joined and de-normalised with the
+  training statistics) at the set's sample rate. Always samples.npz with the
+  raw samples and the emission means.
 
   Returns:
     paths: the files written.
   """
   from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
   from seqlvm.data import pictures  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import synth  # pylint: disable=g-import-not-at-top
   log = log or (lambda message: print(message, file=sys.stderr))
   if num < 1 or steps < 1:
     raise ConfigError(f"--num and --steps must be >= 1, got {num}, {steps}.")
-  config, _, model, path = _load_run(run_dir, make_dataset_and_model, log)
+  config, source, model, path = _load_run(run_dir, make_dataset_and_model,
+                                          log)
   out_dir = out_dir or os.path.join(run_dir, "samples")
   x, means = model.sample(steps, num, seed=tf.constant([seed, 0]),
                           return_means=True)
   x = np.transpose(x.numpy(), [1, 0, 2])  # [B, T, D]
   means = np.transpose(means.numpy(), [1, 0, 2])
   paths = []
-  if config.emission == "bernoulli":
+  checkpoint_name = os.path.basename(path)
+  if getattr(source, "kind", "") == "speech":
+    for i, frames in enumerate(x):
+      p = os.path.join(out_dir, f"sample_{i:02d}.wav")
+      waveform = np.clip(source.to_waveform(frames), -1., 1.)
+      synth.write_wav(waveform, p, source.sample_rate)
+      paths.append(p)
+  elif resolve_emission(config, source) == "bernoulli":
     for i, roll in enumerate(x):
       p = os.path.join(out_dir, f"sample_{i:02d}.mid")
       midi.write_midi(roll, p)
       paths.append(p)
+      png = os.path.join(out_dir, f"sample_{i:02d}.png")
+      pictures.write_pianoroll_png(
+          [roll], png, titles=[f"sample {i} ({checkpoint_name})"])
+      paths.append(png)
+      if audio:
+        wav = os.path.join(out_dir, f"sample_{i:02d}.wav")
+        synth.write_wav(synth.render_roll(roll, sample_rate=_SYNTH_RATE),
+                        wav, _SYNTH_RATE)
+        paths.append(wav)
     png = os.path.join(out_dir, "samples.png")
-    # Sampled notes in black over the model's note probabilities in grey.
     pictures.write_pianoroll_png(
         np.maximum(x, 0.6 * means), png,
         titles=[f"sample {i}: notes (black), their probabilities (grey); "
-                f"{os.path.basename(path)}" for i in range(num)])
+                f"{checkpoint_name}" for i in range(num)])
     paths.append(png)
   npz = os.path.join(out_dir, "samples.npz")
   with fileio.atomic_write(npz, "wb") as f:

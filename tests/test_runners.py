@@ -63,11 +63,16 @@ def test_cli_train_eval_sample_end_to_end(tiny_pianorolls, tmp_path, capsys):
 
   out_dir = tmp_path / "samples"
   assert cli.main(["sample", str(run_dir), "--num", "2", "--steps", "16",
-                   "--out", str(out_dir)]) == 0
+                   "--out", str(out_dir), "--audio"]) == 0
   import mido  # pylint: disable=g-import-not-at-top
+  import soundfile  # pylint: disable=g-import-not-at-top
   for i in range(2):
     midi = mido.MidiFile(out_dir / f"sample_{i:02d}.mid")
     assert midi.length > 0 or len(midi.tracks[0]) >= 3
+    png = out_dir / f"sample_{i:02d}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wav, rate = soundfile.read(out_dir / f"sample_{i:02d}.wav")
+    assert rate == 22050 and len(wav) == round(16 * 0.6 * 22050)
   assert (out_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert np.load(out_dir / "samples.npz")["x"].shape == (2, 16, 88)
 
@@ -236,8 +241,9 @@ def test_clear_errors_for_bad_input(tmp_path, capsys):
   with pytest.raises(SystemExit):
     cli.main(["train", "--run-dir", "x", "--bound", "vi"])
   assert cli.main(_train_args(str(tmp_path), tmp_path / "r2", "--num-steps",
-                              "1")) == 2  # a directory, not a pickle
-  assert "not a readable pickle" in capsys.readouterr().err
+                              "1")) == 2  # a folder, not a prepared set
+  err = capsys.readouterr().err
+  assert "manifest.json: no such file" in err and "Traceback" not in err
   with pytest.raises(ConfigError, match="seed"):
     Config(seed=2 ** 31)
   with pytest.raises(DataError):

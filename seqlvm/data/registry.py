@@ -1,41 +1,73 @@
-"""Turns the --data argument (a name or a path) into a pianoroll pickle path."""
+"""Turns the --data argument (a name or a path) into a dataset path.
+
+Names, looked up in this order:
+- "chorales": the embedded music default, prepared on first use;
+- "speech-demo": the embedded speech default (synthesised with espeak-ng),
+  prepared on first use;
+- any NAME with NAME.pkl (a pianoroll pickle) or NAME/manifest.json (a
+  prepared speech set) in the data directory: the four standard sets after
+  `seqlvm data fetch`, and what `seqlvm data from-midi|from-audio --out NAME`
+  wrote there.
+Anything else is taken as a path to a pickle or a prepared speech folder.
+"""
 
 import os
 
 from seqlvm.data import chorales
 from seqlvm.data import pianoroll
 
-__all__ = ["resolve", "NAMED_SETS", "DEFAULT"]
+__all__ = ["resolve", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
+           "named_path"]
 
 DEFAULT = "chorales"
-# The four standard sets are looked up by name in the data directory.
+SPEECH_DEFAULT = "speech-demo"
+# The four standard sets (`seqlvm data fetch NAME`).
 NAMED_SETS = ("jsb", "nottingham", "musedata", "piano-midi")
 
 
+def named_path(name, directory=None):
+  """NAME.pkl or NAME/ in the data directory if either exists, else None."""
+  directory = directory or chorales.data_dir()
+  for candidate in (os.path.join(directory, f"{name}.pkl"),
+                    os.path.join(directory, name, "manifest.json")):
+    if os.path.exists(candidate):
+      return (candidate if candidate.endswith(".pkl")
+              else os.path.dirname(candidate))
+  return None
+
+
 def resolve(data, progress=True):
-  """Returns the pickle path for `data`.
+  """Returns the path of the dataset `data` names (see the module doc).
 
   Args:
-    data: "chorales" (the embedded default, prepared on first use), one of
-      the standard set names (expected as NAME.pkl in the data directory), or
-      a path to a pianoroll pickle.
-    progress: print progress while preparing the default.
+    data: a dataset name or a path.
+    progress: print progress while preparing an embedded default.
 
   Raises:
-    DataError: if a named set or a path does not exist.
+    DataError: if a named set is not there (with the command that gets it)
+      or a path does not exist.
   """
   if data == DEFAULT:
     return chorales.prepare_chorales(progress=progress)
+  if data == SPEECH_DEFAULT:
+    from seqlvm.data import speech_demo  # pylint: disable=g-import-not-at-top
+    return speech_demo.prepare_speech_demo(progress=progress)
+  is_name = data and os.sep not in data and not data.endswith(
+      (".pkl", ".pickle", ".json"))
+  if is_name:
+    found = named_path(data)
+    if found:
+      return found
   if data in NAMED_SETS:
-    path = os.path.join(chorales.data_dir(), f"{data}.pkl")
-    if not os.path.exists(path):
-      raise pianoroll.DataError(
-          f"{path}: the {data!r} set is not in the data directory. Copy its "
-          f"pickle there as {data}.pkl, or pass --data PATH to a pianoroll "
-          "pickle.")
-    return path
+    raise pianoroll.DataError(
+        f"The {data!r} set is not in the data directory "
+        f"({chorales.data_dir()}). Download it with `seqlvm data fetch "
+        f"{data}` (or `--from PATH` for a local copy), or pass --data PATH "
+        "to a pianoroll pickle.")
   if not os.path.exists(data):
     raise pianoroll.DataError(
-        f"{data}: no such file, and not a known dataset name (known: "
-        f"{', '.join((DEFAULT,) + NAMED_SETS)}).")
+        f"{data}: no such file or folder, and not a dataset name (the "
+        f"embedded {DEFAULT!r} and {SPEECH_DEFAULT!r}, the standard "
+        f"{', '.join(NAMED_SETS)} after `seqlvm data fetch`, or a NAME "
+        f"prepared into {chorales.data_dir()}).")
   return data
