@@ -75,7 +75,9 @@ def write_midi(roll, path, step_beats=1.0, tempo_bpm=100, velocity=80,
                               velocity=velocity if kind == "note_on" else 0,
                               time=tick - last))
     last = tick
-  track.append(mido.MetaMessage("end_of_track", time=0))
+  # The track ends where the roll ends, so trailing silent steps survive.
+  track.append(mido.MetaMessage("end_of_track",
+                                time=max(len(roll) * step_ticks - last, 0)))
   midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
   midi.tracks.append(track)
   with fileio.atomic_write(path, "wb") as f:
@@ -88,6 +90,7 @@ def _read_notes(path):
   Returns:
     notes: int array `[K, 4]` of (channel, note, on_tick, off_tick).
     ticks_per_beat: from the file's header.
+    end_tick: the tick of the file's last event (its end of track).
   """
   try:
     midi = mido.MidiFile(path)
@@ -117,7 +120,8 @@ def _read_notes(path):
   if tick > 2**53:
     raise pianoroll.DataError(f"{path}: an event at tick {tick}; is the file "
                               "damaged?")
-  return np.array(notes, np.int64).reshape([-1, 4]), midi.ticks_per_beat
+  return (np.array(notes, np.int64).reshape([-1, 4]), midi.ticks_per_beat,
+          tick)
 
 
 def _step_beats(resolution):
@@ -129,7 +133,7 @@ def _step_beats(resolution):
 
 def _quantise(path, step_beats):
   """-> (roll `[T, 88]`, counts); see `read_midi`."""
-  notes, ticks_per_beat = _read_notes(path)
+  notes, ticks_per_beat, end_tick = _read_notes(path)
   channel, note, on, off = notes.T
   drums = channel == DRUM_CHANNEL
   in_range = ((note >= pianoroll.LOWEST_NOTE) &
@@ -143,7 +147,10 @@ def _quantise(path, step_beats):
   onset = np.floor(on[keep] / step_ticks + 0.5).astype(np.int64)
   offset = np.maximum(onset + 1,
                       np.floor(off[keep] / step_ticks + 0.5).astype(np.int64))
-  num_steps = int(offset.max(initial=0))
+  # The piece lasts to its last note or its end of track, if that is later
+  # (trailing rests).
+  end_step = int(np.floor(end_tick / step_ticks + 0.5)) if len(offset) else 0
+  num_steps = max(int(offset.max(initial=0)), end_step)
   if num_steps > MAX_STEPS:
     raise pianoroll.DataError(
         f"{path}: {num_steps} steps of {step_beats} beats, more than "
@@ -172,7 +179,8 @@ def read_midi(path, resolution="quarter"):
       "eighth" (1/2) or "sixteenth" (1/4). Default value: "quarter".
 
   Returns:
-    roll: binary float32 `[T, 88]`, T the last note's offset step.
+    roll: binary float32 `[T, 88]`, T the step of the last note's end or
+      the end of the track, whichever is later.
     counts: dict with "notes" (kept), "out_of_range" (dropped: outside
       21..108) and "drums" (dropped: on the drum channel).
 
