@@ -117,9 +117,10 @@ def _cmd_train(args):
   result = runners.train(
       config, args.run_dir, progress=not args.no_progress,
       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+  valid = result.valid_bound_per_timestep
   print(f"Trained to step {result.step}: train {config.bound} "
-        f"{result.train_bound_per_timestep:.4f} nats/step, valid "
-        f"{result.valid_bound_per_timestep:.4f} nats/step.")
+        f"{result.train_bound_per_timestep:.4f} nats/step" +
+        (f", valid {valid:.4f} nats/step." if valid == valid else "."))
   if result.skipped_steps:
     print(f"Skipped {result.skipped_steps} non-finite batches.")
   print(f"Checkpoint: {result.checkpoint}")
