@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 DEMO_STEPS ?= 1500
 SPEECH_RUN_DIR ?= runs/speech-demo
-SPEECH_STEPS ?= 1000
+SPEECH_STEPS ?= 500
 
 .PHONY: venv demo demo-speech espeak test bench jsb clean
 

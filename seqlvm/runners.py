@@ -537,7 +537,8 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
   grey, so the picture shows what the model believes too) and, with
   `audio`, one WAV per sample rendered by a simple additive synthesiser.
   For speech: one WAV per sample (frames joined and de-normalised with the
-  training statistics) at the set's sample rate. Always samples.npz with the
+  training statistics) at the set's sample rate, and a PNG of the waveforms
+  with their spectrograms. Always samples.npz with the
   raw samples and the emission means.
 
   Returns:
@@ -559,11 +560,17 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
   paths = []
   checkpoint_name = os.path.basename(path)
   if getattr(source, "kind", "") == "speech":
-    for i, frames in enumerate(x):
+    waveforms = [np.clip(source.to_waveform(frames), -1., 1.)
+                 for frames in x]
+    for i, waveform in enumerate(waveforms):
       p = os.path.join(out_dir, f"sample_{i:02d}.wav")
-      waveform = np.clip(source.to_waveform(frames), -1., 1.)
       synth.write_wav(waveform, p, source.sample_rate)
       paths.append(p)
+    png = os.path.join(out_dir, "samples.png")
+    pictures.write_waveform_png(
+        waveforms, png, source.sample_rate,
+        titles=[f"sample {i} ({checkpoint_name})" for i in range(num)])
+    paths.append(png)
   elif resolve_emission(config, source) == "bernoulli":
     for i, roll in enumerate(x):
       p = os.path.join(out_dir, f"sample_{i:02d}.mid")

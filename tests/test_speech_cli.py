@@ -74,6 +74,7 @@ def test_prepare_train_eval_sample(speech_folder, tmp_path, monkeypatch,
     wav, rate = soundfile.read(out_dir / f"sample_{i:02d}.wav")
     assert rate == RATE and len(wav) == 7 * FRAME
     assert np.all(np.isfinite(wav)) and np.abs(wav).max() <= 1.
+  assert (out_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gaussian_model_sees_normalised_frames(speech_folder, tmp_path):
