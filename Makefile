@@ -30,8 +30,9 @@ demo: venv
 espeak:
 	@command -v espeak-ng >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1; }; \
+	    timeout 300 apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	      { timeout 300 apt-get update -q >/dev/null 2>&1 && \
+	        timeout 300 apt-get install -y -q espeak-ng >/dev/null 2>&1; }; \
 	  fi; \
 	  command -v espeak-ng >/dev/null 2>&1 || { \
 	    echo "espeak-ng is needed for the speech demo: sudo apt-get install espeak-ng"; exit 1; }; }

@@ -158,12 +158,14 @@ def _cmd_sample(args):
 
 
 def _out_path(out, suffix=""):
-  """A bare NAME goes into the data directory (so --data NAME finds it)."""
-  from seqlvm import data  # pylint: disable=g-import-not-at-top
-  if os.sep in out or (os.altsep and os.altsep in out):
+  """A bare NAME goes into the data directory (so --data NAME finds it);
+  anything else (a path with a folder, ".", "..") is a path."""
+  from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
+  if not registry.is_bare_name(out):
     return out
   if suffix and not out.endswith(suffix):
     out += suffix
+  from seqlvm import data  # pylint: disable=g-import-not-at-top
   return os.path.join(data.data_dir(), out)
 
 
@@ -284,9 +286,11 @@ def _data_parser(sub):
       "speech set",
       description="Read every .wav/.sph/.flac file under DIRECTORY, cut each "
       "utterance into non-overlapping frames and write TFRecord shards and "
-      "a manifest (with the training mean and standard deviation). A "
-      "TIMIT tree (TRAIN/ and TEST/) is split as in FIVO; otherwise "
-      "sub-folders train/, valid/, test/, else a seeded shuffle.")
+      "a manifest (with the training mean and standard deviation). A tree "
+      "with TRAIN/ and TEST/ folders but no valid/ (TIMIT's layout) is split "
+      "as FIVO splits TIMIT (valid: 5%% of TRAIN, seed 1234; --seed and "
+      "--valid-fraction do not apply); otherwise sub-folders train/, valid/, "
+      "test/, else a seeded shuffle.")
   q.add_argument("directory")
   q.add_argument("--out", required=True,
                  help="the folder to write; a bare NAME goes into the data "

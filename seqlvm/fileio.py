@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "write_json", "publish"]
 
 
 @contextlib.contextmanager
@@ -25,17 +25,26 @@ def atomic_write(path, mode="w"):
   try:
     with os.fdopen(fd, mode) as f:
       yield f
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only.
-    os.replace(tmp, path)
+    publish(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
 
 
-def _umask():
-  mask = os.umask(0)
+def _read_umask():
+  mask = os.umask(0o022)  # Read once, at import, before any thread starts.
   os.umask(mask)
   return mask
+
+
+_UMASK = _read_umask()
+
+
+def publish(tmp, path):
+  """Gives the finished temporary file `tmp` ordinary permissions (mkstemp
+  makes it owner-only) and renames it to `path`."""
+  os.chmod(tmp, 0o666 & ~_UMASK)
+  os.replace(tmp, path)
 
 
 def write_json(values, path):

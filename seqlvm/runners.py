@@ -3,6 +3,7 @@
 A run directory holds everything a run needs afterwards:
 
     RUN_DIR/config.json          the Config (so eval and sample need nothing else)
+    RUN_DIR/data.json            the data's fingerprint (a resumed run checks it)
     RUN_DIR/ckpt/                tf.train.CheckpointManager checkpoints
     RUN_DIR/train/, RUN_DIR/valid/   TensorBoard summaries
     RUN_DIR/eval/SPLIT_nN.json   results of `evaluate`
@@ -22,6 +23,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import sys
 import time
 
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 CONFIG_NAME = "config.json"
+DATA_RECORD = "data.json"
 _SYNTH_RATE = 22050
 
 
@@ -76,9 +79,16 @@ def make_dataset_and_model(config):
 
 def resolve_emission(config, source):
   """The config's emission, or the data's natural one for "auto"."""
-  if config.emission != "auto":
-    return config.emission
-  return data_lib.as_source(source).default_emission
+  source = data_lib.as_source(source)
+  if config.emission == "auto":
+    return source.default_emission
+  if config.emission == "bernoulli" and getattr(source, "kind", "") != (
+      "pianoroll"):
+    raise ConfigError(
+        f"{config.data}: a Bernoulli emission needs binary data (pianorolls)"
+        f"; this is {getattr(source, 'kind', 'real-valued')} data. Use "
+        "--emission gaussian (or auto).")
+  return config.emission
 
 
 def build_model(config, data_size, data_mean, emission=None):
@@ -160,16 +170,20 @@ class _Evaluator:
       bar = tqdm(total=source.num_sequences(split), desc=label or name,
                  unit="seq", leave=False, file=sys.stderr)
     results, total_steps = [], 0
-    for i, (x, lengths, real) in enumerate(ds):
-      batch_seed = tf.random.experimental.stateless_fold_in(
-          tf.constant([seed, 7919], tf.int32), i)
-      real = real.numpy()
-      results.append(fn(x, lengths, batch_seed).numpy()[real])
-      total_steps += int(tf.reduce_sum(lengths))
+    try:
+      for i, (x, lengths, real) in enumerate(ds):
+        batch_seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, 7919], tf.int32), i)
+        real = real.numpy()
+        results.append(fn(x, lengths, batch_seed).numpy()[real])
+        total_steps += int(tf.reduce_sum(lengths))
+        if bar is not None:
+          bar.update(int(real.sum()))
+    except tf.errors.OpError as e:
+      raise _read_error(source, f"the {split!r} split", e) from e
+    finally:
       if bar is not None:
-        bar.update(int(real.sum()))
-    if bar is not None:
-      bar.close()
+        bar.close()
     per_sequence = np.concatenate(results).astype(np.float64)
     if not np.all(np.isfinite(per_sequence)):
       bad = int(np.sum(~np.isfinite(per_sequence)))
@@ -177,6 +191,52 @@ class _Evaluator:
                           f"sequence(s) of {label or split}.")
     return (per_sequence.sum() / max(total_steps, 1), per_sequence.mean(),
             per_sequence)
+
+
+def _read_error(source, what, error):
+  """A DataError naming the data for a TensorFlow error while reading it."""
+  message = getattr(error, "message", "") or str(error)
+  found = re.search(r"assertion failed: \[([^\]]*)\]", message)
+  if found:  # One of our own checks on the data.
+    detail = found.group(1).replace("\\'", "'")
+  else:
+    lines = message.strip().splitlines()
+    detail = f"{type(error).__name__}: {lines[0] if lines else ''}"
+  return data_lib.DataError(
+      f"{getattr(source, 'name', '') or 'the data'}: reading {what} failed "
+      f"({detail}). Is a file damaged? Prepare the data again (for speech: "
+      "seqlvm data from-audio ... --force).")
+
+
+def _pipeline_id(source):
+  return getattr(source, "pipeline_id", type(source).__name__)
+
+
+def _check_data(source, config, run_dir, log):
+  """Records the data's fingerprint and input pipeline in RUN_DIR/data.json;
+  on resume, refuses data that changed since.
+
+  Returns:
+    stored: the record found before (empty for a new run or an older one).
+  """
+  path = os.path.join(run_dir, DATA_RECORD)
+  stored = _read_previous(path)
+  fingerprint = getattr(source, "fingerprint", None)
+  current = {"data": config.data, "source": getattr(source, "name", ""),
+             "pipeline": _pipeline_id(source),
+             "fingerprint": fingerprint() if fingerprint else None}
+  if stored.get("fingerprint") and current["fingerprint"] and (
+      stored["fingerprint"] != current["fingerprint"]):
+    trained_on = stored.get("source") or stored.get("data")
+    raise ConfigError(
+        f"{path}: this run was trained on {trained_on!r} with fingerprint "
+        f"{stored['fingerprint'][:16]}...; "
+        f"{current['source'] or config.data!r} now has fingerprint "
+        f"{current['fingerprint'][:16]}.... The data changed; train a new "
+        "run (another --run-dir) on it.")
+  if stored != current:
+    fileio.write_json(current, path)
+  return stored
 
 
 def _checkpoint_manager(checkpoint, run_dir, max_to_keep=3):
@@ -285,6 +345,9 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   source = data_lib.as_source(dataset)
   data_size = source.data_size
   os.makedirs(run_dir, exist_ok=True)
+  resuming = os.path.exists(os.path.join(run_dir, CONFIG_NAME))
+  stored_data = _check_data(source, config, run_dir, log)
+  same_pipeline = stored_data.get("pipeline") == _pipeline_id(source)
   save_config(config, os.path.join(run_dir, CONFIG_NAME))
 
   optimizer = tf_keras.optimizers.Adam(config.learning_rate)
@@ -298,7 +361,19 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                    step=step, data_iterator=iterator)
   manager = _checkpoint_manager(checkpoint, run_dir, config.keep_checkpoints)
-  restored = _restore_latest(checkpoint, manager, log=log)
+  if not resuming or same_pipeline:
+    restored = _restore_latest(checkpoint, manager, log=log)
+  else:
+    # Checkpoints of another input pipeline (an older seqlvm, say): its
+    # saved state cannot drive this one. Keep the model, the optimizer and
+    # the step, and start the data order afresh.
+    restored = _restore_latest(
+        tf.train.Checkpoint(model=model, optimizer=optimizer, step=step),
+        manager, partial=True, log=log)
+    if restored:
+      log(f"Warning: {restored} holds the state of another input pipeline "
+          f"({stored_data.get('pipeline') or 'an older seqlvm'}); model, "
+          "optimizer and step restored, the data order starts afresh.")
   if restored:
     log(f"Resuming {run_dir} from {restored} at step {int(step)}.")
 
@@ -320,7 +395,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
       per_t, per_seq, _ = evaluator(source, "valid", config.bound,
                                     config.num_particles, config.batch_size,
                                     seed=config.seed)
-    except TrainingError as e:  # A NaN on validation must not end the run.
+    except (TrainingError, data_lib.DataError) as e:
+      # A NaN or a damaged file in validation must not end the run.
       log(f"Warning: step {int(step)}: validation failed: {e}")
       return float("nan")
     with valid_writer.as_default(step=int(step)):
@@ -342,7 +418,16 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
       if max_seconds is not None and time.time() - start_time > max_seconds:
         log(f"Time budget of {max_seconds:.0f} s spent at step {int(step)}.")
         break
-      x, lengths = next(iterator)
+      try:
+        x, lengths = next(iterator)
+      except StopIteration as e:  # The training input repeats forever.
+        raise TrainingError("The training input ended unexpectedly at step "
+                            f"{int(step) + 1}.") from e
+      except tf.errors.OpError as e:
+        last_checkpoint = save()
+        raise _read_error(source, f"the training data at step "
+                          f"{int(step) + 1} (the last good state is saved "
+                          f"in {last_checkpoint})", e) from e
       seed = tf.constant([config.seed, int(step)], tf.int32)
       bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
       if bool(applied):

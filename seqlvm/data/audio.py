@@ -44,6 +44,7 @@ Recommended import: `from seqlvm.data import audio`.
 import collections
 import functools
 import json
+import math
 import os
 import random
 import shutil
@@ -261,6 +262,11 @@ def _check_output(directory, out, force):
   if os.path.exists(out) and not force:
     raise DataError(f"{out} already exists; pass --force (force=True) to "
                     "replace it.")
+  if os.path.exists(out) and not os.path.isfile(
+      os.path.join(out, MANIFEST_NAME)):
+    raise DataError(f"{out} exists and is not a prepared speech folder (no "
+                    f"{MANIFEST_NAME}); refusing to replace it even with "
+                    "--force. Choose another output folder.")
 
 
 def _replace_folder(tmp, out, force):
@@ -536,6 +542,20 @@ def read_manifest(path_or_dir):
   missing = [k for k in _MANIFEST_KEYS if k not in manifest]
   if missing:
     raise DataError(f"{path}: missing key(s) {', '.join(missing)}.")
+  def positive(key, kind):
+    value = manifest[key]
+    return (isinstance(value, kind) and not isinstance(value, bool) and
+            math.isfinite(value) and value > 0)
+
+  for key, kind in (("frame_size", int), ("sample_rate", int),
+                    ("std", (int, float))):
+    if not positive(key, kind):
+      raise DataError(f"{path}: {key} must be a positive number, got "
+                      f"{manifest[key]!r}.")
+  if not (isinstance(manifest["mean"], (int, float)) and
+          math.isfinite(manifest["mean"])):
+    raise DataError(f"{path}: mean must be a finite number, got "
+                    f"{manifest['mean']!r}.")
   folder = os.path.dirname(os.path.abspath(path))
   splits = manifest["splits"]
   for split in collect.SPLITS:

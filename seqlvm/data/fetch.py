@@ -12,6 +12,7 @@ sorted or unsorted notes) decode to the same rolls and pass alike.
 """
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import urllib.request
 
 import numpy as np
 
+from seqlvm import fileio
 from seqlvm.data import chorales
 from seqlvm.data import pianoroll
 
@@ -92,8 +94,9 @@ def _download(url, destination, progress):
             break
           destination.write(chunk)
           bar.update(len(chunk))
-  except (urllib.error.URLError, OSError, ValueError) as e:
-    reason = getattr(e, "reason", None) or e
+  except (urllib.error.URLError, http.client.HTTPException, OSError,
+          ValueError) as e:
+    reason = getattr(e, "reason", None) or repr(e)
     raise FetchError(f"{url}: download failed ({reason}). Check the "
                      "address, or pass --from PATH to a local copy.") from e
 
@@ -107,7 +110,8 @@ def fetch(name, source=None, directory=None, force=False, progress=True,
     source: optional local path or URL to take the file from instead of the
       manifest's address (a local copy or a mirror).
     directory: where to store NAME.pkl. Default value: the data directory.
-    force: download again even if a verified NAME.pkl is already there.
+    force: download again even if NAME.pkl is already there (an existing
+      file is kept as it is otherwise, without checking it again).
     progress: show a progress bar. Default value: True.
     log: callable for messages. Default value: print to stderr.
     manifest: the manifest file. Default value: data/pianorolls.json.
@@ -133,10 +137,15 @@ def fetch(name, source=None, directory=None, force=False, progress=True,
     log(f"{target} is already there (use --force to fetch it again).")
     return target
   source = source or entry["url"]
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.",
-                                   suffix=".download", delete=False) as tmp:
-    try:
+  try:
+    os.makedirs(directory, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{name}.",
+                                      suffix=".download", delete=False)
+  except OSError as e:
+    raise FetchError(f"{directory}: cannot write here ({e.strerror or e})."
+                     ) from e
+  try:
+    with tmp:
       if _is_url(source):
         log(f"Downloading {name} from {source}")
         _download(source, tmp, progress)
@@ -144,15 +153,18 @@ def fetch(name, source=None, directory=None, force=False, progress=True,
         if not os.path.isfile(source):
           raise FetchError(f"{source}: no such file.")
         log(f"Copying {name} from {source}")
-        with open(source, "rb") as f:
-          shutil.copyfileobj(f, tmp)
-      tmp.close()
-      rolls = _load_download(tmp.name, source)
-      _verify(name, entry, rolls, source)
-      os.replace(tmp.name, target)
-    finally:
-      if os.path.exists(tmp.name):
-        os.unlink(tmp.name)
+        try:
+          with open(source, "rb") as f:
+            shutil.copyfileobj(f, tmp)
+        except OSError as e:
+          raise FetchError(f"{source}: copying to {directory} failed "
+                           f"({e.strerror or e}).") from e
+    rolls = _load_download(tmp.name, source)
+    _verify(name, entry, rolls, source)
+    fileio.publish(tmp.name, target)
+  finally:
+    if os.path.exists(tmp.name):
+      os.unlink(tmp.name)
   sizes = "/".join(str(len(rolls.split(s))) for s in pianoroll.SPLITS)
   log(f"{name}: verified (content sha256 {entry['content_sha256'][:16]}..., "
       f"{sizes} sequences); stored {target}. Train with --data {name}.")

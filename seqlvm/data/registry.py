@@ -12,12 +12,13 @@ Anything else is taken as a path to a pickle or a prepared speech folder.
 """
 
 import os
+import re
 
 from seqlvm.data import chorales
 from seqlvm.data import pianoroll
 
 __all__ = ["resolve", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
-           "named_path"]
+           "named_path", "is_bare_name"]
 
 DEFAULT = "chorales"
 SPEECH_DEFAULT = "speech-demo"
@@ -25,11 +26,21 @@ SPEECH_DEFAULT = "speech-demo"
 NAMED_SETS = ("jsb", "nottingham", "musedata", "piano-midi")
 
 
+_BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def is_bare_name(text):
+  """A dataset name (no folder part, not "." or ".."), not a path."""
+  return bool(_BARE_NAME.match(text or "")) and text not in (".", "..")
+
+
 def named_path(name, directory=None):
-  """NAME.pkl or NAME/ in the data directory if either exists, else None."""
+  """NAME.pkl (or NAME itself if it ends in .pkl) or NAME/ with a manifest
+  in the data directory if one exists, else None."""
   directory = directory or chorales.data_dir()
-  for candidate in (os.path.join(directory, f"{name}.pkl"),
-                    os.path.join(directory, name, "manifest.json")):
+  pickles = [f"{name}.pkl"] + ([name] if name.endswith(".pkl") else [])
+  for candidate in [os.path.join(directory, p) for p in pickles] + [
+      os.path.join(directory, name, "manifest.json")]:
     if os.path.exists(candidate):
       return (candidate if candidate.endswith(".pkl")
               else os.path.dirname(candidate))
@@ -52,9 +63,7 @@ def resolve(data, progress=True):
   if data == SPEECH_DEFAULT:
     from seqlvm.data import speech_demo  # pylint: disable=g-import-not-at-top
     return speech_demo.prepare_speech_demo(progress=progress)
-  is_name = data and os.sep not in data and not data.endswith(
-      (".pkl", ".pickle", ".json"))
-  if is_name:
+  if is_bare_name(data):
     found = named_path(data)
     if found:
       return found

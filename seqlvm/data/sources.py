@@ -23,6 +23,7 @@ every bound) up to the static batch size; a third element `real` `[B]` marks
 the real ones.
 """
 
+import hashlib
 import math
 import os
 
@@ -63,9 +64,10 @@ def chunk_sequences(sequences, max_length):
 def _time_major(pad_to_multiple):
   def fn(x, lengths, *rest):
     steps = tf.shape(x)[1]
-    if pad_to_multiple > 1:
-      target = -(-steps // pad_to_multiple) * pad_to_multiple
-      x = tf.pad(x, [[0, 0], [0, target - steps], [0, 0]])
+    # At least one step: a batch of empty sequences still has a shape.
+    target = tf.maximum(
+        -(-steps // max(pad_to_multiple, 1)) * max(pad_to_multiple, 1), 1)
+    x = tf.pad(x, [[0, 0], [0, target - steps], [0, 0]])
     return (tf.transpose(x, [1, 0, 2]), lengths) + rest
   return fn
 
@@ -122,6 +124,10 @@ class InMemorySource:
     name: for messages.
   """
 
+  # Names the structure of `train_dataset`: a run resumes its input
+  # iterator only from checkpoints of the same pipeline.
+  pipeline_id = "in-memory/1"
+
   def __init__(self, splits, train_mean=None, kind="pianoroll", name=""):
     self.splits = {s: list(splits.get(s) or []) for s in pianoroll.SPLITS}
     self.kind = kind
@@ -161,6 +167,17 @@ class InMemorySource:
         lambda x, n: (x.to_tensor() if isinstance(x, tf.RaggedTensor) else x,
                       n))
 
+  def fingerprint(self):
+    """sha256 of the sequences of every split (to recognise the data)."""
+    h = hashlib.sha256()
+    for split in pianoroll.SPLITS:
+      h.update(f"{split} {len(self.splits[split])}\n".encode("ascii"))
+      for s in self.splits[split]:
+        s = np.ascontiguousarray(s, np.float32)
+        h.update(np.asarray(s.shape, "<u4").tobytes())
+        h.update(s.astype("<f4").tobytes())
+    return h.hexdigest()
+
   def train_dataset(self, batch_size, seed=0, pad_to_multiple=1,
                     max_length=0):
     """Endless shuffled, length-bucketed training batches (x, lengths)."""
@@ -195,6 +212,7 @@ class SpeechSource:
 
   kind = "speech"
   default_emission = "gaussian"
+  pipeline_id = "speech-shards/1"
 
   def __init__(self, path):
     from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
@@ -210,6 +228,11 @@ class SpeechSource:
     if self.num_sequences("train") == 0:
       raise pianoroll.DataError(f"{self.directory}: the training split is "
                                 "empty.")
+
+  def fingerprint(self):
+    """sha256 of the manifest, which lists every shard's utterances."""
+    with open(os.path.join(self.directory, "manifest.json"), "rb") as f:
+      return hashlib.sha256(f.read()).hexdigest()
 
   def _split(self, split):
     if split not in pianoroll.SPLITS:
@@ -236,7 +259,11 @@ class SpeechSource:
         record, {"samples": tf.io.FixedLenFeature([], tf.string)})
     samples = tf.io.decode_raw(features["samples"], tf.float32,
                                little_endian=True)
-    x = tf.reshape((samples - self.mean) / self.std, [-1, self.data_size])
+    with tf.control_dependencies([tf.debugging.assert_equal(
+        tf.size(samples) % self.data_size, 0, message=(
+            f"a record's length is not a multiple of the manifest's "
+            f"frame_size {self.data_size}"))]):
+      x = tf.reshape((samples - self.mean) / self.std, [-1, self.data_size])
     return x, tf.shape(x, out_type=tf.int32)[0]
 
   def train_dataset(self, batch_size, seed=0, pad_to_multiple=1,

@@ -28,6 +28,15 @@ needs_shared = pytest.mark.skipif(
     reason="../shared/data/pianorolls is not beside the repository")
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+  # Loopback only: a proxy from the environment must not take the requests.
+  for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+               "all_proxy", "ALL_PROXY"):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
   def log_message(self, *args):
     pass
@@ -62,6 +71,9 @@ def test_each_standard_set_downloads_and_verifies(name, shared_server,
                      directory=str(tmp_path), progress=False,
                      log=lambda m: None)
   assert path == str(tmp_path / f"{name}.pkl")
+  mask = os.umask(0)
+  os.umask(mask)
+  assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
   rolls = data.load_pianoroll(path)
   entry = fetch.load_manifest()[name]
   assert {s: len(rolls.split(s)) for s in data.SPLITS} == entry["splits"]
