@@ -288,7 +288,7 @@ def _data_parser(sub):
       "utterance into non-overlapping frames and write TFRecord shards and "
       "a manifest (with the training mean and standard deviation). A tree "
       "with TRAIN/ and TEST/ folders but no valid/ (TIMIT's layout) is split "
-      "as FIVO splits TIMIT (valid: 5%% of TRAIN, seed 1234; --seed and "
+      "as FIVO splits TIMIT (valid: 5% of TRAIN, seed 1234; --seed and "
       "--valid-fraction do not apply); otherwise sub-folders train/, valid/, "
       "test/, else a seeded shuffle.")
   q.add_argument("directory")
