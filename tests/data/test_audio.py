@@ -277,10 +277,18 @@ def test_existing_output_needs_force(tmp_path):
   with pytest.raises(DataError, match="--force"):
     audio.from_audio(src, str(out), **_quiet())
   assert (out / "old.txt").exists()
+  # Not a prepared set: even --force leaves it alone.
+  with pytest.raises(DataError, match="not a prepared speech folder"):
+    audio.from_audio(src, str(out), force=True, **_quiet())
+  assert (out / "old.txt").read_text() == "old"
+  # A prepared set is replaced with --force.
+  out = tmp_path / "prepared"
+  audio.from_audio(src, str(out), **_quiet())
+  (out / "old.txt").write_text("old")
   audio.from_audio(src, str(out), force=True, **_quiet())
   assert not (out / "old.txt").exists()
   assert audio.read_manifest(str(out))["splits"]["train"]["num_sequences"] == 2
-  assert sorted(os.listdir(tmp_path)) == ["out", "src"]
+  assert sorted(os.listdir(tmp_path)) == ["out", "prepared", "src"]
   with pytest.raises(DataError, match="contain the input"):
     audio.from_audio(src, str(tmp_path), force=True, **_quiet())
 

@@ -8,6 +8,7 @@ import functools
 import http.server
 import os
 import pickle
+import re
 import threading
 
 import numpy as np
@@ -156,6 +157,11 @@ def test_cli_fetch_then_train_by_name(shared_server, tmp_path, monkeypatch,
   assert cli.main(["data", "fetch", "jsb", "--from",
                    f"{shared_server}/jsb.pkl", "--no-progress"]) == 0
   assert registry.resolve("jsb") == str(tmp_path / "data" / "jsb.pkl")
+  capsys.readouterr()
+  assert cli.main(["data", "list"]) == 0
+  listing = capsys.readouterr().out
+  assert re.search(r"\* jsb\s", listing) and not re.search(
+      r"\* nottingham\s", listing)
   # Already there: kept, not fetched again.
   assert cli.main(["data", "fetch", "jsb", "--no-progress"]) == 0
   assert "already there" in capsys.readouterr().err
