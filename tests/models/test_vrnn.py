@@ -96,3 +96,10 @@ def test_bad_arguments():
     VRNN(D, data_mean=np.zeros(D + 1))
   with pytest.raises(ValueError, match="hidden_size"):
     VRNN(D, hidden_size=0)
+
+
+def test_vrnn_meets_the_model_contract():
+  from tests.models import contract  # pylint: disable=g-import-not-at-top
+  contract.check_all(lambda emission: VRNN(
+      contract.D, hidden_size=6, latent_size=4, emission=emission,
+      data_mean=np.full(contract.D, 0.3) if emission == "bernoulli" else None))
