@@ -4,8 +4,10 @@ from seqlvm.models import heads
 from seqlvm.models import nets
 from seqlvm.models.base import SequenceModel
 from seqlvm.models.base import StepOutput
+from seqlvm.models.draw import DRAW
 from seqlvm.models.lgssm import LinearGaussianSSM
+from seqlvm.models.srnn import SRNN
 from seqlvm.models.vrnn import VRNN
 
 __all__ = ["heads", "nets", "SequenceModel", "StepOutput",
-           "LinearGaussianSSM", "VRNN"]
+           "LinearGaussianSSM", "VRNN", "SRNN", "DRAW"]
