@@ -8,6 +8,10 @@ from seqlvm.models.draw import DRAW
 from seqlvm.models.lgssm import LinearGaussianSSM
 from seqlvm.models.srnn import SRNN
 from seqlvm.models.vrnn import VRNN
+from seqlvm.models.wavenet import VRNNWaveNet
+from seqlvm.models.wavenet import WaveNet
+from seqlvm.models.wavenet import WaveNetStack
 
 __all__ = ["heads", "nets", "SequenceModel", "StepOutput",
-           "LinearGaussianSSM", "VRNN", "SRNN", "DRAW"]
+           "LinearGaussianSSM", "VRNN", "SRNN", "DRAW", "WaveNet",
+           "VRNNWaveNet", "WaveNetStack"]
