@@ -44,9 +44,17 @@ def _train_parser(sub):
       "after `seqlvm data fetch`, or what `seqlvm data from-midi|from-audio "
       "--out NAME` made); or a path to a pianoroll pickle or a prepared "
       "speech folder")
-  arg("--model", "model", "model", choices=config_lib.MODELS)
+  arg("--model", "model", "model: vrnn (Chung et al. 2015), srnn "
+      "(Fraccaro et al. 2016), draw (a DRAW-style encoder-decoder), "
+      "vrnn-wavenet (a VRNN with a WaveNet-style emission), wavenet (no "
+      "latents: exact likelihood)", choices=config_lib.MODELS)
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
   arg("--latent-size", "latent_size", "latent dimension", type=int)
+  arg("--wavenet-channels", "wavenet_channels", "channels of the WaveNet "
+      "stack (vrnn-wavenet, wavenet)", type=int)
+  arg("--wavenet-layers", "wavenet_layers", "dilated layers of the WaveNet "
+      "stack, dilations 1, 2, 4, ... (receptive field 2**layers + 1 steps)",
+      type=int)
   arg("--emission", "emission", "emission distribution (auto: bernoulli "
       "for pianorolls, gaussian for speech frames)",
       choices=config_lib.EMISSIONS)

@@ -9,7 +9,7 @@ from seqlvm import fileio
 __all__ = ["Config", "ConfigError", "MODELS", "EMISSIONS", "ON_NONFINITE",
            "RESUMABLE_FIELDS", "save_config", "load_config"]
 
-MODELS = ("vrnn",)
+MODELS = ("vrnn", "srnn", "draw", "vrnn-wavenet", "wavenet")
 # "auto": Bernoulli for pianorolls, Gaussian for speech.
 EMISSIONS = ("auto", "bernoulli", "gaussian")
 ON_NONFINITE = ("stop", "skip")
@@ -39,6 +39,8 @@ class Config:
   model: str = "vrnn"
   hidden_size: int = 64
   latent_size: int = 32
+  wavenet_channels: int = 32
+  wavenet_layers: int = 6
   emission: str = "auto"
   bound: str = "fivo"
   num_particles: int = 4
@@ -94,7 +96,8 @@ class Config:
         (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
         (0 <= self.seed < 2 ** 31, "seed must be in [0, 2**31)"),
     ]
-    for name in ("hidden_size", "latent_size", "num_particles", "batch_size",
+    for name in ("hidden_size", "latent_size", "wavenet_channels",
+                 "wavenet_layers", "num_particles", "batch_size",
                  "checkpoint_every", "summary_every", "keep_checkpoints",
                  "pad_to_multiple"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))

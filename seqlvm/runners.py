@@ -92,14 +92,26 @@ def resolve_emission(config, source):
 
 
 def build_model(config, data_size, data_mean, emission=None):
+  """The model `config.model` names, for data of size `data_size`."""
   emission = emission or config.emission
   if emission == "auto":
     emission = "bernoulli"
+  common = dict(emission=emission, data_mean=data_mean, seed=config.seed)
+  latent = dict(hidden_size=config.hidden_size,
+                latent_size=config.latent_size)
+  # Dilations 1, 2, 4, ...: a receptive field of 2**wavenet_layers + 1 steps.
+  wavenet = dict(channels=config.wavenet_channels,
+                 dilations=tuple(2 ** i for i in range(config.wavenet_layers)))
   if config.model == "vrnn":
-    return models.VRNN(data_size, hidden_size=config.hidden_size,
-                       latent_size=config.latent_size,
-                       emission=emission, data_mean=data_mean,
-                       seed=config.seed)
+    return models.VRNN(data_size, **latent, **common)
+  if config.model == "srnn":
+    return models.SRNN(data_size, **latent, **common)
+  if config.model == "draw":
+    return models.DRAW(data_size, **latent, **common)
+  if config.model == "vrnn-wavenet":
+    return models.VRNNWaveNet(data_size, **latent, **wavenet, **common)
+  if config.model == "wavenet":
+    return models.WaveNet(data_size, **wavenet, **common)
   raise ConfigError(f"Unknown model {config.model!r}.")
 
 
