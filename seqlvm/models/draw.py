@@ -49,7 +49,8 @@ projects them once for all steps, outside the particle loop.
    c_t = c_{t-1} + write. DRAW sums a handful of writes; a sequence has
    thousands of steps, and an unbounded sum would drift (its variance grows
    with t, saturating the sigmoid or the Gaussian mean). With f < 1 and
-   |h_dec| < 1 the canvas is bounded by |W_write| / (1 - f), and the model
+   |h_dec| < 1 the canvas is bounded by (sum |W_write| + |b_write|) / (1 - f)
+   per dimension, and the model
    still learns how long each dimension persists (f near 1: notes that are
    held).
 5. No attention: read and write are the paper's "without attention" forms

@@ -3,7 +3,7 @@
 Generative model: a deterministic forward RNN over the previous observations,
 and a state-space layer on top of it:
 
-    d_t = LSTM_d(d_{t-1}, x_{t-1})            d_0 = 0, x_0 = 0
+    d_t = LSTM_d(d_{t-1}, x_{t-1})    d_0 = 0, x_0 = data mean (0 centred)
     p(z_t | z_{t-1}, d_t)   diagonal Gaussian, MLP on [z_{t-1}, d_t]   z_0 = 0
     p(x_t | z_t, d_t)       Bernoulli (pianorolls) or diagonal Gaussian
                             (speech), MLP on [z_t, d_t]

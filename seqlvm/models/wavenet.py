@@ -245,7 +245,10 @@ class WaveNetStack(tf.Module):
 
     Args:
       inputs: `[B, D]`, the previous frame x_{t-1} (zeros at t = 0).
-      cache: from `initial_cache` or the previous `step`.
+      cache: from `initial_cache` or the previous `step`. Use each cache
+        once: run eagerly, the cached method's TensorArray queues are
+        updated in place, so stepping again from an older cache is wrong
+        (inside a `tf.function`, as `sample` runs it, they are values).
 
     Returns:
       feature: `[B, C]`, equal to `self(x)[t]` up to rounding.

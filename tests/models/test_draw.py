@@ -152,3 +152,19 @@ def test_bad_arguments():
     DRAW(D, data_mean=np.zeros(D + 1))
   with pytest.raises(ValueError, match="latent_size"):
     DRAW(D, latent_size=0)
+
+
+def test_decoder_reads_the_previous_observation_only():
+  model = _model()
+  x, mask = _data()
+  k = 3
+  changed = x.numpy().copy()
+  changed[k, 0] = 1. - changed[k, 0]
+  before = model.prepare(x, mask)
+  after = model.prepare(tf.constant(changed), mask)
+  # The decoder's input at step t is phi(x_{t-1}): unchanged up to k.
+  np.testing.assert_array_equal(after[0][:k + 1], before[0][:k + 1])
+  assert not np.allclose(after[0][k + 1, 0], before[0][k + 1, 0])
+  # The encoder reads x_t itself.
+  assert not np.allclose(after[1][k, 0], before[1][k, 0])
+  np.testing.assert_array_equal(after[1][:k], before[1][:k])

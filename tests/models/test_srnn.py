@@ -62,12 +62,8 @@ def test_prepare_and_step_shapes(model):
     assert value.shape == (N * B,)
 
 
-def test_forward_rnn_is_causal_and_independent_of_z(model):
+def test_forward_rnn_and_emission_are_causal(model):
   x, mask = _data()
-  first = model.prepare(x, mask)
-  # prepare sees no particle state: the same batch gives the same context.
-  for a, b in zip(first, model.prepare(x, mask)):
-    np.testing.assert_array_equal(a, b)
   d, _ = model.deterministic_states(x, mask)
   k = 3
   changed, _ = model.deterministic_states(_with(x, k, 0, 1. - x[k, 0]), mask)
@@ -75,6 +71,14 @@ def test_forward_rnn_is_causal_and_independent_of_z(model):
   np.testing.assert_array_equal(changed[:k + 1], d[:k + 1])
   assert not np.allclose(changed[k + 1, 0], d[k + 1, 0])
   np.testing.assert_array_equal(changed[:, 1], d[:, 1])
+  # The prior's and the emission's inputs at step t see x_{<t} only (the
+  # proposal's look ahead by design).
+  context = model.prepare(x, mask)
+  perturbed = model.prepare(_with(x, k, 0, 1. - x[k, 0]), mask)
+  for name in ("prior_inputs", "emission_inputs"):
+    before, after = getattr(context, name), getattr(perturbed, name)
+    np.testing.assert_array_equal(after[:k + 1], before[:k + 1])
+    assert not np.allclose(after[k + 1, 0], before[k + 1, 0]), name
 
 
 def test_backward_rnn_looks_ahead_and_skips_padding(model):

@@ -1,4 +1,6 @@
 # pylint: disable=protected-access
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -258,3 +260,15 @@ def test_bad_arguments():
     _wavenet("bernoulli").sample(3, B, method="fast")
   with pytest.raises(ValueError, match="sampling method"):
     _vrnn_wavenet("bernoulli").sample(3, B, method="fast")
+
+
+def test_wavenet_likelihood_is_normalised_over_all_binary_sequences():
+  # Every x in {0, 1}^(T x D) for T = 3, D = 2: the probabilities sum to 1
+  # only if step t's emission sees x_{<t} alone.
+  model = wavenet.WaveNet(2, channels=4, dilations=(1, 2), seed=3,
+                  data_mean=np.array([0.3, 0.6]))
+  sequences = np.array(list(itertools.product([0., 1.], repeat=6)),
+                       np.float32).reshape(-1, 3, 2)
+  x = tf.constant(np.transpose(sequences, [1, 0, 2]))  # [T, 64, D]
+  total = np.exp(model.log_likelihood(x).numpy().astype(np.float64)).sum()
+  np.testing.assert_allclose(total, 1., rtol=1e-5)
