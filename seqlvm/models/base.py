@@ -22,9 +22,12 @@ Recommended import: `from seqlvm.models import SequenceModel, StepOutput`.
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["SequenceModel", "StepOutput"]
+__all__ = ["SequenceModel", "StepOutput", "EMISSIONS", "checked_mean"]
+
+EMISSIONS = ("bernoulli", "gaussian")
 
 StepOutput = collections.namedtuple(
     "StepOutput",
@@ -34,6 +37,16 @@ StepOutput = collections.namedtuple(
         "log_p_x_given_z",  # float [N*B]: log p(x_t | z_t, history).
         "log_q_z",  # float [N*B]: log q(z_t | history, context_t).
     ])
+
+
+def checked_mean(data_mean, data_size):
+  """The training mean as float64 `[D]` (zeros for None), shape-checked."""
+  mean = np.zeros([data_size]) if data_mean is None else np.asarray(
+      data_mean, np.float64)
+  if mean.shape != (data_size,):
+    raise ValueError(f"data_mean must have shape [{data_size}], got "
+                     f"{mean.shape}.")
+  return mean
 
 
 class SequenceModel(tf.Module):
@@ -52,3 +65,73 @@ class SequenceModel(tf.Module):
 
   def sample(self, num_steps, batch_size, seed=None):
     raise NotImplementedError
+
+  def _init_data(self, data_size, emission, data_mean, dtype, **sizes):
+    """Checks and stores what every model needs to know about its data.
+
+    Sets `data_size`, `emission_type`, `dtype` and the non-trainable
+    `data_mean` variable (zeros if `data_mean` is None).
+
+    Args:
+      data_size: int D.
+      emission: one of `EMISSIONS`.
+      data_mean: optional `[D]` training mean.
+      dtype: the model's float dtype.
+      **sizes: further sizes (hidden_size=..., latent_size=...) that must be
+        positive integers.
+
+    Returns:
+      mean: float64 `[D]`, for initialising emission biases.
+
+    Raises:
+      ValueError: for an unknown emission, a size below 1 or a mean of the
+        wrong shape.
+    """
+    if emission not in EMISSIONS:
+      raise ValueError(f"Unknown emission {emission!r}; choose one of "
+                       f"{', '.join(EMISSIONS)}.")
+    for label, value in (("data_size", data_size),) + tuple(sizes.items()):
+      if int(value) < 1:
+        raise ValueError(f"{label} must be a positive integer, got {value}.")
+    mean = checked_mean(data_mean, data_size)
+    self.data_size = data_size
+    self.emission_type = emission
+    self.dtype = dtype
+    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
+                                 name="data_mean")
+    return mean
+
+  def _centre(self, x):
+    """x minus the training mean: what the networks read."""
+    return tf.cast(x, self.dtype) - self.data_mean
+
+  def _sample_loop(self, num_steps, batch_size, carry, step_fn,
+                   return_means):
+    """Ancestral sampling in one `tf.while_loop`.
+
+    Args:
+      num_steps: int T.
+      batch_size: int B.
+      carry: the nest the steps pass on (recurrent states, caches).
+      step_fn: (t, carry, previous_x) -> (carry, x_t, mean_t), where
+        previous_x is the centred previous sample (zeros at t = 0) and x_t,
+        mean_t are `[B, D]`.
+      return_means: also return the stacked means.
+
+    Returns:
+      x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
+    """
+    def body(t, carry, previous_x, xs, means):
+      carry, x, mean = step_fn(t, carry, previous_x)
+      return (t + 1, carry, self._centre(x), xs.write(t, x),
+              means.write(t, mean))
+
+    loop_vars = (tf.constant(0), carry,
+                 tf.zeros([batch_size, self.data_size], self.dtype),
+                 tf.TensorArray(self.dtype, size=num_steps),
+                 tf.TensorArray(self.dtype, size=num_steps))
+    _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
+                                       loop_vars)
+    if return_means:
+      return xs.stack(), means.stack()
+    return xs.stack()

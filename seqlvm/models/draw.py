@@ -87,7 +87,7 @@ tfd = tfp.distributions
 
 __all__ = ["DRAW", "EMISSIONS", "CANVAS_FORGET_INIT"]
 
-EMISSIONS = ("bernoulli", "gaussian")
+EMISSIONS = base.EMISSIONS
 
 # Initial per-dimension canvas retention f = sigmoid(a): a write fades to
 # 1/e in about 20 steps and the canvas is at most 20 times one write.
@@ -129,26 +129,10 @@ class DRAW(base.SequenceModel):
                emission="bernoulli", data_mean=None, seed=0, dtype=tf.float32,
                name="draw"):
     super().__init__(name=name)
-    if emission not in EMISSIONS:
-      raise ValueError(f"Unknown emission {emission!r}; choose one of "
-                       f"{', '.join(EMISSIONS)}.")
-    for label, value in (("data_size", data_size),
-                         ("hidden_size", hidden_size),
-                         ("latent_size", latent_size)):
-      if int(value) < 1:
-        raise ValueError(f"{label} must be a positive integer, got {value}.")
-    self.data_size = data_size
+    mean = self._init_data(data_size, emission, data_mean, dtype,
+                           hidden_size=hidden_size, latent_size=latent_size)
     self.hidden_size = hidden_size
     self.latent_size = latent_size
-    self.emission_type = emission
-    self.dtype = dtype
-    mean = np.zeros([data_size]) if data_mean is None else np.asarray(
-        data_mean, np.float64)
-    if mean.shape != (data_size,):
-      raise ValueError(f"data_mean must have shape [{data_size}], got "
-                       f"{mean.shape}.")
-    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
-                                 name="data_mean")
     h, z, d = hidden_size, latent_size, data_size
     if emission == "bernoulli":
       bias = np.zeros([d]) if data_mean is None else heads.logit(mean)
@@ -180,9 +164,6 @@ class DRAW(base.SequenceModel):
       if emission == "gaussian":
         self.emission_scale = nets.Linear(h, d, seed=seed + 7, dtype=dtype,
                                           name="emission_scale")
-
-  def _centre(self, x):
-    return tf.cast(x, self.dtype) - self.data_mean
 
   def _emission_mean(self, canvas):
     """The mean of p(x | canvas) `[R, D]`: probabilities or Gaussian means."""
@@ -282,7 +263,7 @@ class DRAW(base.SequenceModel):
     """
     seed = tfp.random.sanitize_seed(seed, salt="draw_sample")
 
-    def body(t, state, previous_x, xs, means):
+    def step(t, state, previous_x):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       h_dec, c_dec, canvas = state
@@ -291,20 +272,11 @@ class DRAW(base.SequenceModel):
       h_dec, c_dec, canvas = self._decode(h_dec, c_dec, canvas, z,
                                           decoder_inputs)
       p_x = self._emission(canvas, h_dec)
-      x = p_x.sample(seed=x_seed)
-      return (t + 1, (h_dec, c_dec, canvas), self._centre(x), xs.write(t, x),
-              means.write(t, p_x.mean()))
+      return (h_dec, c_dec, canvas), p_x.sample(seed=x_seed), p_x.mean()
 
     h_dec, c_dec, _, _, canvas = self.initial_state(batch_size)
-    loop_vars = (tf.constant(0), (h_dec, c_dec, canvas),
-                 tf.zeros([batch_size, self.data_size], self.dtype),
-                 tf.TensorArray(self.dtype, size=num_steps),
-                 tf.TensorArray(self.dtype, size=num_steps))
-    _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
-                                       loop_vars)
-    if return_means:
-      return xs.stack(), means.stack()
-    return xs.stack()
+    return self._sample_loop(num_steps, batch_size, (h_dec, c_dec, canvas),
+                             step, return_means)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

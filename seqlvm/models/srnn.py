@@ -59,7 +59,6 @@ Recommended import: `from seqlvm.models.srnn import SRNN`.
 
 import collections
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -71,7 +70,7 @@ tfd = tfp.distributions
 
 __all__ = ["SRNN", "SRNNContext", "EMISSIONS"]
 
-EMISSIONS = ("bernoulli", "gaussian")
+EMISSIONS = base.EMISSIONS
 
 SRNNContext = collections.namedtuple(
     "SRNNContext",
@@ -102,27 +101,11 @@ class SRNN(base.SequenceModel):
                emission="bernoulli", data_mean=None, residual_posterior=True,
                seed=0, dtype=tf.float32, name="srnn"):
     super().__init__(name=name)
-    if emission not in EMISSIONS:
-      raise ValueError(f"Unknown emission {emission!r}; choose one of "
-                       f"{', '.join(EMISSIONS)}.")
-    for label, value in (("data_size", data_size),
-                         ("hidden_size", hidden_size),
-                         ("latent_size", latent_size)):
-      if int(value) < 1:
-        raise ValueError(f"{label} must be a positive integer, got {value}.")
-    self.data_size = data_size
+    mean = self._init_data(data_size, emission, data_mean, dtype,
+                           hidden_size=hidden_size, latent_size=latent_size)
     self.hidden_size = hidden_size
     self.latent_size = latent_size
-    self.emission_type = emission
     self.residual_posterior = residual_posterior
-    self.dtype = dtype
-    mean = np.zeros([data_size]) if data_mean is None else np.asarray(
-        data_mean, np.float64)
-    if mean.shape != (data_size,):
-      raise ValueError(f"data_mean must have shape [{data_size}], got "
-                       f"{mean.shape}.")
-    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
-                                 name="data_mean")
     h, z, d = hidden_size, latent_size, data_size
     with self.name_scope:
       self.forward_lstm = nets.LSTMCell(d, h, seed=seed + 1, dtype=dtype,
@@ -144,9 +127,6 @@ class SRNN(base.SequenceModel):
         self.emission = heads.ConditionalNormal(
             z + h, [h], d, seed=seed + 5, loc_bias_init=mean, dtype=dtype,
             name="emission")
-
-  def _centre(self, x):
-    return tf.cast(x, self.dtype) - self.data_mean
 
   def _run_lstm(self, cell, projected, start, mask=None, reverse=False):
     """Runs `cell` over time on inputs projected ahead.
@@ -299,27 +279,19 @@ class SRNN(base.SequenceModel):
     """
     seed = tfp.random.sanitize_seed(seed, salt="srnn_sample")
 
-    def body(t, lstm_state, previous_z, previous_x, xs, means):
+    def step(t, carry, previous_x):
+      lstm_state, previous_z = carry
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       d, lstm_state = self.forward_lstm(previous_x, lstm_state)
       z = self.prior(previous_z, d).sample(seed=z_seed)
       p_x = self.emission(z, d)
-      x = p_x.sample(seed=x_seed)
-      return (t + 1, lstm_state, z, self._centre(x), xs.write(t, x),
-              means.write(t, p_x.mean()))
+      return (lstm_state, z), p_x.sample(seed=x_seed), p_x.mean()
 
-    loop_vars = (tf.constant(0),
-                 self.forward_lstm.initial_state(batch_size, self.dtype),
-                 self.initial_state(batch_size),
-                 tf.zeros([batch_size, self.data_size], self.dtype),
-                 tf.TensorArray(self.dtype, size=num_steps),
-                 tf.TensorArray(self.dtype, size=num_steps))
-    _, _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
-                                          loop_vars)
-    if return_means:
-      return xs.stack(), means.stack()
-    return xs.stack()
+    carry = (self.forward_lstm.initial_state(batch_size, self.dtype),
+             self.initial_state(batch_size))
+    return self._sample_loop(num_steps, batch_size, carry, step,
+                             return_means)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

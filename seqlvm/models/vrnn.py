@@ -27,7 +27,6 @@ equal the latent size; here the hidden width is `hidden_size`, separate from
     https://arxiv.org/abs/1705.09279
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -39,7 +38,7 @@ tfd = tfp.distributions
 
 __all__ = ["VRNN", "EMISSIONS"]
 
-EMISSIONS = ("bernoulli", "gaussian")
+EMISSIONS = base.EMISSIONS
 
 
 class VRNN(base.SequenceModel):
@@ -61,27 +60,11 @@ class VRNN(base.SequenceModel):
                emission="bernoulli", data_mean=None, residual_proposal=True,
                seed=0, dtype=tf.float32, name="vrnn"):
     super().__init__(name=name)
-    if emission not in EMISSIONS:
-      raise ValueError(f"Unknown emission {emission!r}; choose one of "
-                       f"{', '.join(EMISSIONS)}.")
-    for label, value in (("data_size", data_size),
-                         ("hidden_size", hidden_size),
-                         ("latent_size", latent_size)):
-      if int(value) < 1:
-        raise ValueError(f"{label} must be a positive integer, got {value}.")
-    self.data_size = data_size
+    mean = self._init_data(data_size, emission, data_mean, dtype,
+                           hidden_size=hidden_size, latent_size=latent_size)
     self.hidden_size = hidden_size
     self.latent_size = latent_size
-    self.emission_type = emission
     self.residual_proposal = residual_proposal
-    self.dtype = dtype
-    mean = np.zeros([data_size]) if data_mean is None else np.asarray(
-        data_mean, np.float64)
-    if mean.shape != (data_size,):
-      raise ValueError(f"data_mean must have shape [{data_size}], got "
-                       f"{mean.shape}.")
-    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
-                                 name="data_mean")
     h, z, d = hidden_size, latent_size, data_size
     with self.name_scope:
       self.x_encoder = nets.MLP(d, [h], h, seed=seed + 1, dtype=dtype,
@@ -103,9 +86,6 @@ class VRNN(base.SequenceModel):
         self.emission = heads.ConditionalNormal(
             2 * h, [h], d, seed=seed + 6, loc_bias_init=mean, dtype=dtype,
             name="emission")
-
-  def _centre(self, x):
-    return tf.cast(x, self.dtype) - self.data_mean
 
   def prepare(self, x, mask):
     """Everything that depends on x alone, for all steps at once.
@@ -177,7 +157,7 @@ class VRNN(base.SequenceModel):
     """
     seed = tfp.random.sanitize_seed(seed, salt="vrnn_sample")
 
-    def body(t, state, previous_x, xs, means):
+    def step(t, state, previous_x):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
@@ -185,19 +165,11 @@ class VRNN(base.SequenceModel):
       z = self.prior(rnn_out).sample(seed=z_seed)
       encoded_z = self.z_encoder(z)
       p_x = self.emission(rnn_out, encoded_z)
-      x = p_x.sample(seed=x_seed)
-      return (t + 1, (h, c, encoded_z), self._centre(x), xs.write(t, x),
-              means.write(t, p_x.mean()))
+      return (h, c, encoded_z), p_x.sample(seed=x_seed), p_x.mean()
 
-    loop_vars = (tf.constant(0), self.initial_state(batch_size),
-                 tf.zeros([batch_size, self.data_size], self.dtype),
-                 tf.TensorArray(self.dtype, size=num_steps),
-                 tf.TensorArray(self.dtype, size=num_steps))
-    _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
-                                       loop_vars)
-    if return_means:
-      return xs.stack(), means.stack()
-    return xs.stack()
+    return self._sample_loop(num_steps, batch_size,
+                             self.initial_state(batch_size), step,
+                             return_means)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

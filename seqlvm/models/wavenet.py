@@ -70,7 +70,6 @@ Recommended import: `from seqlvm.models import WaveNet, VRNNWaveNet`.
 
 import collections
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -285,15 +284,6 @@ class WaveNetStack(tf.Module):
             + sum(l.flops_per_row() for l in self.gates + self.outputs))
 
 
-def _data_mean(data_mean, data_size):
-  mean = np.zeros([data_size]) if data_mean is None else np.asarray(
-      data_mean, np.float64)
-  if mean.shape != (data_size,):
-    raise ValueError(f"data_mean must have shape [{data_size}], got "
-                     f"{mean.shape}.")
-  return mean
-
-
 class WaveNet(base.SequenceModel):
   """An autoregressive WaveNet-style model with no latent variables.
 
@@ -325,18 +315,7 @@ class WaveNet(base.SequenceModel):
                num_stacks=1, emission="bernoulli", data_mean=None, seed=0,
                dtype=tf.float32, name="wavenet"):
     super().__init__(name=name)
-    if emission not in vrnn.EMISSIONS:
-      raise ValueError(f"Unknown emission {emission!r}; choose one of "
-                       f"{', '.join(vrnn.EMISSIONS)}.")
-    if int(data_size) < 1:
-      raise ValueError(f"data_size must be a positive integer, got "
-                       f"{data_size}.")
-    self.data_size = data_size
-    self.emission_type = emission
-    self.dtype = dtype
-    mean = _data_mean(data_mean, data_size)
-    self.data_mean = tf.Variable(tf.cast(mean, dtype), trainable=False,
-                                 name="data_mean")
+    mean = self._init_data(data_size, emission, data_mean, dtype)
     with self.name_scope:
       self.stack = WaveNetStack(data_size, channels, dilations, num_stacks,
                                 seed=seed + 1, dtype=dtype, name="stack")
@@ -354,9 +333,6 @@ class WaveNet(base.SequenceModel):
   def receptive_field(self):
     """How many past frames p(x_t | x_{<t}) sees."""
     return self.stack.receptive_field
-
-  def _centre(self, x):
-    return tf.cast(x, self.dtype) - self.data_mean
 
   def _emission_params(self, features):
     """Emission parameters from features `[R, C]`: (logits,) or (loc,
@@ -440,23 +416,16 @@ class WaveNet(base.SequenceModel):
     _check_sampling_method(method)
     seed = tfp.random.sanitize_seed(seed, salt="wavenet_sample")
 
-    def body(t, cache, previous_x, xs, means):
+    def step(t, cache, previous_x):
       feature, cache = self.stack.step(previous_x, cache)
       p_x = self._emission(self._emission_params(feature))
       x = p_x.sample(seed=tf.random.experimental.stateless_fold_in(seed, t))
-      return (t + 1, cache, self._centre(x), xs.write(t, x),
-              means.write(t, p_x.mean()))
+      return cache, x, p_x.mean()
 
-    loop_vars = (tf.constant(0),
-                 self.stack.initial_cache(batch_size, method, num_steps),
-                 tf.zeros([batch_size, self.data_size], self.dtype),
-                 tf.TensorArray(self.dtype, size=num_steps),
-                 tf.TensorArray(self.dtype, size=num_steps))
-    _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
-                                       loop_vars)
-    if return_means:
-      return xs.stack(), means.stack()
-    return xs.stack()
+    return self._sample_loop(
+        num_steps, batch_size,
+        self.stack.initial_cache(batch_size, method, num_steps), step,
+        return_means)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs of one sweep: all in `prepare`, on T*B rows."""
@@ -503,7 +472,7 @@ class VRNNWaveNet(vrnn.VRNN):
                      latent_size=latent_size, emission=emission,
                      data_mean=data_mean, residual_proposal=residual_proposal,
                      seed=seed, dtype=dtype, name=name)
-    mean = _data_mean(data_mean, data_size)
+    mean = base.checked_mean(data_mean, data_size)
     h, d = hidden_size, data_size
     with self.name_scope:
       self.stack = WaveNetStack(d, channels, dilations, num_stacks,
@@ -592,7 +561,8 @@ class VRNNWaveNet(vrnn.VRNN):
     _check_sampling_method(method)
     seed = tfp.random.sanitize_seed(seed, salt="vrnn_wavenet_sample")
 
-    def body(t, state, cache, previous_x, xs, means):
+    def step(t, carry, previous_x):
+      state, cache = carry
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
@@ -602,20 +572,12 @@ class VRNNWaveNet(vrnn.VRNN):
       feature, cache = self.stack.step(previous_x, cache)
       p_x = self._emission_given(rnn_out, encoded_z,
                                  self._project_features(feature))
-      x = p_x.sample(seed=x_seed)
-      return (t + 1, (h, c, encoded_z), cache, self._centre(x),
-              xs.write(t, x), means.write(t, p_x.mean()))
+      return ((h, c, encoded_z), cache), p_x.sample(seed=x_seed), p_x.mean()
 
-    loop_vars = (tf.constant(0), self.initial_state(batch_size),
-                 self.stack.initial_cache(batch_size, method, num_steps),
-                 tf.zeros([batch_size, self.data_size], self.dtype),
-                 tf.TensorArray(self.dtype, size=num_steps),
-                 tf.TensorArray(self.dtype, size=num_steps))
-    _, _, _, _, xs, means = tf.while_loop(lambda t, *_: t < num_steps, body,
-                                          loop_vars)
-    if return_means:
-      return xs.stack(), means.stack()
-    return xs.stack()
+    carry = (self.initial_state(batch_size),
+             self.stack.initial_cache(batch_size, method, num_steps))
+    return self._sample_loop(num_steps, batch_size, carry, step,
+                             return_means)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs of one sweep: the VRNN's, with the emission's
