@@ -67,7 +67,7 @@ def iwae(model, x, mask=None, num_particles=4, seed=None):
 
 def fivo(model, x, mask=None, num_particles=4, resampling="ess",
          threshold=0.5, scheme="multinomial", resampling_gradient="stop",
-         seed=None):
+         soft_mixing=0.5, resampling_temperature=0.5, seed=None):
   """The filtering variational objective: a particle filter's log p_hat.
 
   Args:
@@ -78,10 +78,18 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
     resampling: "ess" (when ESS < threshold * N), "always" or "never" (which
       makes this the IWAE). Default value: "ess".
     threshold: the ESS fraction for "ess". Default value: 0.5.
-    scheme: "multinomial", "systematic" or "stratified". Default value:
-      "multinomial".
-    resampling_gradient: how gradients treat the ancestor draw; "stop" (FIVO's
-      default, the score-function term is dropped). Default value: "stop".
+    scheme: "multinomial", "systematic", "stratified" or "residual". Default
+      value: "multinomial".
+    resampling_gradient: how gradients treat the ancestor draw (see
+      `seqlvm.smc.resampling`): "stop" (FIVO's: the score-function term is
+      dropped; biased, low variance), "score" (adds that term with a
+      running-mean baseline; unbiased, needs the multinomial scheme), "soft"
+      (draws from a mixture with the uniform and reweights) or "concrete"
+      (relaxes the draw; multinomial scheme). Default value: "stop".
+    soft_mixing: "soft"'s weight on softmax(w), in [0, 1]; 1 is "stop".
+      Default value: 0.5.
+    resampling_temperature: "concrete"'s temperature, > 0; its forward value
+      tends to hard resampling's as it falls. Default value: 0.5.
     seed: stateless seed or None.
 
   Returns:
@@ -90,15 +98,14 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
   Raises:
     ValueError: for an unknown criterion, scheme or gradient estimator.
   """
-  if resampling_gradient not in resampling_lib.GRADIENTS:
-    raise ValueError(
-        f"Unknown resampling_gradient {resampling_gradient!r}; choose one of "
-        f"{', '.join(resampling_lib.GRADIENTS)}.")
+  estimator = resampling_lib.get_gradient(
+      resampling_gradient, scheme=scheme, mixing=soft_mixing,
+      temperature=resampling_temperature)
   return filter_lib.smc(
       model, x, mask, num_particles=num_particles,
       resample_criterion_fn=criteria.get(resampling, threshold),
       resample_fn=resampling_lib.get(scheme), final_reduction="logmeanexp",
-      seed=seed, name="fivo").log_marginal
+      resampling_gradient=estimator, seed=seed, name="fivo").log_marginal
 
 
 def bound(name, model, x, mask=None, num_particles=4, seed=None, **fivo_kwargs):

@@ -28,6 +28,31 @@ filter never resamples, so padding a batch with extra steps leaves the result
 unchanged. The random stream of step t is `fold_in(seed, t)`, so it too is
 independent of the padded length.
 
+How gradients treat the ancestor draw is the `resampling_gradient`
+estimator's choice (see `seqlvm.smc.resampling`): gather by ancestors with no
+gradient through the draw ("stop", FIVO's), reweight ("soft"), mix the parents
+("concrete"), or add the score-function term ("score"). The result's value is
+log p_hat in every case except "concrete" (whose particles are mixtures) and
+"soft" with mixing below 1 (another, still unbiased, estimator of p(x)).
+
+The score-function term. With L_t the value of log p_hat once step t's
+logmeanexp(w_t) is added, a resampling at step t contributes
+(R_t - b_t) grad log P(a_t), where R_t = L_T - L_t is the part of log p_hat
+that the draw a_t can influence. The result is
+
+    log p_hat + S - stop_gradient(S),
+    S = sum_t stop_gradient(R_t - b_t) log P(a_t),
+
+whose value is log p_hat and whose gradient adds the term. The baseline b_t
+is the sweep's own running mean: (L_t / steps so far) * steps left, the log
+p_hat per step seen so far, extrapolated over the sequence's remaining real
+steps. It depends only on what happened before the draw, so the estimator
+stays unbiased; it needs no extra sweeps and no state kept between training
+steps; and it removes the part of R_t that dominates its variance, a sum over
+the remaining steps whose mean grows linearly with them (with no baseline the
+term's variance grows like the square of the remaining length). Pass
+`score_baseline="none"` to measure it without.
+
 Recommended import: `from seqlvm.smc import smc`.
 
 #### References
@@ -75,6 +100,27 @@ def _gather_particles(state, ancestors, batch_size):
       lambda s: tf.ensure_shape(tf.gather(s, flat), s.shape), state)
 
 
+def _mix_particles(state, mixing, ancestors, batch_size):
+  """Relaxed resampling: new particle n is sum_k mixing[n, k] * particle k.
+
+  Float leaves of the `[N*B, ...]` state are mixed; other leaves (integer
+  counters, say) take the hard ancestors.
+  """
+  n = mixing.shape[0] or tf.shape(mixing)[0]
+
+  def mix(s):
+    if not s.dtype.is_floating:
+      return _gather_particles(s, ancestors, batch_size)
+    # [B, N, K] @ [B, K, S] -> [B, N, S]; constant permutations only (XLA
+    # cannot compile computed ones in a while-loop gradient).
+    parents = tf.transpose(tf.reshape(s, [n, batch_size, -1]), [1, 0, 2])
+    weights = tf.transpose(tf.cast(mixing, s.dtype), [2, 0, 1])
+    mixed = tf.transpose(tf.matmul(weights, parents), [1, 0, 2])
+    return tf.ensure_shape(tf.reshape(mixed, tf.shape(s)), s.shape)
+
+  return tf.nest.map_structure(mix, state)
+
+
 def _logmeanexp(log_weights):
   num_particles = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
   return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_particles)
@@ -89,6 +135,8 @@ def smc(model,
         final_reduction="logmeanexp",
         seed=None,
         loop="while_loop",
+        resampling_gradient=resampling_lib.stop,
+        score_baseline="running_mean",
         name=None):
   """Runs a particle filter over a batch of sequences.
 
@@ -111,6 +159,12 @@ def smc(model,
       graph) or "python" (a Python loop calling one compiled step per time
       step, eagerly; the benchmarks' per-timestep baseline). Default value:
       "while_loop".
+    resampling_gradient: the gradient estimator for the ancestor draw,
+      (log_weights, seed, resample_fn) -> `resampling.Resampled`; see
+      `resampling.get_gradient`. Default value: `resampling.stop` (FIVO's).
+    score_baseline: the baseline of the score-function term (used only when
+      the estimator returns `log_prob`, i.e. "score"): "running_mean" (see
+      the module docstring) or "none". Default value: "running_mean".
     name: optional name scope.
 
   Returns:
@@ -127,6 +181,9 @@ def smc(model,
   if final_reduction not in FINAL_REDUCTIONS:
     raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
                      f"{final_reduction!r}.")
+  if score_baseline not in ("running_mean", "none"):
+    raise ValueError(f"score_baseline must be 'running_mean' or 'none', got "
+                     f"{score_baseline!r}.")
   with tf.name_scope(name or "smc"):
     x = tf.convert_to_tensor(x)
     if x.shape.rank is not None and x.shape.rank != 3:
@@ -143,10 +200,15 @@ def smc(model,
 
     context = model.prepare(x, mask)
     state = model.initial_state(n * batch_size)
+    # Real steps per sequence, for the score term's baseline.
+    total_steps = tf.reduce_sum(tf.cast(mask, dtype), axis=0)  # [B]
 
-    def sweep_step(t, state, log_weights, log_p_hat):
+    def sweep_step(t, state, log_weights, log_p_hat, score):
       """One step: propose, weight, maybe resample. Returns the new carry and
-      this step's traces (weights before any reset, fired flags, ESS)."""
+      this step's traces (weights before any reset, fired flags, ESS).
+
+      `score` carries (real steps so far, sum of log P(a), sum of
+      stop_gradient(L_t + b_t) log P(a)), all `[B]`, for the score term."""
       step_seed = tf.random.experimental.stateless_fold_in(seed, t)
       proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
       mask_t = mask[t]  # [B]
@@ -170,16 +232,34 @@ def smc(model,
         fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)
         log_p_hat = log_p_hat + tf.where(fire, _logmeanexp(log_weights),
                                          tf.zeros_like(log_p_hat))
-        ancestors = resample_fn(log_weights, resample_seed)
-        ancestors = tf.where(fire[tf.newaxis], ancestors,
+        new = resampling_gradient(log_weights, resample_seed, resample_fn)
+        ancestors = tf.where(fire[tf.newaxis], new.ancestors,
                              tf.range(n)[:, tf.newaxis])
-        state = _gather_particles(state, ancestors, batch_size)
-        log_weights = tf.where(fire[tf.newaxis], tf.zeros_like(log_weights),
-                               log_weights)
-      return (state, log_weights, log_p_hat), (traced_weights, fire, ess)
+        if new.mixing is None:
+          state = _gather_particles(state, ancestors, batch_size)
+        else:
+          mixed = _mix_particles(state, new.mixing, ancestors, batch_size)
+          fire_rows = shapes.tile_particles(fire, n)
+          state = tf.nest.map_structure(
+              lambda new, old: _where_rows(fire_rows, new, old), mixed, state)
+        log_weights = tf.where(fire[tf.newaxis], new.log_weights, log_weights)
+        if new.log_prob is not None:
+          steps, log_prob_sum, weighted_sum = score
+          steps = steps + tf.cast(mask_t, dtype)
+          log_prob = tf.where(fire, tf.cast(new.log_prob, dtype),
+                              tf.zeros_like(log_p_hat))
+          offset = tf.stop_gradient(log_p_hat)  # L_t
+          if score_baseline == "running_mean":
+            offset += (tf.stop_gradient(log_p_hat) /
+                       tf.maximum(steps, 1.) * (total_steps - steps))
+          score = (steps, log_prob_sum + log_prob,
+                   weighted_sum + offset * log_prob)
+      return (state, log_weights, log_p_hat, score), (traced_weights, fire,
+                                                      ess)
 
-    carry = (state, tf.zeros([n, batch_size], dtype),
-             tf.zeros([batch_size], dtype))
+    zeros = tf.zeros([batch_size], dtype)
+    carry = (state, tf.zeros([n, batch_size], dtype), zeros,
+             (zeros, zeros, zeros))
     if loop == "python":
       # Benchmark baseline: a Python loop over time, one compiled step each.
       if int(num_steps) < 1:
@@ -189,7 +269,7 @@ def smc(model,
       for t in range(int(num_steps)):
         carry, trace = compiled_step(tf.constant(t), *carry)
         traces.append(trace)
-      state, log_weights, log_p_hat = carry
+      state, log_weights, log_p_hat, score = carry
       traced_weights, fired, ess = [tf.stack(list(v)) for v in zip(*traces)]
     else:
       def body(t, carry, weights_ta, resampled_ta, ess_ta):
@@ -206,7 +286,7 @@ def smc(model,
       _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
           lambda t, *_: t < num_steps, body, loop_vars,
           maximum_iterations=num_steps)
-      state, log_weights, log_p_hat = carry
+      state, log_weights, log_p_hat, score = carry
       traced_weights = weights_ta.stack()
       fired = resampled_ta.stack()
       ess = ess_ta.stack()
@@ -215,6 +295,11 @@ def smc(model,
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
     else:
       log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
+    _, log_prob_sum, weighted_sum = score
+    # sum_t (L_T - L_t - b_t) log P(a_t): zero, with no gradient, unless the
+    # estimator is "score".
+    surrogate = tf.stop_gradient(log_p_hat) * log_prob_sum - weighted_sum
+    log_p_hat = log_p_hat + (surrogate - tf.stop_gradient(surrogate))
     return SMCResult(
         log_marginal=log_p_hat,
         log_weights=traced_weights,

@@ -70,3 +70,39 @@ def test_same_seed_same_ancestors(scheme):
 def test_unknown_scheme():
   with pytest.raises(ValueError, match="multinomial, systematic, stratified"):
     resampling.get("residual-ish")
+
+
+def test_low_variance_schemes_have_lower_offspring_variance():
+  # Multinomial counts are binomial(N, p_k): variance N p_k (1 - p_k). The
+  # other schemes keep the mean N p_k with less spread: systematic and
+  # stratified by stratifying the uniforms, residual by drawing only
+  # R = N - sum floor(N p_k) of the ancestors.
+  probs = np.array([0.05, 0.3, 0.15, 0.22, 0.08, 0.2])
+  n, b = len(probs), 20000
+  log_weights = tf.constant(np.tile(np.log(probs)[:, None], [1, b]))
+  variances = {}
+  for scheme in SCHEMES:
+    counts = _offspring_counts(resampling.get(scheme)(log_weights, (9, 9)), n)
+    se = np.sqrt(n * probs * (1 - probs) / b)
+    np.testing.assert_array_less(np.abs(counts.mean(0) - n * probs), 5 * se)
+    variances[scheme] = counts.var(0).sum()
+  multinomial = (n * probs * (1 - probs)).sum()
+  np.testing.assert_allclose(variances["multinomial"], multinomial, rtol=0.05)
+  for scheme in ("systematic", "stratified", "residual"):
+    assert variances[scheme] < 0.7 * multinomial, (scheme, variances)
+  # Systematic is the least spread: each count is floor or ceil of N p_k.
+  assert variances["systematic"] <= min(variances.values())
+
+
+def test_residual_copies_the_integer_part():
+  # N p = [2.0, 1.5, 0.5, 0]: particle 0 always gets exactly 2 offspring,
+  # particle 1 one or two, particle 2 zero or one, particle 3 none.
+  probs = np.array([0.5, 0.375, 0.125, 0.])
+  with np.errstate(divide="ignore"):
+    log_probs = np.log(probs)
+  log_weights = tf.constant(np.tile(log_probs[:, None], [1, 2000]) - 7.)
+  counts = _offspring_counts(resampling.residual(log_weights, (2, 3)), 4)
+  assert np.all(counts[:, 0] == 2)
+  assert set(counts[:, 1]) == {1, 2} and set(counts[:, 2]) == {0, 1}
+  assert np.all(counts[:, 3] == 0)
+  assert np.all(counts.sum(1) == 4)
