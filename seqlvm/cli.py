@@ -49,7 +49,16 @@ def _train_parser(sub):
       "vrnn-wavenet (a VRNN with a WaveNet-style emission), wavenet (no "
       "latents: exact likelihood)", choices=config_lib.MODELS)
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
-  arg("--latent-size", "latent_size", "latent dimension", type=int)
+  arg("--latent-size", "latent_size", "latent dimension (gaussian latent)",
+      type=int)
+  arg("--latent", "latent", "the VRNN's latent: gaussian, or concrete (a "
+      "relaxed one-hot over --categories classes, trained relaxed and "
+      "evaluated and sampled with the hard categorical)",
+      choices=config_lib.LATENTS)
+  arg("--categories", "categories", "classes K of a concrete latent",
+      type=int)
+  arg("--latent-temperature", "latent_temperature", "temperature of a "
+      "concrete latent's relaxation", type=float)
   arg("--wavenet-channels", "wavenet_channels", "channels of the WaveNet "
       "stack (vrnn-wavenet, wavenet)", type=int)
   arg("--wavenet-layers", "wavenet_layers", "dilated layers of the WaveNet "
@@ -66,9 +75,20 @@ def _train_parser(sub):
   arg("--threshold", "threshold", "ESS fraction for --resampling ess",
       type=float)
   arg("--scheme", "scheme", "resampling scheme",
-      choices=("multinomial", "systematic", "stratified"))
+      choices=("multinomial", "systematic", "stratified", "residual"))
   arg("--resampling-gradient", "resampling_gradient",
-      "gradient through resampling", choices=("stop",))
+      "how FIVO's gradient treats the ancestor draw: stop (FIVO's, biased, "
+      "low variance), score (adds the score-function term with a "
+      "running-mean baseline: unbiased; multinomial scheme), soft (mixture "
+      "with the uniform, reweighted; --soft-mixing), concrete (relaxed "
+      "draw, particles mix their parents; --resampling-temperature)",
+      choices=("stop", "score", "soft", "concrete"))
+  arg("--soft-mixing", "soft_mixing", "soft resampling's weight on the "
+      "particle weights against the uniform, in [0, 1] (1 = stop)",
+      type=float)
+  arg("--resampling-temperature", "resampling_temperature",
+      "temperature of the concrete resampling gradient (> 0; lower is "
+      "closer to hard resampling, with noisier gradients)", type=float)
   arg("--batch-size", "batch_size", "sequences per batch", type=int)
   arg("--learning-rate", "learning_rate", "Adam learning rate", type=float)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "

@@ -6,10 +6,13 @@ import os
 
 from seqlvm import fileio
 
-__all__ = ["Config", "ConfigError", "MODELS", "EMISSIONS", "ON_NONFINITE",
+__all__ = ["Config", "ConfigError", "MODELS", "LATENTS", "EMISSIONS",
+           "ON_NONFINITE",
            "RESUMABLE_FIELDS", "save_config", "load_config"]
 
 MODELS = ("vrnn", "srnn", "draw", "vrnn-wavenet", "wavenet")
+# The VRNN's latent: diagonal Gaussian, or a relaxed one-hot over `categories`.
+LATENTS = ("gaussian", "concrete")
 # "auto": Bernoulli for pianorolls, Gaussian for speech.
 EMISSIONS = ("auto", "bernoulli", "gaussian")
 ON_NONFINITE = ("stop", "skip")
@@ -33,12 +36,20 @@ class Config:
   multiple of 32 steps so that the XLA-compiled step meets few shapes.
   `max_length` > 0 cuts longer training sequences into pieces of at most
   that many steps (evaluation always uses whole sequences); 0 keeps them
-  whole.
+  whole. `resampling_gradient` picks how FIVO's gradient treats the
+  ancestor draw (`seqlvm.smc.resampling`); `soft_mixing` and
+  `resampling_temperature` are the parameters of "soft" and "concrete".
+  `latent="concrete"` gives the VRNN a relaxed one-hot latent over
+  `categories` classes at `latent_temperature` (evaluated and sampled with
+  the hard categorical).
   """
   data: str = "chorales"
   model: str = "vrnn"
   hidden_size: int = 64
   latent_size: int = 32
+  latent: str = "gaussian"
+  categories: int = 16
+  latent_temperature: float = 0.67
   wavenet_channels: int = 32
   wavenet_layers: int = 6
   emission: str = "auto"
@@ -48,6 +59,8 @@ class Config:
   threshold: float = 0.5
   scheme: str = "multinomial"
   resampling_gradient: str = "stop"
+  soft_mixing: float = 0.5
+  resampling_temperature: float = 0.5
   batch_size: int = 4
   learning_rate: float = 1e-3
   clip_norm: float = 0.
@@ -89,6 +102,20 @@ class Config:
          f"scheme must be one of {tuple(resampling.SCHEMES)}"),
         (self.resampling_gradient in resampling.GRADIENTS,
          f"resampling_gradient must be one of {resampling.GRADIENTS}"),
+        (self.resampling_gradient not in resampling.MULTINOMIAL_ONLY or
+         self.scheme == "multinomial",
+         f"resampling_gradient {self.resampling_gradient} needs scheme "
+         f"multinomial (got {self.scheme})"),
+        (0. <= self.soft_mixing <= 1., "soft_mixing must be in [0, 1]"),
+        (0. < self.resampling_temperature < float("inf"),
+         "resampling_temperature must be positive"),
+        (self.latent in LATENTS, f"latent must be one of {LATENTS}"),
+        (self.latent == "gaussian" or self.model == "vrnn",
+         f"latent {self.latent} is only offered by model vrnn (got "
+         f"{self.model})"),
+        (self.categories >= 2, "categories must be >= 2"),
+        (0. < self.latent_temperature < float("inf"),
+         "latent_temperature must be positive"),
         (self.on_nonfinite in ON_NONFINITE,
          f"on_nonfinite must be one of {ON_NONFINITE}"),
         (0. < self.threshold <= 1., "threshold must be in (0, 1]"),

@@ -103,7 +103,9 @@ def build_model(config, data_size, data_mean, emission=None):
   wavenet = dict(channels=config.wavenet_channels,
                  dilations=tuple(2 ** i for i in range(config.wavenet_layers)))
   if config.model == "vrnn":
-    return models.VRNN(data_size, **latent, **common)
+    return models.VRNN(data_size, **latent, **common, latent=config.latent,
+                       categories=config.categories,
+                       temperature=config.latent_temperature)
   if config.model == "srnn":
     return models.SRNN(data_size, **latent, **common)
   if config.model == "draw":
@@ -115,12 +117,21 @@ def build_model(config, data_size, data_mean, emission=None):
   raise ConfigError(f"Unknown model {config.model!r}.")
 
 
-def _bound_fn(config, name, num_particles):
+def _bound_fn(config, name, num_particles, training=True):
+  """The bound as (model, x, mask, seed) -> [B].
+
+  Training uses the configured resampling gradient; evaluation always uses
+  "stop", whose value is the particle filter's log p_hat ("concrete" mixes
+  particles and "soft" reweights them, which changes the estimate itself).
+  """
   fivo_kwargs = {}
   if name == "fivo":
     fivo_kwargs = dict(resampling=config.resampling,
-                       threshold=config.threshold, scheme=config.scheme,
-                       resampling_gradient=config.resampling_gradient)
+                       threshold=config.threshold, scheme=config.scheme)
+    if training:
+      fivo_kwargs.update(resampling_gradient=config.resampling_gradient,
+                         soft_mixing=config.soft_mixing,
+                         resampling_temperature=config.resampling_temperature)
 
   def fn(model, x, mask, seed):
     return bounds.bound(name, model, x, mask, num_particles=num_particles,
@@ -146,7 +157,8 @@ class _Evaluator:
   """
 
   def __init__(self, model, config, data_size):
-    self._model = model
+    # A model with relaxed latents is evaluated with hard ones.
+    self._model = model.for_evaluation()
     self._config = config
     self._data_size = data_size
     self._fns = {}
@@ -154,7 +166,7 @@ class _Evaluator:
   def _fn(self, name, num_particles, batch_size):
     key = (name, num_particles, batch_size)
     if key not in self._fns:
-      bound_fn = _bound_fn(self._config, name, num_particles)
+      bound_fn = _bound_fn(self._config, name, num_particles, training=False)
       model = self._model
 
       @tf.function(jit_compile=False,

@@ -1,10 +1,13 @@
 """Each model through the command line: XLA training, evaluation, sampling."""
 
 import json
+import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from seqlvm import bounds
 from seqlvm import cli
 
 SMALL = ["--hidden-size", "6", "--latent-size", "3", "--wavenet-channels",
@@ -33,3 +36,75 @@ def test_train_eval_sample_round_trip(model, tiny_pianorolls, tmp_path,
   x = np.load(out / "samples.npz")["x"]
   assert x.shape == (2, 9, 88) and set(np.unique(x)) <= {0., 1.}
   assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bound,gradient", [
+    ("iwae", "stop"), ("fivo", "score"), ("fivo", "soft"),
+    ("fivo", "concrete")])
+def test_concrete_latent_and_resampling_gradients_round_trip(
+    bound, gradient, tiny_pianorolls, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  assert cli.main(["train", "--data", tiny_pianorolls, "--latent", "concrete",
+                   "--categories", "4", "--latent-temperature", "0.5",
+                   "--bound", bound, "--resampling-gradient", gradient,
+                   "--resampling", "always", "--soft-mixing", "0.3",
+                   "--resampling-temperature", "0.4", "--run-dir",
+                   str(run_dir), "--num-steps", "2", "--valid-every", "2"] +
+                  SMALL) == 0
+  config = json.loads((run_dir / "config.json").read_text())
+  assert (config["latent"], config["categories"],
+          config["resampling_gradient"]) == ("concrete", 4, gradient)
+  assert cli.main(["eval", str(run_dir), "--num-particles", "2",
+                   "--no-progress"]) == 0
+  results = json.loads((run_dir / "eval" / "test_n2.json").read_text())
+  values = [results[b]["ll_per_t"] for b in ("elbo", "iwae", "fivo")]
+  assert all(np.isfinite(values))
+  out = tmp_path / "samples"
+  assert cli.main(["sample", str(run_dir), "--num", "2", "--steps", "5",
+                   "--out", str(out)]) == 0
+  assert np.load(out / "samples.npz")["x"].shape == (2, 5, 88)
+  assert "Traceback" not in capsys.readouterr().err
+
+
+def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
+  from seqlvm import runners  # pylint: disable=g-import-not-at-top
+  from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
+  config = Config(latent="concrete", categories=3, hidden_size=6,
+                  resampling_gradient="concrete", resampling="always")
+  model = runners.build_model(config, data_size=5, data_mean=None)
+  evaluator = runners._Evaluator(model, config, 5)  # pylint: disable=protected-access
+  assert evaluator._model.hard and not model.hard  # pylint: disable=protected-access
+  x = tf.constant((np.random.RandomState(0).rand(6, 2, 5) < 0.3), tf.float32)
+  mask = tf.ones([6, 2], tf.bool)
+  # Evaluation's FIVO is the particle filter's log p_hat ("stop"), whatever
+  # gradient training used; training's is the relaxed one.
+  evaluate = runners._bound_fn(config, "fivo", 3, training=False)  # pylint: disable=protected-access
+  train = runners._bound_fn(config, "fivo", 3)  # pylint: disable=protected-access
+  plain = bounds.fivo(model.for_evaluation(), x, mask, num_particles=3,
+                      resampling="always", seed=(1, 1))
+  np.testing.assert_array_equal(evaluate(model.for_evaluation(), x, mask,
+                                         (1, 1)), plain)
+  relaxed = bounds.fivo(model.for_evaluation(), x, mask, num_particles=3,
+                        resampling="always", resampling_gradient="concrete",
+                        resampling_temperature=0.5, seed=(1, 1))
+  np.testing.assert_array_equal(train(model.for_evaluation(), x, mask,
+                                      (1, 1)), relaxed)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--resampling-gradient", "score", "--scheme", "systematic"],
+     "resampling_gradient score needs scheme multinomial"),
+    (["--soft-mixing", "1.5"], r"soft_mixing must be in \[0, 1\]"),
+    (["--latent", "concrete", "--model", "srnn"],
+     "latent concrete is only offered by model vrnn"),
+    (["--categories", "1"], "categories must be >= 2"),
+])
+def test_bad_gradient_and_latent_flags_are_refused(flags, message,
+                                                    tiny_pianorolls, tmp_path,
+                                                    capsys):
+  assert cli.main(["train", "--data", tiny_pianorolls, "--run-dir",
+                   str(tmp_path / "run"), "--num-steps", "1"] + flags +
+                  SMALL) == 2
+  err = capsys.readouterr().err
+  assert re.search(message, err), err
+  assert "Traceback" not in err

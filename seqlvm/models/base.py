@@ -14,6 +14,9 @@ A model is a `tf.Module` with four methods (DESIGN.md section 4):
     sample(num_steps, batch_size, seed) -> x
         Ancestral sampling from the generative model alone: `[T, B, D]`.
 
+and optionally `for_evaluation()`, the model to evaluate (the default is the
+model itself; a model trained with relaxed latents returns its hard twin).
+
 The incremental importance weight is log_p_z + log_p_x_given_z - log_q_z.
 `models/` never imports `smc/`, `bounds` or `data/`.
 
@@ -65,6 +68,11 @@ class SequenceModel(tf.Module):
 
   def sample(self, num_steps, batch_size, seed=None):
     raise NotImplementedError
+
+  def for_evaluation(self):
+    """The model whose bounds are reported: itself, unless training relaxes
+    something that evaluation must not (see `VRNN`'s concrete latent)."""
+    return self
 
   def _init_data(self, data_size, emission, data_mean, dtype, **sizes):
     """Checks and stores what every model needs to know about its data.

@@ -14,7 +14,8 @@ from seqlvm.models import nets
 
 tfd = tfp.distributions
 
-__all__ = ["ConditionalNormal", "ConditionalBernoulli", "logit"]
+__all__ = ["ConditionalNormal", "ConditionalBernoulli", "ConditionalLogits",
+           "logit"]
 
 
 def logit(p, eps=1e-4):
@@ -68,6 +69,32 @@ class ConditionalNormal(tf.Module):
     if loc_offset is not None:
       loc = loc + loc_offset
     return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+  def flops_per_row(self):
+    return self.net.flops_per_row()
+
+
+class ConditionalLogits(tf.Module):
+  """Unnormalised log-probabilities `[R, K]` of a categorical, from an MLP.
+
+  The model builds the distribution over them (a Concrete relaxation when
+  training, the categorical itself when evaluating).
+
+  Args:
+    input_size: int.
+    hidden_sizes: list of ints.
+    num_classes: int K.
+  """
+
+  def __init__(self, input_size, hidden_sizes, num_classes, seed=0,
+               dtype=tf.float32, name=None):
+    super().__init__(name=name)
+    self.event_size = num_classes
+    self.net = nets.MLP(input_size, hidden_sizes, num_classes, seed=seed,
+                        dtype=dtype, name="net")
+
+  def __call__(self, *inputs, offset=None):
+    return self.net(tf.concat(inputs, axis=-1), offset=offset)
 
   def flops_per_row(self):
     return self.net.flops_per_row()

@@ -16,6 +16,22 @@ logit(mean) for Bernoulli emissions and at the mean for Gaussian ones. The
 features phi_x(x_t) do not depend on the particles, so `prepare` computes them
 for all steps at once, outside the particle loop.
 
+Concrete latents (`latent="concrete"`): z_t is a one-hot vector over
+`categories` classes, discrete state such as a chord or a key. The prior
+logits come from an MLP of h_t, the proposal's are the prior's plus an MLP
+of [h_t, phi_x(x_t)] (the residual parameterisation again). Training
+relaxes both to RelaxedOneHotCategorical at `temperature` (Maddison, Mnih
+and Teh 2017; Jang, Gu and Poole 2017): z_t is a reparameterised point of
+the simplex, so every bound is differentiable. Its densities are computed in
+log space, as `tfd.ExpRelaxedOneHotCategorical` of y = log z (the paper's
+advice for numerical stability); the Jacobian of exp is the same for prior
+and proposal, so the weight p/q is that of the relaxed densities.
+Evaluation and sampling use the hard model: `for_evaluation()` returns the
+same model (same variables) with `tfd.OneHotCategorical` prior and proposal,
+whose bounds are bounds on the discrete model's log p(x); `log_joint` gives
+log p(x, z) of given one-hot paths, so small cases can be checked by
+enumeration.
+
 Deviation from the FIVO reference code: its LSTM, MLP and encoder widths all
 equal the latent size; here the hidden width is `hidden_size`, separate from
 `latent_size`. The Gaussian heads floor their scale at 1e-3 (FIVO: 0).
@@ -25,7 +41,13 @@ equal the latent size; here the hidden width is `hidden_size`, separate from
     Model for Sequential Data. NeurIPS 2015. https://arxiv.org/abs/1506.02216
 [2] Maddison et al. Filtering Variational Objectives. NeurIPS 2017.
     https://arxiv.org/abs/1705.09279
+[3] Maddison, Mnih, Teh. The Concrete Distribution. ICLR 2017.
+    https://arxiv.org/abs/1611.00712
+[4] Jang, Gu, Poole. Categorical Reparameterization with Gumbel-Softmax.
+    ICLR 2017. https://arxiv.org/abs/1611.01144
 """
+
+import copy
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -36,9 +58,10 @@ from seqlvm.models import nets
 
 tfd = tfp.distributions
 
-__all__ = ["VRNN", "EMISSIONS"]
+__all__ = ["VRNN", "EMISSIONS", "LATENTS"]
 
 EMISSIONS = base.EMISSIONS
+LATENTS = ("gaussian", "concrete")
 
 
 class VRNN(base.SequenceModel):
@@ -51,21 +74,51 @@ class VRNN(base.SequenceModel):
     emission: "bernoulli" or "gaussian". Default value: "bernoulli".
     data_mean: optional `[D]` training mean. If None, inputs are not
       centred and the emission bias starts at zero.
-    residual_proposal: add the prior mean to the proposal mean. Default
-      value: True.
+    residual_proposal: add the prior mean (or logits) to the proposal's.
+      Default value: True.
+    latent: "gaussian" or "concrete" (a relaxed one-hot over `categories`
+      classes). Default value: "gaussian".
+    categories: int K >= 2, the classes of a concrete latent (which replaces
+      `latent_size`). Default value: 16.
+    temperature: the relaxation's temperature, > 0. Default value: 0.67
+      (2/3, Maddison et al.'s suggestion).
     seed: int, for the initial weights. Default value: 0.
+
+  #### Examples
+
+  ```python
+  model = VRNN(88, latent="concrete", categories=12)
+  loss = -bounds.fivo(model, x, mask)         # relaxed: differentiable
+  report = bounds.fivo(model.for_evaluation(), x, mask)   # hard categorical
+  ```
   """
 
   def __init__(self, data_size, hidden_size=64, latent_size=32,
                emission="bernoulli", data_mean=None, residual_proposal=True,
+               latent="gaussian", categories=16, temperature=0.67,
                seed=0, dtype=tf.float32, name="vrnn"):
     super().__init__(name=name)
+    if latent not in LATENTS:
+      raise ValueError(f"Unknown latent {latent!r}; choose one of "
+                       f"{', '.join(LATENTS)}.")
+    if latent == "concrete":
+      if int(categories) < 2:
+        raise ValueError(f"A concrete latent needs categories >= 2, got "
+                         f"{categories}.")
+      if not float(temperature) > 0.:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+      latent_size = int(categories)
     mean = self._init_data(data_size, emission, data_mean, dtype,
                            hidden_size=hidden_size, latent_size=latent_size)
     self.hidden_size = hidden_size
     self.latent_size = latent_size
     self.residual_proposal = residual_proposal
+    self.latent = latent
+    self.temperature = float(temperature)
+    self.hard = False  # True in the copy `for_evaluation` returns.
     h, z, d = hidden_size, latent_size, data_size
+    latent_head = (heads.ConditionalNormal if latent == "gaussian" else
+                   heads.ConditionalLogits)
     with self.name_scope:
       self.x_encoder = nets.MLP(d, [h], h, seed=seed + 1, dtype=dtype,
                                 name="x_encoder")
@@ -73,10 +126,10 @@ class VRNN(base.SequenceModel):
                                 name="z_encoder")
       self.lstm = nets.LSTMCell(2 * h, h, seed=seed + 3, dtype=dtype,
                                 name="lstm")
-      self.prior = heads.ConditionalNormal(h, [h], z, seed=seed + 4,
-                                           dtype=dtype, name="prior")
-      self.proposal = heads.ConditionalNormal(2 * h, [h], z, seed=seed + 5,
-                                              dtype=dtype, name="proposal")
+      self.prior = latent_head(h, [h], z, seed=seed + 4, dtype=dtype,
+                               name="prior")
+      self.proposal = latent_head(2 * h, [h], z, seed=seed + 5, dtype=dtype,
+                                  name="proposal")
       if emission == "bernoulli":
         self.emission = heads.ConditionalBernoulli(
             2 * h, [h], d, seed=seed + 6,
@@ -126,21 +179,97 @@ class VRNN(base.SequenceModel):
                                 projected=lstm_inputs, start=self.hidden_size)
     return rnn_out, h, c
 
+  def for_evaluation(self):
+    """The model to evaluate: for a concrete latent, the same variables with
+    hard categorical prior and proposal; otherwise the model itself."""
+    if self.latent == "gaussian" or self.hard:
+      return self
+    hard = copy.copy(self)
+    hard.hard = True
+    return hard
+
+  def _latent_step(self, rnn_out, proposal_inputs, seed):
+    """Draws z_t from the proposal: (z, log p(z), log q(z))."""
+    if self.latent == "gaussian":
+      prior_loc, prior_scale = self.prior.params(rnn_out)
+      p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
+      q_z = self.proposal(
+          rnn_out, offset=proposal_inputs,
+          loc_offset=prior_loc if self.residual_proposal else None)
+      z = q_z.sample(seed=seed)
+      return z, p_z.log_prob(z), q_z.log_prob(z)
+    prior_logits = self.prior(rnn_out)
+    q_logits = self.proposal(rnn_out, offset=proposal_inputs)
+    if self.residual_proposal:
+      q_logits += prior_logits
+    if self.hard:
+      p_z = tfd.OneHotCategorical(logits=prior_logits, dtype=self.dtype)
+      q_z = tfd.OneHotCategorical(logits=q_logits, dtype=self.dtype)
+      z = q_z.sample(seed=seed)
+      return z, p_z.log_prob(z), q_z.log_prob(z)
+    p_y = tfd.ExpRelaxedOneHotCategorical(self.temperature,
+                                          logits=prior_logits)
+    q_y = tfd.ExpRelaxedOneHotCategorical(self.temperature, logits=q_logits)
+    y = q_y.sample(seed=seed)  # log z, reparameterised
+    return tf.exp(y), p_y.log_prob(y), q_y.log_prob(y)
+
   def step(self, state, context_t, x_t, seed):
     lstm_inputs, proposal_inputs = context_t
     rnn_out, h, c = self._transition(state, lstm_inputs)
-    prior_loc, prior_scale = self.prior.params(rnn_out)
-    p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
-    q_z = self.proposal(rnn_out, offset=proposal_inputs,
-                        loc_offset=prior_loc if self.residual_proposal else None)
-    z = q_z.sample(seed=seed)
+    z, log_p_z, log_q_z = self._latent_step(rnn_out, proposal_inputs, seed)
     encoded_z = self.z_encoder(z)
     p_x = self.emission(rnn_out, encoded_z)
     return base.StepOutput(
         state=(h, c, encoded_z),
-        log_p_z=p_z.log_prob(z),
+        log_p_z=log_p_z,
         log_p_x_given_z=p_x.log_prob(tf.cast(x_t, self.dtype)),
-        log_q_z=q_z.log_prob(z))
+        log_q_z=log_q_z)
+
+  def _prior(self, rnn_out):
+    """p(z_t | h_t) of the generative model (hard for a concrete latent)."""
+    if self.latent == "gaussian":
+      return self.prior(rnn_out)
+    return tfd.OneHotCategorical(logits=self.prior(rnn_out), dtype=self.dtype)
+
+  def log_joint(self, x, z, mask=None):
+    """log p(x, z) of given latent paths under the generative model.
+
+    For a concrete latent z must be one-hot (the hard model), so that
+    summing exp(log_joint) over all K^T paths gives p(x) exactly.
+
+    Args:
+      x: `[T, B, D]`.
+      z: `[T, B, Z]` (one-hot `[T, B, K]` for a concrete latent).
+      mask: optional bool `[T, B]`; padded steps add nothing.
+
+    Returns:
+      log_joint: `[B]`.
+    """
+    x = tf.convert_to_tensor(x, self.dtype)
+    z = tf.convert_to_tensor(z, self.dtype)
+    if mask is None:
+      mask = tf.ones(tf.shape(x)[:2], tf.bool)
+    lstm_inputs, _ = self.prepare(x, mask)
+
+    def body(carry, inputs):
+      state, total = carry
+      lstm_t, x_t, z_t, mask_t = inputs
+      rnn_out, h, c = self._transition(state, lstm_t)
+      encoded_z = self.z_encoder(z_t)
+      log_p = (self._prior(rnn_out).log_prob(z_t) +
+               self.emission(rnn_out, encoded_z).log_prob(x_t))
+      new_state = (h, c, encoded_z)
+      state = tf.nest.map_structure(
+          lambda new, old: tf.where(mask_t[:, tf.newaxis], new, old),
+          new_state, state)
+      return state, total + tf.where(mask_t, log_p, tf.zeros_like(log_p))
+
+    batch_size = tf.shape(x)[1]
+    initial = (self.initial_state(batch_size),
+               tf.zeros([batch_size], self.dtype))
+    _, total = tf.foldl(body, (lstm_inputs, x, z, tf.cast(mask, tf.bool)),
+                        initializer=initial)
+    return total
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False):
     """Ancestral samples from the generative model.
@@ -162,7 +291,7 @@ class VRNN(base.SequenceModel):
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
       rnn_out, h, c = self._transition(state, lstm_inputs)
-      z = self.prior(rnn_out).sample(seed=z_seed)
+      z = self._prior(rnn_out).sample(seed=z_seed)
       encoded_z = self.z_encoder(z)
       p_x = self.emission(rnn_out, encoded_z)
       return (h, c, encoded_z), p_x.sample(seed=x_seed), p_x.mean()

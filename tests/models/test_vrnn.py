@@ -103,3 +103,80 @@ def test_vrnn_meets_the_model_contract():
   contract.check_all(lambda emission: VRNN(
       contract.D, hidden_size=6, latent_size=4, emission=emission,
       data_mean=np.full(contract.D, 0.3) if emission == "bernoulli" else None))
+
+
+def _concrete(emission="bernoulli", categories=3, **kwargs):
+  return VRNN(D, hidden_size=H, latent="concrete", categories=categories,
+              emission=emission,
+              data_mean=np.full(D, 0.3) if emission == "bernoulli" else None,
+              **kwargs)
+
+
+def test_concrete_vrnn_meets_the_model_contract():
+  from tests.models import contract  # pylint: disable=g-import-not-at-top
+  contract.check_all(_concrete)
+  # The hard twin, which evaluation uses, too (no gradient check: its
+  # latents are discrete, so it is not what training differentiates).
+  for emission in ("bernoulli", "gaussian"):
+    hard = _concrete(emission).for_evaluation()
+    contract.check_step_shapes(hard, emission)
+    contract.check_padding_is_ignored(hard, emission)
+    contract.check_seeds(hard, emission)
+
+
+def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation():
+  model = _concrete(categories=5)
+  hard = model.for_evaluation()
+  assert hard is not model and hard.hard and not model.hard
+  assert hard.for_evaluation() is hard
+  # The same variables: evaluation sees what training learned.
+  assert [v.ref() for v in hard.trainable_variables] == [
+      v.ref() for v in model.trainable_variables]
+  x, mask = _data()
+  prepared = model.prepare(x, mask)
+  rnn_out, _, _ = model._transition(model.initial_state(B), prepared[0][0])  # pylint: disable=protected-access
+  relaxed, log_p, log_q = model._latent_step(rnn_out, prepared[1][0], (1, 2))  # pylint: disable=protected-access
+  np.testing.assert_allclose(tf.reduce_sum(relaxed, -1), 1., rtol=1e-5)
+  assert np.all(relaxed.numpy().max(-1) < 1. - 1e-4)  # not one-hot
+  assert np.all(np.isfinite(log_p)) and np.all(np.isfinite(log_q))
+  one_hot, _, _ = hard._latent_step(rnn_out, prepared[1][0], (1, 2))  # pylint: disable=protected-access
+  assert set(np.unique(one_hot.numpy())) == {0., 1.}
+  np.testing.assert_array_equal(tf.reduce_sum(one_hot, -1), 1.)
+  # The generative model samples hard latents too (reproducibly).
+  np.testing.assert_array_equal(model.sample(6, 2, seed=(3, 4)),
+                                hard.sample(6, 2, seed=(3, 4)))
+
+
+def test_concrete_hard_bounds_against_exact_enumeration():
+  # K = 3 classes over T = 4 steps: 81 latent paths, so log p(x) is exact.
+  import itertools  # pylint: disable=g-import-not-at-top
+  model = _concrete(categories=3)
+  hard = model.for_evaluation()
+  x, _ = _data(seed=3)
+  x = x[:4, :1]
+  paths = np.array(list(itertools.product(range(3), repeat=4))).T  # [4, 81]
+  joint = model.log_joint(tf.tile(x, [1, paths.shape[1], 1]),
+                          tf.one_hot(paths, 3))
+  exact = float(tf.reduce_logsumexp(joint))
+  sweeps = 20000
+  tiled = tf.tile(x, [1, sweeps, 1])
+  for name, fn, kwargs in (
+      ("iwae", bounds.iwae, {}),
+      ("fivo", bounds.fivo, {"resampling": "always"})):
+    values = fn(hard, tiled, num_particles=4, seed=(5, 5), **kwargs).numpy()
+    # p_hat is unbiased for p(x): mean of p_hat / p(x) is 1 within 4 SE ...
+    ratios = np.exp(values - exact)
+    assert abs(ratios.mean() - 1.) < 4 * ratios.std() / np.sqrt(sweeps), name
+    # ... so its log is a lower bound on average.
+    assert values.mean() < exact, name
+  elbo = bounds.elbo(hard, tiled, num_particles=1, seed=(5, 5)).numpy()
+  assert elbo.mean() < values.mean()
+
+
+def test_concrete_arguments_are_checked():
+  with pytest.raises(ValueError, match="Unknown latent 'beta'"):
+    VRNN(D, latent="beta")
+  with pytest.raises(ValueError, match="categories >= 2"):
+    VRNN(D, latent="concrete", categories=1)
+  with pytest.raises(ValueError, match="temperature must be positive"):
+    VRNN(D, latent="concrete", temperature=0.)
