@@ -110,9 +110,9 @@ class Config:
         (0. < self.resampling_temperature < float("inf"),
          "resampling_temperature must be positive"),
         (self.latent in LATENTS, f"latent must be one of {LATENTS}"),
-        (self.latent == "gaussian" or self.model == "vrnn",
-         f"latent {self.latent} is only offered by model vrnn (got "
-         f"{self.model})"),
+        (self.latent == "gaussian" or self.model in ("vrnn", "vrnn-wavenet"),
+         f"latent {self.latent} is only offered by models vrnn and "
+         f"vrnn-wavenet (got {self.model})"),
         (self.categories >= 2, "categories must be >= 2"),
         (0. < self.latent_temperature < float("inf"),
          "latent_temperature must be positive"),

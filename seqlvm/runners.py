@@ -102,16 +102,17 @@ def build_model(config, data_size, data_mean, emission=None):
   # Dilations 1, 2, 4, ...: a receptive field of 2**wavenet_layers + 1 steps.
   wavenet = dict(channels=config.wavenet_channels,
                  dilations=tuple(2 ** i for i in range(config.wavenet_layers)))
+  discrete = dict(latent=config.latent, categories=config.categories,
+                  temperature=config.latent_temperature)
   if config.model == "vrnn":
-    return models.VRNN(data_size, **latent, **common, latent=config.latent,
-                       categories=config.categories,
-                       temperature=config.latent_temperature)
+    return models.VRNN(data_size, **latent, **discrete, **common)
   if config.model == "srnn":
     return models.SRNN(data_size, **latent, **common)
   if config.model == "draw":
     return models.DRAW(data_size, **latent, **common)
   if config.model == "vrnn-wavenet":
-    return models.VRNNWaveNet(data_size, **latent, **wavenet, **common)
+    return models.VRNNWaveNet(data_size, **latent, **wavenet, **discrete,
+                              **common)
   if config.model == "wavenet":
     return models.WaveNet(data_size, **wavenet, **common)
   raise ConfigError(f"Unknown model {config.model!r}.")

@@ -96,7 +96,7 @@ def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
      "resampling_gradient score needs scheme multinomial"),
     (["--soft-mixing", "1.5"], r"soft_mixing must be in \[0, 1\]"),
     (["--latent", "concrete", "--model", "srnn"],
-     "latent concrete is only offered by model vrnn"),
+     "latent concrete is only offered by models vrnn and vrnn-wavenet"),
     (["--categories", "1"], "categories must be >= 2"),
 ])
 def test_bad_gradient_and_latent_flags_are_refused(flags, message,

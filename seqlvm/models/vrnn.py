@@ -213,12 +213,17 @@ class VRNN(base.SequenceModel):
     y = q_y.sample(seed=seed)  # log z, reparameterised
     return tf.exp(y), p_y.log_prob(y), q_y.log_prob(y)
 
+  def _emission_at(self, rnn_out, encoded_z, context_t):
+    """p(x_t | h_t, phi_z(z_t)); subclasses may read more of `context_t`."""
+    del context_t
+    return self.emission(rnn_out, encoded_z)
+
   def step(self, state, context_t, x_t, seed):
-    lstm_inputs, proposal_inputs = context_t
+    lstm_inputs, proposal_inputs = context_t[:2]
     rnn_out, h, c = self._transition(state, lstm_inputs)
     z, log_p_z, log_q_z = self._latent_step(rnn_out, proposal_inputs, seed)
     encoded_z = self.z_encoder(z)
-    p_x = self.emission(rnn_out, encoded_z)
+    p_x = self._emission_at(rnn_out, encoded_z, context_t)
     return base.StepOutput(
         state=(h, c, encoded_z),
         log_p_z=log_p_z,
@@ -249,15 +254,15 @@ class VRNN(base.SequenceModel):
     z = tf.convert_to_tensor(z, self.dtype)
     if mask is None:
       mask = tf.ones(tf.shape(x)[:2], tf.bool)
-    lstm_inputs, _ = self.prepare(x, mask)
+    context = self.prepare(x, mask)
 
     def body(carry, inputs):
       state, total = carry
-      lstm_t, x_t, z_t, mask_t = inputs
-      rnn_out, h, c = self._transition(state, lstm_t)
+      context_t, x_t, z_t, mask_t = inputs
+      rnn_out, h, c = self._transition(state, context_t[0])
       encoded_z = self.z_encoder(z_t)
       log_p = (self._prior(rnn_out).log_prob(z_t) +
-               self.emission(rnn_out, encoded_z).log_prob(x_t))
+               self._emission_at(rnn_out, encoded_z, context_t).log_prob(x_t))
       new_state = (h, c, encoded_z)
       state = tf.nest.map_structure(
           lambda new, old: tf.where(mask_t[:, tf.newaxis], new, old),
@@ -267,7 +272,7 @@ class VRNN(base.SequenceModel):
     batch_size = tf.shape(x)[1]
     initial = (self.initial_state(batch_size),
                tf.zeros([batch_size], self.dtype))
-    _, total = tf.foldl(body, (lstm_inputs, x, z, tf.cast(mask, tf.bool)),
+    _, total = tf.foldl(body, (context, x, z, tf.cast(mask, tf.bool)),
                         initializer=initial)
     return total
 

@@ -453,6 +453,8 @@ class VRNNWaveNet(vrnn.VRNN):
     data_mean: optional `[D]` training mean.
     residual_proposal: add the prior mean to the proposal mean. Default
       value: True.
+    latent, categories, temperature: the latent, as `VRNN`'s (a concrete
+      latent is relaxed in training and hard in evaluation).
     seed: int, for the initial weights. Default value: 0.
 
   #### Examples
@@ -466,12 +468,15 @@ class VRNNWaveNet(vrnn.VRNN):
 
   def __init__(self, data_size, hidden_size=64, latent_size=32, channels=32,
                dilations=(1, 2, 4, 8, 16), num_stacks=1, emission="bernoulli",
-               data_mean=None, residual_proposal=True, seed=0,
-               dtype=tf.float32, name="vrnn_wavenet"):
+               data_mean=None, residual_proposal=True, latent="gaussian",
+               categories=16, temperature=0.67, seed=0, dtype=tf.float32,
+               name="vrnn_wavenet"):
     super().__init__(data_size, hidden_size=hidden_size,
                      latent_size=latent_size, emission=emission,
                      data_mean=data_mean, residual_proposal=residual_proposal,
-                     seed=seed, dtype=dtype, name=name)
+                     latent=latent, categories=categories,
+                     temperature=temperature, seed=seed, dtype=dtype,
+                     name=name)
     mean = base.checked_mean(data_mean, data_size)
     h, d = hidden_size, data_size
     with self.name_scope:
@@ -525,22 +530,8 @@ class VRNNWaveNet(vrnn.VRNN):
                              reinterpreted_batch_ndims=1)
     return self.emission(rnn_out, encoded_z, offset=emission_inputs)
 
-  def step(self, state, context_t, x_t, seed):
-    lstm_inputs, proposal_inputs, emission_inputs = context_t
-    rnn_out, h, c = self._transition(state, lstm_inputs)
-    prior_loc, prior_scale = self.prior.params(rnn_out)
-    p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
-    q_z = self.proposal(
-        rnn_out, offset=proposal_inputs,
-        loc_offset=prior_loc if self.residual_proposal else None)
-    z = q_z.sample(seed=seed)
-    encoded_z = self.z_encoder(z)
-    p_x = self._emission_given(rnn_out, encoded_z, emission_inputs)
-    return base.StepOutput(
-        state=(h, c, encoded_z),
-        log_p_z=p_z.log_prob(z),
-        log_p_x_given_z=p_x.log_prob(tf.cast(x_t, self.dtype)),
-        log_q_z=q_z.log_prob(z))
+  def _emission_at(self, rnn_out, encoded_z, context_t):
+    return self._emission_given(rnn_out, encoded_z, context_t[2])
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False,
              method="cached"):
@@ -567,7 +558,7 @@ class VRNNWaveNet(vrnn.VRNN):
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
       rnn_out, h, c = self._transition(state, lstm_inputs)
-      z = self.prior(rnn_out).sample(seed=z_seed)
+      z = self._prior(rnn_out).sample(seed=z_seed)
       encoded_z = self.z_encoder(z)
       feature, cache = self.stack.step(previous_x, cache)
       p_x = self._emission_given(rnn_out, encoded_z,

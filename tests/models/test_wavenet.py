@@ -272,3 +272,28 @@ def test_wavenet_likelihood_is_normalised_over_all_binary_sequences():
   x = tf.constant(np.transpose(sequences, [1, 0, 2]))  # [T, 64, D]
   total = np.exp(model.log_likelihood(x).numpy().astype(np.float64)).sum()
   np.testing.assert_allclose(total, 1., rtol=1e-5)
+
+
+def test_vrnn_wavenet_with_a_concrete_latent():
+  # Shares the VRNN's latent step: relaxed in training (the contract,
+  # gradients included) and hard in evaluation, exact by enumeration.
+  def make(emission):
+    return wavenet.VRNNWaveNet(
+        contract.D, hidden_size=5, channels=3, dilations=(1, 2),
+        emission=emission, latent="concrete", categories=3)
+
+  contract.check_step_shapes(make("bernoulli"), "bernoulli")
+  contract.check_gradients(make("gaussian"), "gaussian")
+  model = make("bernoulli")
+  hard = model.for_evaluation()
+  x = tf.constant((np.random.RandomState(2).rand(3, 1, contract.D) < 0.4),
+                  tf.float32)
+  paths = np.array(list(itertools.product(range(3), repeat=3))).T  # [3, 27]
+  joint = model.log_joint(tf.tile(x, [1, 27, 1]), tf.one_hot(paths, 3))
+  exact = float(tf.reduce_logsumexp(joint))
+  sweeps = 20000
+  values = bounds.iwae(hard, tf.tile(x, [1, sweeps, 1]), num_particles=3,
+                       seed=(2, 2)).numpy()
+  ratios = np.exp(values - exact)
+  assert abs(ratios.mean() - 1.) < 4 * ratios.std() / np.sqrt(sweeps)
+  assert values.mean() < exact
