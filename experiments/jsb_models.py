@@ -14,6 +14,16 @@ once and its row says so.
         --steps 1000 --out runs/jsb_models
 
 Run directories are resumable: rerunning continues each run to the budget.
+
+Variants: `--latent concrete --categories K` gives the VRNN a discrete
+(Concrete-relaxed) latent, and `--resampling-gradients stop score soft
+concrete` trains FIVO runs with each resampling gradient estimator; their
+rows are labelled with the variant.
+
+    python experiments/jsb_models.py --models vrnn --latent concrete \
+        --categories 16 --steps 1000 --out runs/jsb_concrete
+    python experiments/jsb_models.py --models vrnn --bounds fivo \
+        --resampling-gradients stop score soft concrete --out runs/jsb_grads
 """
 
 import argparse
@@ -44,50 +54,75 @@ def main():
   parser.add_argument("--latent-size", type=int, default=32)
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   parser.add_argument("--eval-particles", type=int, default=4)
+  parser.add_argument("--latent", default="gaussian",
+                      choices=("gaussian", "concrete"))
+  parser.add_argument("--categories", type=int, default=16)
+  parser.add_argument("--resampling-gradients", nargs="+", default=["stop"],
+                      help="FIVO runs: one per resampling gradient")
   args = parser.parse_args()
+  variants = [(model, bound, gradient) for model in args.models
+              for bound in args.bounds
+              for gradient in (args.resampling_gradients if bound == "fivo"
+                               else ["stop"])]
+
+  def label(model, gradient):
+    parts = [model]
+    if args.latent != "gaussian":
+      parts.append(f"{args.latent} K={args.categories}")
+    if args.resampling_gradients != ["stop"]:
+      parts.append(f"{gradient} gradient")
+    return ", ".join(parts)
+
   table_path = os.path.join(args.out, "table.json")
   table = {}
   if os.path.exists(table_path):
     with open(table_path) as f:
       table = json.load(f)
-  for model in args.models:
-    for bound in args.bounds:
-      key = f"{model}/{bound}"
-      if model == "wavenet" and bound != args.bounds[0]:
-        table[key] = dict(table[f"{model}/{args.bounds[0]}"],
-                          same_run_as=f"{model}/{args.bounds[0]}")
-        continue
-      run_dir = os.path.join(args.out, model, bound)
-      config = Config(data=os.path.abspath(args.data), model=model,
-                      bound=bound, num_particles=4, batch_size=4,
-                      hidden_size=args.hidden_size,
-                      latent_size=args.latent_size,
-                      learning_rate=args.learning_rate,
-                      num_steps=args.steps, checkpoint_every=500,
-                      valid_every=0, summary_every=50)
-      start = time.time()
-      result = runners.train(config, run_dir, progress=False)
-      seconds = time.time() - start
-      results = runners.evaluate(run_dir, split="test",
-                                 num_particles=args.eval_particles,
-                                 progress=False)
-      table[key] = dict(step=result.step, train_seconds=seconds, **{
-          name: results[name]["ll_per_t"] for name in BOUNDS})
-      print(json.dumps({key: table[key]}), flush=True)
-      os.makedirs(args.out, exist_ok=True)
-      with open(table_path, "w") as f:
-        json.dump(table, f, indent=2)
+  for model, bound, gradient in variants:
+    key = f"{label(model, gradient)}/{bound}"
+    if model == "wavenet" and bound != args.bounds[0]:
+      table[key] = dict(table[f"{model}/{args.bounds[0]}"],
+                        same_run_as=f"{model}/{args.bounds[0]}")
+      continue
+    run_dir = os.path.join(args.out, model, bound)
+    if gradient != "stop":
+      run_dir += f"-{gradient}"
+    config = Config(data=os.path.abspath(args.data), model=model,
+                    bound=bound, num_particles=4, batch_size=4,
+                    hidden_size=args.hidden_size,
+                    latent_size=args.latent_size, latent=args.latent,
+                    categories=args.categories,
+                    resampling_gradient=gradient,
+                    learning_rate=args.learning_rate,
+                    num_steps=args.steps, checkpoint_every=500,
+                    valid_every=0, summary_every=50)
+    start = time.time()
+    result = runners.train(config, run_dir, progress=False)
+    seconds = time.time() - start
+    results = runners.evaluate(run_dir, split="test",
+                               num_particles=args.eval_particles,
+                               progress=False)
+    table[key] = dict(step=result.step, train_seconds=seconds, **{
+        name: results[name]["ll_per_t"] for name in BOUNDS})
+    print(json.dumps({key: table[key]}), flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(table_path, "w") as f:
+      json.dump(table, f, indent=2)
   print(f"\nTest nats per timestep on JSB ({args.steps} training steps per "
         f"run, N = 4 in training and N = {args.eval_particles} in "
         "evaluation; each cell: trained and evaluated with that bound):\n")
   print("| model | " + " | ".join(args.bounds) + " |")
   print("|---|" + "---|" * len(args.bounds))
-  for model in args.models:
+  rows = []
+  for model, _, gradient in variants:
+    if label(model, gradient) not in rows:
+      rows.append(label(model, gradient))
+  for row_label in rows:
     cells = []
     for bound in args.bounds:
-      row = table.get(f"{model}/{bound}")
+      row = table.get(f"{row_label}/{bound}")
       cells.append("" if row is None else f"{row[bound]:.3f}")
-    print(f"| {model} | " + " | ".join(cells) + " |")
+    print(f"| {row_label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
