@@ -81,10 +81,12 @@ def main():
   for model, bound, gradient in variants:
     key = f"{label(model, gradient)}/{bound}"
     if model == "wavenet" and bound != args.bounds[0]:
-      table[key] = dict(table[f"{model}/{args.bounds[0]}"],
-                        same_run_as=f"{model}/{args.bounds[0]}")
+      first = f"{label(model, 'stop')}/{args.bounds[0]}"
+      table[key] = dict(table[first], same_run_as=first)
       continue
     run_dir = os.path.join(args.out, model, bound)
+    if args.latent != "gaussian":
+      run_dir += f"-{args.latent}{args.categories}"
     if gradient != "stop":
       run_dir += f"-{gradient}"
     config = Config(data=os.path.abspath(args.data), model=model,

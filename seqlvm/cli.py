@@ -79,7 +79,9 @@ def _train_parser(sub):
   arg("--resampling-gradient", "resampling_gradient",
       "how FIVO's gradient treats the ancestor draw: stop (FIVO's, biased, "
       "low variance), score (adds the score-function term with a "
-      "running-mean baseline: unbiased; multinomial scheme), soft (mixture "
+      "running-mean baseline: unbiased with --resampling always, whereas "
+      "the ESS schedule itself depends on the parameters; multinomial "
+      "scheme), soft (mixture "
       "with the uniform, reweighted; --soft-mixing), concrete (relaxed "
       "draw, particles mix their parents; --resampling-temperature)",
       choices=("stop", "score", "soft", "concrete"))

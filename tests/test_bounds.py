@@ -234,5 +234,5 @@ def test_bound_dispatch_and_errors(name):
       getattr(bounds, name)(model, x, num_particles=2, seed=(1, 1)))
   with pytest.raises(ValueError, match="Unknown bound"):
     bounds.bound("vi", model, x)
-  with pytest.raises(ValueError, match="resampling_gradient"):
-    bounds.fivo(model, x, resampling_gradient="score")
+  with pytest.raises(ValueError, match="Unknown resampling gradient"):
+    bounds.fivo(model, x, resampling_gradient="reinforce")

@@ -84,6 +84,13 @@ def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
                       resampling="always", seed=(1, 1))
   np.testing.assert_array_equal(evaluate(model.for_evaluation(), x, mask,
                                          (1, 1)), plain)
+  # The evaluator's compiled function computes exactly that.
+  compiled = evaluator._fn("fivo", 3, 2)(x, tf.constant([6, 6]),  # pylint: disable=protected-access
+                                         tf.constant([1, 1]))
+  np.testing.assert_allclose(compiled, plain, rtol=1e-5)
+  relaxed_model = bounds.fivo(model, x, mask, num_particles=3,
+                              resampling="always", seed=(1, 1))
+  assert not np.allclose(compiled, relaxed_model)
   relaxed = bounds.fivo(model.for_evaluation(), x, mask, num_particles=3,
                         resampling="always", resampling_gradient="concrete",
                         resampling_temperature=0.5, seed=(1, 1))

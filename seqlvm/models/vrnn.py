@@ -179,14 +179,23 @@ class VRNN(base.SequenceModel):
                                 projected=lstm_inputs, start=self.hidden_size)
     return rnn_out, h, c
 
+  # The hard twin is not a dependency: checkpoint and walk the model itself.
+  _TF_MODULE_IGNORED_PROPERTIES = frozenset(
+      base.SequenceModel._TF_MODULE_IGNORED_PROPERTIES | {"_hard_twin"})
+
   def for_evaluation(self):
     """The model to evaluate: for a concrete latent, the same variables with
-    hard categorical prior and proposal; otherwise the model itself."""
+    hard categorical prior and proposal; otherwise the model itself.
+
+    The twin is a shallow copy made once and cached outside TensorFlow's
+    tracking (checkpoint the model, not the twin)."""
     if self.latent == "gaussian" or self.hard:
       return self
-    hard = copy.copy(self)
-    hard.hard = True
-    return hard
+    if "_hard_twin" not in self.__dict__:
+      hard = copy.copy(self)
+      hard.hard = True
+      self.__dict__["_hard_twin"] = hard  # untracked
+    return self.__dict__["_hard_twin"]
 
   def _latent_step(self, rnn_out, proposal_inputs, seed):
     """Draws z_t from the proposal: (z, log p(z), log q(z))."""

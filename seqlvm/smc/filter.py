@@ -184,6 +184,13 @@ def smc(model,
   if score_baseline not in ("running_mean", "none"):
     raise ValueError(f"score_baseline must be 'running_mean' or 'none', got "
                      f"{score_baseline!r}.")
+  if (getattr(resampling_gradient, "name", None) == "score" and
+      resample_fn not in (resampling_lib.multinomial,
+                          resampling_lib.multinomial_gumbel)):
+    raise ValueError(
+        "The 'score' resampling gradient needs multinomial resampling: its "
+        "score term is the log-probability of independent categorical draws "
+        f"(got resample_fn {getattr(resample_fn, '__name__', resample_fn)}).")
   with tf.name_scope(name or "smc"):
     x = tf.convert_to_tensor(x)
     if x.shape.rank is not None and x.shape.rank != 3:
@@ -202,6 +209,8 @@ def smc(model,
     state = model.initial_state(n * batch_size)
     # Real steps per sequence, for the score term's baseline.
     total_steps = tf.reduce_sum(tf.cast(mask, dtype), axis=0)  # [B]
+    # Set while tracing a step whose estimator has a score term.
+    has_score_term = []
 
     def sweep_step(t, state, log_weights, log_p_hat, score):
       """One step: propose, weight, maybe resample. Returns the new carry and
@@ -230,8 +239,12 @@ def smc(model,
         fire = tf.zeros([batch_size], tf.bool)
       else:
         fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)
-        log_p_hat = log_p_hat + tf.where(fire, _logmeanexp(log_weights),
+        increment = _logmeanexp(log_weights)
+        log_p_hat = log_p_hat + tf.where(fire, increment,
                                          tf.zeros_like(log_p_hat))
+        # A filter whose weights are all zero (log p_hat = -inf) has nothing
+        # to resample from; it keeps its particles and stays at -inf.
+        fire = tf.logical_and(fire, tf.math.is_finite(increment))
         new = resampling_gradient(log_weights, resample_seed, resample_fn)
         ancestors = tf.where(fire[tf.newaxis], new.ancestors,
                              tf.range(n)[:, tf.newaxis])
@@ -244,6 +257,7 @@ def smc(model,
               lambda new, old: _where_rows(fire_rows, new, old), mixed, state)
         log_weights = tf.where(fire[tf.newaxis], new.log_weights, log_weights)
         if new.log_prob is not None:
+          has_score_term.append(True)
           steps, log_prob_sum, weighted_sum = score
           steps = steps + tf.cast(mask_t, dtype)
           log_prob = tf.where(fire, tf.cast(new.log_prob, dtype),
@@ -295,11 +309,11 @@ def smc(model,
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
     else:
       log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
-    _, log_prob_sum, weighted_sum = score
-    # sum_t (L_T - L_t - b_t) log P(a_t): zero, with no gradient, unless the
-    # estimator is "score".
-    surrogate = tf.stop_gradient(log_p_hat) * log_prob_sum - weighted_sum
-    log_p_hat = log_p_hat + (surrogate - tf.stop_gradient(surrogate))
+    if has_score_term:
+      # sum_t (L_T - L_t - b_t) log P(a_t): value 0, gradient the score term.
+      _, log_prob_sum, weighted_sum = score
+      surrogate = tf.stop_gradient(log_p_hat) * log_prob_sum - weighted_sum
+      log_p_hat = log_p_hat + (surrogate - tf.stop_gradient(surrogate))
     return SMCResult(
         log_marginal=log_p_hat,
         log_weights=traced_weights,

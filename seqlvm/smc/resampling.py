@@ -43,10 +43,11 @@ for `concrete`, mixes) the particles, sets the new log weights and, for
 - "soft" (Karkus, Hsu and Lee 2018): ancestors are drawn from the mixture
   q = a * softmax(w) + (1 - a) / N with mixing a, and the new weights are
   the importance corrections softmax(w)_k / q_k, through which gradients
-  flow. Mixing 1 is "stop" exactly; mixing 0 draws uniformly and keeps the
-  weights (no resampling at all, in distribution). The gradient is still
-  biased (the draw's own score term is missing) but less so as a falls,
-  while the forward estimate's variance rises (non-uniform weights after
+  flow. Mixing 1 is "stop" exactly; mixing 0 draws ancestors uniformly
+  (with the multinomial scheme: duplicating some particles and dropping
+  others at random) and carries the old weights over. The gradient is still
+  biased (the draw's own score term is missing), while the forward
+  estimate's variance rises as a falls (non-uniform weights after
   resampling).
 - "concrete" (Maddison, Mnih and Teh 2017; Jang, Gu and Poole 2017): each new
   particle is a Concrete (Gumbel-softmax) relaxation of a one-hot ancestor
@@ -180,10 +181,8 @@ def residual(log_weights, seed):
   n = tf.shape(probs)[-1]
   n_float = tf.cast(n, probs.dtype)
   scaled = n_float * probs
-  # N p_k a rounding error below an integer still makes that many copies.
-  eps = tf.experimental.numpy.finfo(probs.dtype.as_numpy_dtype).eps
-  copies = tf.floor(scaled + 4. * n_float * eps)
-  residuals = tf.maximum(scaled - copies, 0.)  # sums to R per filter
+  copies = tf.floor(scaled)
+  residuals = scaled - copies  # sums to R per filter
   num_copies = tf.cast(tf.reduce_sum(copies, axis=-1, keepdims=True),
                        tf.int32)  # [B, 1]
   positions = tf.range(n)[tf.newaxis]  # [1, N]
@@ -283,18 +282,22 @@ def soft(log_weights, seed, resample_fn, mixing=0.5):
   """Soft resampling: draw from a * softmax(w) + (1 - a) / N, reweight.
 
   The new weights softmax(w)_a / q_a carry gradients to the old weights.
-  With mixing 1 the mixture is softmax(w) itself (`tf.math.log(0.)` = -inf
-  makes the log-sum-exp exact), the new weights are exactly 0 and so are
-  their gradients: `stop`.
+  With mixing 1 the mixture is softmax(w) itself, the new weights are
+  exactly 0 and so are their gradients: `stop`.
   """
   dtype = log_weights.dtype
   log_probs = criteria.log_normalize(log_weights)
-  n = tf.cast(tf.shape(log_weights)[0], dtype)
-  mixing = tf.cast(mixing, dtype)
-  log_mixture = tf.reduce_logsumexp(
-      tf.stack([tf.math.log(mixing) + log_probs,
-                tf.math.log1p(-mixing) - tf.math.log(n) +
-                tf.zeros_like(log_probs)]), axis=0)
+  if float(mixing) == 1.:
+    # Not the log-sum-exp below: its gradient at a zero-weight particle is
+    # 0 * inf = NaN.
+    log_mixture = log_probs
+  else:
+    n = tf.cast(tf.shape(log_weights)[0], dtype)
+    mixing = tf.cast(mixing, dtype)
+    log_mixture = tf.reduce_logsumexp(
+        tf.stack([tf.math.log(mixing) + log_probs,
+                  tf.math.log1p(-mixing) - tf.math.log(n) +
+                  tf.zeros_like(log_probs)]), axis=0)
   ancestors = resample_fn(log_mixture, seed)
   correction = tf.gather(tf.transpose(log_probs - log_mixture),
                          tf.transpose(ancestors), batch_dims=1)  # [B, N]

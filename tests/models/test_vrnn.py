@@ -127,7 +127,13 @@ def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation():
   model = _concrete(categories=5)
   hard = model.for_evaluation()
   assert hard is not model and hard.hard and not model.hard
-  assert hard.for_evaluation() is hard
+  assert hard.for_evaluation() is hard and model.for_evaluation() is hard
+  # The twin is not tracked: the model's variables and checkpoint are as
+  # without it.
+  assert len(model.trainable_variables) == len(
+      _concrete(categories=5).trainable_variables)
+  assert "_hard_twin" not in [
+      name for name, _ in model._trackable_children().items()]  # pylint: disable=protected-access
   # The same variables: evaluation sees what training learned.
   assert [v.ref() for v in hard.trainable_variables] == [
       v.ref() for v in model.trainable_variables]
@@ -141,9 +147,10 @@ def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation():
   one_hot, _, _ = hard._latent_step(rnn_out, prepared[1][0], (1, 2))  # pylint: disable=protected-access
   assert set(np.unique(one_hot.numpy())) == {0., 1.}
   np.testing.assert_array_equal(tf.reduce_sum(one_hot, -1), 1.)
-  # The generative model samples hard latents too (reproducibly).
-  np.testing.assert_array_equal(model.sample(6, 2, seed=(3, 4)),
-                                hard.sample(6, 2, seed=(3, 4)))
+  # The generative model's prior (for sampling and log_joint) is hard.
+  prior_draw = model._prior(rnn_out).sample(seed=(3, 4))  # pylint: disable=protected-access
+  assert set(np.unique(prior_draw.numpy())) == {0., 1.}
+  np.testing.assert_array_equal(tf.reduce_sum(prior_draw, -1), 1.)
 
 
 def test_concrete_hard_bounds_against_exact_enumeration():

@@ -199,8 +199,10 @@ def test_every_estimator_compiles_under_xla(estimator):
   @tf.function(jit_compile=True)
   def step(x, seed):
     with tf.GradientTape() as tape:
+      # The ESS rule (as in training by default): some filters resample at
+      # a step and others do not.
       value = tf.reduce_sum(bounds.fivo(
-          model, x, num_particles=N, resampling="always",
+          model, x, num_particles=N, resampling="ess", threshold=0.9,
           resampling_gradient=estimator, seed=seed))
     return value, tape.gradient(value, a)
 
@@ -224,3 +226,17 @@ def test_bad_estimator_arguments_name_the_problem():
                 resampling_temperature=0.)
   with pytest.raises(ValueError, match="score_baseline"):
     filter_lib.smc(model, x, score_baseline="vimco")
+  with pytest.raises(ValueError, match="needs multinomial resampling"):
+    filter_lib.smc(model, x, resample_fn=resampling.systematic,
+                   resample_criterion_fn=criteria.always,
+                   resampling_gradient=resampling.get_gradient("score"))
+
+
+def test_a_zero_likelihood_stays_minus_infinity():
+  # A sequence no particle can explain gives log p_hat = -inf, not NaN, with
+  # every estimator (the score term is only added for "score").
+  model, _ = _oracle()
+  x = tf.constant([[[1e300]]], tf.float64)
+  for name in ("stop", "soft", "concrete"):
+    value = _sweep(model, tf.tile(x, [3, 1, 1]), name).numpy()
+    assert np.all(value == -np.inf), (name, value)

@@ -95,14 +95,18 @@ def test_low_variance_schemes_have_lower_offspring_variance():
 
 
 def test_residual_copies_the_integer_part():
-  # N p = [2.0, 1.5, 0.5, 0]: particle 0 always gets exactly 2 offspring,
-  # particle 1 one or two, particle 2 zero or one, particle 3 none.
-  probs = np.array([0.5, 0.375, 0.125, 0.])
+  # N p = [2.2, 1.4, 0.4, 0]: particle 0 gets its 2 copies and maybe one
+  # more, particle 1 one or two, particle 2 zero or one, particle 3 none;
+  # only R = 1 ancestor is random.
+  probs = np.array([0.55, 0.35, 0.1, 0.])
   with np.errstate(divide="ignore"):
     log_probs = np.log(probs)
-  log_weights = tf.constant(np.tile(log_probs[:, None], [1, 2000]) - 7.)
+  b = 4000
+  log_weights = tf.constant(np.tile(log_probs[:, None], [1, b]) - 7.)
   counts = _offspring_counts(resampling.residual(log_weights, (2, 3)), 4)
-  assert np.all(counts[:, 0] == 2)
-  assert set(counts[:, 1]) == {1, 2} and set(counts[:, 2]) == {0, 1}
-  assert np.all(counts[:, 3] == 0)
+  assert set(counts[:, 0]) == {2, 3} and set(counts[:, 1]) == {1, 2}
+  assert set(counts[:, 2]) == {0, 1} and np.all(counts[:, 3] == 0)
   assert np.all(counts.sum(1) == 4)
+  # The random ancestor follows the residuals 0.2 : 0.4 : 0.4.
+  se = np.sqrt(0.25 / b)
+  np.testing.assert_allclose(counts.mean(0), 4 * probs, atol=5 * se)
