@@ -240,3 +240,19 @@ def test_a_zero_likelihood_stays_minus_infinity():
   for name in ("stop", "soft", "concrete"):
     value = _sweep(model, tf.tile(x, [3, 1, 1]), name).numpy()
     assert np.all(value == -np.inf), (name, value)
+
+
+def test_the_python_loop_gives_the_same_score_gradient():
+  model, a = _oracle()
+  x = model.sample(4, 2, seed=(3, 1))
+  results = []
+  for loop in ("while_loop", "python"):
+    with tf.GradientTape() as tape:
+      value = filter_lib.smc(
+          model, x, num_particles=N, resample_criterion_fn=criteria.always,
+          resampling_gradient=resampling.get_gradient("score"), loop=loop,
+          seed=(2, 2)).log_marginal
+      total = tf.reduce_sum(value)
+    results.append((value.numpy(), tape.gradient(total, a).numpy()))
+  np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
+  np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10)
