@@ -51,9 +51,9 @@ def _train_parser(sub):
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
   arg("--latent-size", "latent_size", "latent dimension (gaussian latent)",
       type=int)
-  arg("--latent", "latent", "the VRNN's latent: gaussian, or concrete (a "
-      "relaxed one-hot over --categories classes, trained relaxed and "
-      "evaluated and sampled with the hard categorical)",
+  arg("--latent", "latent", "the latent of vrnn and vrnn-wavenet: "
+      "gaussian, or concrete (a relaxed one-hot over --categories classes, "
+      "trained relaxed and evaluated and sampled with the hard categorical)",
       choices=config_lib.LATENTS)
   arg("--categories", "categories", "classes K of a concrete latent",
       type=int)
