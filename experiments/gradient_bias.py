@@ -57,7 +57,9 @@ ESTIMATORS = (
 )
 
 
-def sweep_fn(model, num_particles, estimator, params, baseline):
+def sweep_fn(model, num_particles, label):
+  """The sweep of the estimator `label` names (a row of ESTIMATORS)."""
+  _, estimator, params, baseline = [e for e in ESTIMATORS if e[0] == label][0]
   gradient = resampling.get_gradient(estimator, **params)
 
   def run(x, seed):
@@ -72,8 +74,7 @@ def sweep_fn(model, num_particles, estimator, params, baseline):
 
 def finite_difference(model, a, x, num_particles, sweeps, chunk, eps, a0):
   """d E[log p_hat] / da by central differences with common random numbers."""
-  run = tf.function(sweep_fn(model, num_particles, "stop", {},
-                             "running_mean"))
+  run = tf.function(sweep_fn(model, num_particles, "stop"))
   differences = []
   for i in range(max(sweeps // chunk, 1)):
     tiled = tf.tile(x, [1, chunk, 1])
@@ -89,8 +90,7 @@ def finite_difference(model, a, x, num_particles, sweeps, chunk, eps, a0):
 
 
 def mean_gradient(model, a, x, num_particles, label, sweeps, groups):
-  _, estimator, params, baseline = [e for e in ESTIMATORS if e[0] == label][0]
-  run = sweep_fn(model, num_particles, estimator, params, baseline)
+  run = sweep_fn(model, num_particles, label)
   per_group = sweeps // groups
   tiled = tf.tile(x, [1, per_group, 1])
 
@@ -109,8 +109,7 @@ def mean_gradient(model, a, x, num_particles, label, sweeps, groups):
 
 
 def step_time(model, a, x, num_particles, label, batch, repeats):
-  _, estimator, params, baseline = [e for e in ESTIMATORS if e[0] == label][0]
-  run = sweep_fn(model, num_particles, estimator, params, baseline)
+  run = sweep_fn(model, num_particles, label)
   tiled = tf.tile(x, [1, batch, 1])
 
   @tf.function(jit_compile=True)

@@ -285,6 +285,16 @@ class VRNN(base.SequenceModel):
                         initializer=initial)
     return total
 
+  def _sample_latent(self, state, previous_x, seed):
+    """One generative step up to the latent: (h_t, new state with phi_z).
+
+    previous_x is the centred previous sample; z_t is drawn from the prior.
+    """
+    lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
+    rnn_out, h, c = self._transition(state, lstm_inputs)
+    encoded_z = self.z_encoder(self._prior(rnn_out).sample(seed=seed))
+    return rnn_out, (h, c, encoded_z)
+
   def sample(self, num_steps, batch_size, seed=None, return_means=False):
     """Ancestral samples from the generative model.
 
@@ -303,12 +313,9 @@ class VRNN(base.SequenceModel):
     def step(t, state, previous_x):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
-      lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
-      rnn_out, h, c = self._transition(state, lstm_inputs)
-      z = self._prior(rnn_out).sample(seed=z_seed)
-      encoded_z = self.z_encoder(z)
-      p_x = self.emission(rnn_out, encoded_z)
-      return (h, c, encoded_z), p_x.sample(seed=x_seed), p_x.mean()
+      rnn_out, state = self._sample_latent(state, previous_x, z_seed)
+      p_x = self.emission(rnn_out, state[2])
+      return state, p_x.sample(seed=x_seed), p_x.mean()
 
     return self._sample_loop(num_steps, batch_size,
                              self.initial_state(batch_size), step,

@@ -556,14 +556,11 @@ class VRNNWaveNet(vrnn.VRNN):
       state, cache = carry
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
-      lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
-      rnn_out, h, c = self._transition(state, lstm_inputs)
-      z = self._prior(rnn_out).sample(seed=z_seed)
-      encoded_z = self.z_encoder(z)
+      rnn_out, state = self._sample_latent(state, previous_x, z_seed)
       feature, cache = self.stack.step(previous_x, cache)
-      p_x = self._emission_given(rnn_out, encoded_z,
+      p_x = self._emission_given(rnn_out, state[2],
                                  self._project_features(feature))
-      return ((h, c, encoded_z), cache), p_x.sample(seed=x_seed), p_x.mean()
+      return (state, cache), p_x.sample(seed=x_seed), p_x.mean()
 
     carry = (self.initial_state(batch_size),
              self.stack.initial_cache(batch_size, method, num_steps))

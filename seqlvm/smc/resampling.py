@@ -228,6 +228,12 @@ def multinomial_gumbel(log_weights, seed):
   return tf.argmax(perturbed, axis=1, output_type=tf.int32)
 
 
+def _at_ancestors(values, ancestors):
+  """values `[N, B]` taken at each new particle's ancestor: `[N, B]`."""
+  return tf.transpose(tf.gather(tf.transpose(values), tf.transpose(ancestors),
+                                batch_dims=1))
+
+
 SCHEMES = {
     "multinomial": multinomial,
     "systematic": systematic,
@@ -272,10 +278,8 @@ def score(log_weights, seed, resample_fn):
   """
   ancestors = resample_fn(log_weights, seed)
   log_probs = criteria.log_normalize(log_weights)  # with gradient
-  chosen = tf.gather(tf.transpose(log_probs), tf.transpose(ancestors),
-                     batch_dims=1)  # [B, N]
   return Resampled(ancestors, None, tf.zeros_like(log_weights),
-                   tf.reduce_sum(chosen, axis=-1))
+                   tf.reduce_sum(_at_ancestors(log_probs, ancestors), axis=0))
 
 
 def soft(log_weights, seed, resample_fn, mixing=0.5):
@@ -299,9 +303,8 @@ def soft(log_weights, seed, resample_fn, mixing=0.5):
                   tf.math.log1p(-mixing) - tf.math.log(n) +
                   tf.zeros_like(log_probs)]), axis=0)
   ancestors = resample_fn(log_mixture, seed)
-  correction = tf.gather(tf.transpose(log_probs - log_mixture),
-                         tf.transpose(ancestors), batch_dims=1)  # [B, N]
-  return Resampled(ancestors, None, tf.transpose(correction), None)
+  correction = _at_ancestors(log_probs - log_mixture, ancestors)
+  return Resampled(ancestors, None, correction, None)
 
 
 def concrete(log_weights, seed, resample_fn, temperature=0.5):
