@@ -23,9 +23,10 @@ Splits:
   - A TIMIT tree (top-level folders TRAIN and TEST, any case, and no valid
     folder) is split as FIVO's create_timit_dataset.py does: the sorted
     TRAIN paths are shuffled with `random.Random(1234)`; the first
-    int(0.05 * n) are valid, the rest train; TEST is test. On the full TIMIT
-    this gives 4389 / 231 / 1680 utterances (SA sentences included; drop
-    them with `exclude_sa=True`).
+    int(0.05 * n) are valid, but at least one when TRAIN holds two or more
+    (so that a small TIMIT-layout tree still gets a valid split), the rest
+    train; TEST is test. On the full TIMIT this gives 4389 / 231 / 1680
+    utterances (SA sentences included; drop them with `exclude_sa=True`).
   - Otherwise `collect.split_files`: train / valid / test folders if there
     are, else a seeded shuffle with `valid_fraction` and `test_fraction`.
 
@@ -116,7 +117,10 @@ def timit_split(paths, exclude_sa=False):
   train = sorted(p for p in paths if _top(p) == "train")
   test = sorted(p for p in paths if _top(p) == "test")
   random.Random(TIMIT_SEED).shuffle(train)
+  # FIVO's int(0.05 * n), and at least one (of two or more) for small trees.
   num_valid = int(len(train) * TIMIT_VALID_FRACTION)
+  if len(train) >= 2:
+    num_valid = max(num_valid, 1)
   return {"train": sorted(train[num_valid:]),
           "valid": sorted(train[:num_valid]),
           "test": test}
@@ -526,7 +530,7 @@ def read_manifest(path_or_dir):
     path = os.path.join(path, MANIFEST_NAME)
   if not os.path.exists(path):
     raise DataError(f"{path}: no such file; prepare the folder with "
-                    "`seqlvm data from-audio DIR OUT`.")
+                    "`seqlvm data from-audio DIR --out NAME`.")
   try:
     with open(path, encoding="utf-8") as f:
       manifest = json.load(f)

@@ -22,7 +22,8 @@ def find_files(directory, extensions):
   Args:
     directory: the folder to walk (recursively; hidden entries are skipped).
     extensions: lower-case extensions with the dot, e.g. (".mid", ".midi");
-      matched case-insensitively (TIMIT's files end in .WAV).
+      matched case-insensitively (TIMIT's files end in .WAV). None: every
+      file.
 
   Returns:
     paths: sorted relative paths (with "/" separators).
@@ -38,8 +39,8 @@ def find_files(directory, extensions):
   for root, dirs, files in os.walk(directory):
     dirs[:] = [d for d in dirs if not d.startswith(".")]
     for name in files:
-      if not name.startswith(".") and os.path.splitext(
-          name)[1].lower() in extensions:
+      if not name.startswith(".") and (extensions is None or os.path.splitext(
+          name)[1].lower() in extensions):
         found.append(os.path.relpath(os.path.join(root, name),
                                      directory).replace(os.sep, "/"))
   return sorted(found)

@@ -23,8 +23,9 @@ __all__ = ["from_midi", "MIDI_EXTENSIONS"]
 MIDI_EXTENSIONS = (".mid", ".midi")
 
 
-def _check_splits(directory, counts, layout, when):
-  """Raises DataError for the first split with no sequences."""
+def _check_splits(directory, counts, layout, when, problems=None):
+  """Raises DataError for the first split with no sequences; the files that
+  could not be read (`problems`) are named first, since they are why."""
   for name in collect.SPLITS:
     if not counts[name]:
       if layout == "folders":
@@ -32,8 +33,30 @@ def _check_splits(directory, counts, layout, when):
       else:
         hint = "add more MIDI files or choose other valid/test fractions"
       sizes = ", ".join(f"{k} {v}" for k, v in counts.items())
-      raise pianoroll.DataError(f"{directory}: split {name!r} {when} "
-                                f"({sizes}); {hint}.")
+      unread = ""
+      if problems:
+        unread = (f"{len(problems)} file(s) not readable MIDI:\n"
+                  f"{problems.report()}\n")
+      raise pianoroll.DataError(f"{directory}: {unread}split {name!r} "
+                                f"{when} ({sizes}); {hint}.")
+
+
+def _no_midi_message(directory):
+  """What the folder holds instead of MIDI files, for the error."""
+  others = collect.find_files(directory, None)
+  if not others:
+    return f"{directory}: no MIDI files (.mid, .midi) found; it is empty."
+  shown = ", ".join(others[:5]) + (f", ... ({len(others)} in all)"
+                                   if len(others) > 5 else "")
+  return (f"{directory}: no MIDI files (.mid, .midi) found; it holds "
+          f"{len(others)} other file(s): {shown}. MIDI files must end in "
+          ".mid or .midi.")
+
+
+def _reason(error, path):
+  """The DataError's message without the file name (Problems adds it)."""
+  reason = str(error)
+  return reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason
 
 
 def from_midi(directory, out, resolution="quarter", seed=0,
@@ -76,13 +99,22 @@ def from_midi(directory, out, resolution="quarter", seed=0,
   directory = os.fspath(directory)
   paths = collect.find_files(directory, MIDI_EXTENSIONS)
   if not paths:
-    raise pianoroll.DataError(f"{directory}: no MIDI files (.mid, .midi) "
-                              "found.")
+    raise pianoroll.DataError(_no_midi_message(directory))
   assigned, layout = collect.split_files(paths, seed, valid_fraction,
                                          test_fraction)
-  _check_splits(directory, {k: len(v) for k, v in assigned.items()}, layout,
-                "would get no files")
   jobs = [(name, path) for name in collect.SPLITS for path in assigned[name]]
+  problems = collect.Problems(strict)
+  if layout == "shuffled" and any(not v for v in assigned.values()):
+    # Too few files for three splits: read them first, so that a file
+    # that is not MIDI is named rather than only the split sizes.
+    for _, path in jobs:
+      full = os.path.join(directory, path)
+      try:
+        midi.read_midi(full, resolution)
+      except pianoroll.DataError as e:
+        problems.add(full, _reason(e, full))
+  _check_splits(directory, {k: len(v) for k, v in assigned.items()}, layout,
+                "would get no files", problems)
   problems = collect.Problems(strict)
   sequences = {name: [] for name in collect.SPLITS}
   out_of_range = drums = timesteps = 0
@@ -92,18 +124,14 @@ def from_midi(directory, out, resolution="quarter", seed=0,
     try:
       roll, counts = midi.read_midi(full, resolution)
     except pianoroll.DataError as e:
-      # Problems names the file itself; keep only the reason.
-      reason = str(e)
-      if reason.startswith(f"{full}: "):
-        reason = reason[len(full) + 2:]
-      problems.add(full, reason)
+      problems.add(full, _reason(e, full))
       continue
     sequences[name].append(pianoroll.roll_to_notes(roll))
     out_of_range += counts["out_of_range"]
     drums += counts["drums"]
     timesteps += len(roll)
   _check_splits(directory, {k: len(v) for k, v in sequences.items()}, layout,
-                "has no readable MIDI files")
+                "has no readable MIDI files", problems)
   pianoroll.save_pianoroll(sequences, out)
   splits = {name: len(sequences[name]) for name in collect.SPLITS}
   lines = [

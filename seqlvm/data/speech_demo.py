@@ -137,7 +137,8 @@ def _check_espeak():
         "The speech demo needs the espeak-ng program, which is not on PATH. "
         "Install it (Debian/Ubuntu: sudo apt-get install espeak-ng; Fedora: "
         "sudo dnf install espeak-ng; macOS: brew install espeak-ng), or "
-        "prepare your own recordings with `seqlvm data from-audio DIR OUT`.")
+        "prepare your own recordings with `seqlvm data from-audio DIR --out "
+        "NAME`.")
   return program
 
 
