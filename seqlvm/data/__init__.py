@@ -11,6 +11,7 @@ from seqlvm.data.pianoroll import load_pianoroll
 from seqlvm.data.pianoroll import notes_to_roll
 from seqlvm.data.pianoroll import roll_to_notes
 from seqlvm.data.pianoroll import save_pianoroll
+from seqlvm.data.registry import canonical
 from seqlvm.data.registry import resolve
 from seqlvm.data.sources import InMemorySource
 from seqlvm.data.sources import SpeechSource
@@ -20,6 +21,6 @@ from seqlvm.data.sources import open_source
 __all__ = [
     "DataError", "Pianorolls", "SPLITS", "load_pianoroll", "save_pianoroll",
     "notes_to_roll", "roll_to_notes", "make_dataset", "pad_batch",
-    "prepare_chorales", "data_dir", "resolve", "InMemorySource",
+    "prepare_chorales", "data_dir", "resolve", "canonical", "InMemorySource",
     "SpeechSource", "as_source", "open_source",
 ]

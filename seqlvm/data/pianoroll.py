@@ -133,6 +133,9 @@ def load_pianoroll(path):
     rolls = []
     for i, sequence in enumerate(sequences):
       try:
+        if not len(sequence):  # pylint: disable=g-explicit-length-test
+          raise ValueError("it has no timesteps (every sequence needs at "
+                           "least one; remove it)")
         rolls.append(notes_to_roll(sequence))
       except (ValueError, TypeError) as e:
         raise DataError(f"{path}: split {name!r}, sequence {i}: {e}.") from e

@@ -17,7 +17,7 @@ import re
 from seqlvm.data import chorales
 from seqlvm.data import pianoroll
 
-__all__ = ["resolve", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
+__all__ = ["resolve", "canonical", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
            "named_path", "is_bare_name"]
 
 DEFAULT = "chorales"
@@ -45,6 +45,23 @@ def named_path(name, directory=None):
       return (candidate if candidate.endswith(".pkl")
               else os.path.dirname(candidate))
   return None
+
+
+def canonical(data):
+  """`data` in the form a run stores: one that means the same from any folder.
+
+  A dataset name (the embedded defaults, the standard sets, a NAME prepared
+  into the data directory) stays a name; a path that exists becomes
+  absolute; anything else (a path that does not exist) is returned as given,
+  for `resolve` to report.
+  """
+  if data in (DEFAULT, SPEECH_DEFAULT) or data in NAMED_SETS:
+    return data
+  if is_bare_name(data) and named_path(data):
+    return data
+  if os.path.exists(data):
+    return os.path.abspath(data)
+  return data
 
 
 def resolve(data, progress=True):

@@ -116,7 +116,7 @@ class InMemorySource:
 
   Args:
     splits: dict split name -> list of arrays `[T_i, D]` (missing splits are
-      empty).
+      empty). Every sequence has at least one timestep.
     train_mean: optional `[D]` mean of the training steps. Default value:
       computed from the training split.
     kind: "pianoroll" (binary data, Bernoulli emissions by default) or
@@ -132,6 +132,13 @@ class InMemorySource:
     self.splits = {s: list(splits.get(s) or []) for s in pianoroll.SPLITS}
     self.kind = kind
     self.name = name
+    for split, sequences in self.splits.items():
+      for i, s in enumerate(sequences):
+        if not len(s):  # pylint: disable=g-explicit-length-test
+          raise pianoroll.DataError(
+              f"{name or 'dataset'}: split {split!r}, sequence {i} has no "
+              "timesteps (every sequence needs at least one; it would count "
+              "as a sequence in nats per sequence with no steps).")
     train = self.splits["train"]
     if not train:
       raise pianoroll.DataError(f"{name or 'dataset'}: the training split is "
@@ -157,6 +164,10 @@ class InMemorySource:
 
   def max_length(self, split):
     return max((len(s) for s in self.sequences(split)), default=0)
+
+  def lengths(self, split):
+    """The length of each sequence of `split`."""
+    return [len(s) for s in self.sequences(split)]
 
   def _dataset(self, sequences):
     lengths = np.array([len(s) for s in sequences], np.int32)
@@ -249,6 +260,10 @@ class SpeechSource:
 
   def max_length(self, split):
     return max(self._split(split)["lengths"], default=0)
+
+  def lengths(self, split):
+    """The length (in frames) of each utterance of `split`."""
+    return list(self._split(split)["lengths"])
 
   def shards(self, split):
     return [os.path.join(self.directory, f)
