@@ -114,7 +114,7 @@ class SequenceModel(tf.Module):
     return tf.cast(x, self.dtype) - self.data_mean
 
   def _sample_loop(self, num_steps, batch_size, carry, step_fn,
-                   return_means):
+                   return_means, progress_fn=None):
     """Ancestral sampling in one `tf.while_loop`.
 
     Args:
@@ -125,12 +125,18 @@ class SequenceModel(tf.Module):
         previous_x is the centred previous sample (zeros at t = 0) and x_t,
         mean_t are `[B, D]`.
       return_means: also return the stacked means.
+      progress_fn: optional callable given the index t of each finished
+        step, as a Python int (for a progress bar or a time budget; an
+        exception it raises stops sampling). Called from Python when run
+        eagerly, through `tf.numpy_function` inside a graph.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
     """
     def body(t, carry, previous_x, xs, means):
       carry, x, mean = step_fn(t, carry, previous_x)
+      if progress_fn is not None:
+        _report_step(progress_fn, t, x)
       return (t + 1, carry, self._centre(x), xs.write(t, x),
               means.write(t, mean))
 
@@ -143,3 +149,13 @@ class SequenceModel(tf.Module):
     if return_means:
       return xs.stack(), means.stack()
     return xs.stack()
+
+
+def _report_step(progress_fn, t, x):
+  """Calls progress_fn(t) once step t (whose sample is x) is done."""
+  if tf.executing_eagerly():
+    progress_fn(int(t))
+    return
+  with tf.control_dependencies([x]):
+    tf.numpy_function(lambda step: progress_fn(int(step)) or np.int32(0),
+                      [t], tf.int32, stateful=True)

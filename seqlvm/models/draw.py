@@ -248,7 +248,8 @@ class DRAW(base.SequenceModel):
         log_p_x_given_z=p_x.log_prob(x_t),
         log_q_z=q_z.log_prob(z))
 
-  def sample(self, num_steps, batch_size, seed=None, return_means=False):
+  def sample(self, num_steps, batch_size, seed=None, return_means=False,
+             progress_fn=None):
     """Ancestral samples from the prior and the decoder (no encoder).
 
     Args:
@@ -257,6 +258,8 @@ class DRAW(base.SequenceModel):
       seed: stateless seed or None.
       return_means: also return the emission means (note probabilities for
         Bernoulli emissions), which make smoother pictures.
+      progress_fn: optional callable given each finished step t (see
+        `SequenceModel._sample_loop`). Default value: None.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
@@ -276,7 +279,7 @@ class DRAW(base.SequenceModel):
 
     h_dec, c_dec, _, _, canvas = self.initial_state(batch_size)
     return self._sample_loop(num_steps, batch_size, (h_dec, c_dec, canvas),
-                             step, return_means)
+                             step, return_means, progress_fn)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

@@ -262,7 +262,8 @@ class SRNN(base.SequenceModel):
         log_p_x_given_z=p_x.log_prob(tf.cast(x_t, self.dtype)),
         log_q_z=q_z.log_prob(z))
 
-  def sample(self, num_steps, batch_size, seed=None, return_means=False):
+  def sample(self, num_steps, batch_size, seed=None, return_means=False,
+             progress_fn=None):
     """Ancestral samples from the generative model.
 
     The forward RNN reads the model's own previous sample.
@@ -273,6 +274,8 @@ class SRNN(base.SequenceModel):
       seed: stateless seed or None.
       return_means: also return the emission means (note probabilities for
         Bernoulli emissions), which make smoother pictures.
+      progress_fn: optional callable given each finished step t (see
+        `SequenceModel._sample_loop`). Default value: None.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
@@ -291,7 +294,7 @@ class SRNN(base.SequenceModel):
     carry = (self.forward_lstm.initial_state(batch_size, self.dtype),
              self.initial_state(batch_size))
     return self._sample_loop(num_steps, batch_size, carry, step,
-                             return_means)
+                             return_means, progress_fn)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

@@ -295,7 +295,8 @@ class VRNN(base.SequenceModel):
     encoded_z = self.z_encoder(self._prior(rnn_out).sample(seed=seed))
     return rnn_out, (h, c, encoded_z)
 
-  def sample(self, num_steps, batch_size, seed=None, return_means=False):
+  def sample(self, num_steps, batch_size, seed=None, return_means=False,
+             progress_fn=None):
     """Ancestral samples from the generative model.
 
     Args:
@@ -304,6 +305,8 @@ class VRNN(base.SequenceModel):
       seed: stateless seed or None.
       return_means: also return the emission means (note probabilities for
         Bernoulli emissions), which make smoother pictures.
+      progress_fn: optional callable given each finished step t (see
+        `SequenceModel._sample_loop`). Default value: None.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
@@ -319,7 +322,7 @@ class VRNN(base.SequenceModel):
 
     return self._sample_loop(num_steps, batch_size,
                              self.initial_state(batch_size), step,
-                             return_means)
+                             return_means, progress_fn)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.

@@ -397,7 +397,7 @@ class WaveNet(base.SequenceModel):
     return tf.reduce_sum(log_p, axis=0)
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False,
-             method="cached"):
+             method="cached", progress_fn=None):
     """Ancestral samples, one frame at a time.
 
     Args:
@@ -409,6 +409,8 @@ class WaveNet(base.SequenceModel):
       method: "cached" (the stack's incremental pass, O(T x layers)) or
         "naive" (the stack rerun over the prefix every step, O(T^2 x
         layers)); both give the same samples. Default value: "cached".
+      progress_fn: optional callable given each finished step t (see
+        `SequenceModel._sample_loop`). Default value: None.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
@@ -425,7 +427,7 @@ class WaveNet(base.SequenceModel):
     return self._sample_loop(
         num_steps, batch_size,
         self.stack.initial_cache(batch_size, method, num_steps), step,
-        return_means)
+        return_means, progress_fn)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs of one sweep: all in `prepare`, on T*B rows."""
@@ -534,7 +536,7 @@ class VRNNWaveNet(vrnn.VRNN):
     return self._emission_given(rnn_out, encoded_z, context_t[2])
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False,
-             method="cached"):
+             method="cached", progress_fn=None):
     """Ancestral samples from the generative model.
 
     Args:
@@ -545,6 +547,8 @@ class VRNNWaveNet(vrnn.VRNN):
       return_means: also return the emission means.
       method: "cached" or "naive", the stack's pass (see `WaveNet.sample`).
         Default value: "cached".
+      progress_fn: optional callable given each finished step t (see
+        `SequenceModel._sample_loop`). Default value: None.
 
     Returns:
       x: `[T, B, D]`, and means `[T, B, D]` if `return_means`.
@@ -565,7 +569,7 @@ class VRNNWaveNet(vrnn.VRNN):
     carry = (self.initial_state(batch_size),
              self.stack.initial_cache(batch_size, method, num_steps))
     return self._sample_loop(num_steps, batch_size, carry, step,
-                             return_means)
+                             return_means, progress_fn)
 
   def flops(self, num_steps, batch_size, num_particles):
     """Dense-layer FLOPs of one sweep: the VRNN's, with the emission's
