@@ -125,17 +125,28 @@ def _train_parser(sub):
   return p
 
 
-def _config_from_args(args):
+def _config_from_args(args, log=None):
+  """The Config the flags ask for; warns of given flags it ignores."""
   from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
+  log = log or (lambda message: print(message, file=sys.stderr))
   fields = [f.name for f in dataclasses.fields(config_lib.Config)]
   given = {f: getattr(args, f) for f in fields
            if getattr(args, f, None) is not None}
+  if "data" in given:  # A path is stored absolute (it works from anywhere).
+    given["data"] = registry.canonical(given["data"])
   stored_path = os.path.join(args.run_dir, "config.json")
   if os.path.exists(stored_path):
     # Resume: start from the stored config; given flags must agree (checked
     # by the runner) except the resumable ones.
-    return config_lib.load_config(stored_path).replace(**given)
-  return config_lib.Config(**given)
+    config = config_lib.load_config(stored_path).replace(**given)
+  else:
+    config = config_lib.Config(**given)
+  for name, needs in config_lib.ignored_fields(config, given):
+    flag = "--" + name.replace("_", "-")
+    log(f"Warning: {flag} {given[name]} has no effect here: it applies to "
+        f"{needs} only.")
+  return config
 
 
 def _cmd_train(args):
@@ -148,9 +159,14 @@ def _cmd_train(args):
       config, args.run_dir, progress=not args.no_progress,
       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
   valid = result.valid_bound_per_timestep
-  print(f"Trained to step {result.step}: train {config.bound} "
-        f"{result.train_bound_per_timestep:.4f} nats/step" +
-        (f", valid {valid:.4f} nats/step." if valid == valid else "."))
+  train_bound = result.train_bound_per_timestep
+  if not result.trained_steps:
+    print(f"Nothing trained: the run is at step {result.step}.")
+  else:
+    print(f"Trained to step {result.step}" + (
+        f": train {config.bound} {train_bound:.4f} nats/step"
+        if train_bound == train_bound else "") +
+          (f", valid {valid:.4f} nats/step." if valid == valid else "."))
   if result.skipped_steps:
     print(f"Skipped {result.skipped_steps} non-finite batches.")
   print(f"Checkpoint: {result.checkpoint}")
@@ -160,19 +176,25 @@ def _cmd_train(args):
 
 def _cmd_eval(args):
   from seqlvm import runners  # pylint: disable=g-import-not-at-top
+
+  def report(results):  # Printed before saving: a failed save loses nothing.
+    print(f"{results['split']} split of {results['data']}: "
+          f"{results['num_sequences']} sequences, "
+          f"{results['num_timesteps']} steps; checkpoint "
+          f"{results['checkpoint']}")
+    print(f"{'bound':<6} {'N':>4} {'nats/timestep':>14} "
+          f"{'nats/sequence':>14}")
+    for name in args.bounds or ("elbo", "iwae", "fivo"):
+      r = results[name]
+      print(f"{name:<6} {r['num_particles']:>4} {r['ll_per_t']:>14.4f} "
+            f"{r['ll_per_seq']:>14.2f}")
+    sys.stdout.flush()
+
   results = runners.evaluate(args.run_dir, split=args.split,
                              num_particles=args.num_particles,
                              bound_names=args.bounds,
                              batch_size=args.batch_size, seed=args.seed,
-                             progress=not args.no_progress)
-  print(f"{results['split']} split of {results['data']}: "
-        f"{results['num_sequences']} sequences, {results['num_timesteps']} "
-        f"steps; checkpoint {results['checkpoint']}")
-  print(f"{'bound':<6} {'N':>4} {'nats/timestep':>14} {'nats/sequence':>14}")
-  for name in args.bounds or ("elbo", "iwae", "fivo"):
-    r = results[name]
-    print(f"{name:<6} {r['num_particles']:>4} {r['ll_per_t']:>14.4f} "
-          f"{r['ll_per_seq']:>14.2f}")
+                             progress=not args.no_progress, report=report)
   print(f"Saved: {results['path']}")
   return 0
 
@@ -180,7 +202,9 @@ def _cmd_eval(args):
 def _cmd_sample(args):
   from seqlvm import runners  # pylint: disable=g-import-not-at-top
   paths = runners.sample(args.run_dir, num=args.num, steps=args.steps,
-                         out_dir=args.out, seed=args.seed, audio=args.audio)
+                         out_dir=args.out, seed=args.seed, audio=args.audio,
+                         progress=not args.no_progress,
+                         max_seconds=60 * args.max_minutes)
   print("Wrote:")
   for p in paths:
     print(f"  {p}")
@@ -318,7 +342,8 @@ def _data_parser(sub):
       "utterance into non-overlapping frames and write TFRecord shards and "
       "a manifest (with the training mean and standard deviation). A tree "
       "with TRAIN/ and TEST/ folders but no valid/ (TIMIT's layout) is split "
-      "as FIVO splits TIMIT (valid: 5% of TRAIN, seed 1234; --seed and "
+      "as FIVO splits TIMIT (valid: 5% of TRAIN, at least one file, seed "
+      "1234; --seed and "
       "--valid-fraction do not apply); otherwise sub-folders train/, valid/, "
       "test/, else a seeded shuffle.")
   q.add_argument("directory")
@@ -376,6 +401,11 @@ def build_parser():
   p.add_argument("--audio", action="store_true",
                  help="also render each sampled pianoroll as a WAV with a "
                  "simple additive synthesiser [off]")
+  p.add_argument("--max-minutes", type=float, default=10.,
+                 help="time budget: stop early, writing nothing, when "
+                 "sampling would take longer [10]")
+  p.add_argument("--no-progress", action="store_true",
+                 help="no progress bar")
   p.set_defaults(func=_cmd_sample)
   _data_parser(sub)
   return parser
@@ -383,14 +413,23 @@ def build_parser():
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
+  from seqlvm import fileio  # pylint: disable=g-import-not-at-top
+  from seqlvm import rundir  # pylint: disable=g-import-not-at-top
   from seqlvm import runners  # pylint: disable=g-import-not-at-top
   from seqlvm.config import ConfigError  # pylint: disable=g-import-not-at-top
   from seqlvm.data import DataError  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
   except (ConfigError, DataError, runners.CheckpointError,
-          runners.TrainingError) as e:
+          runners.TrainingError, runners.SamplingBudgetError,
+          fileio.WriteError, rundir.RunLockedError,
+          rundir.DataMismatchError) as e:
     print(f"seqlvm {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # A file the code did not expect to fail.
+    where = e.filename or "a file"
+    print(f"seqlvm {args.command}: error: {where}: {e.strerror or e}",
+          file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print(f"seqlvm {args.command}: interrupted.", file=sys.stderr)

@@ -7,8 +7,8 @@ import os
 from seqlvm import fileio
 
 __all__ = ["Config", "ConfigError", "MODELS", "LATENTS", "EMISSIONS",
-           "ON_NONFINITE",
-           "RESUMABLE_FIELDS", "save_config", "load_config"]
+           "ON_NONFINITE", "RESUMABLE_FIELDS", "ADDED_FIELDS",
+           "ignored_fields", "save_config", "load_config"]
 
 MODELS = ("vrnn", "srnn", "draw", "vrnn-wavenet", "wavenet")
 # The VRNN's latent: diagonal Gaussian, or a relaxed one-hot over `categories`.
@@ -20,6 +20,47 @@ ON_NONFINITE = ("stop", "skip")
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "on_nonfinite",
                     "jit_compile")
+# Fields added after the first config format. A stored config without one
+# gets its default, which is what the code did before the field existed;
+# every other field must be stored (an incomplete config is refused).
+ADDED_FIELDS = ("latent", "categories", "latent_temperature",
+                "wavenet_channels", "wavenet_layers", "soft_mixing",
+                "resampling_temperature", "max_length")
+_WAVENETS = ("vrnn-wavenet", "wavenet")
+
+
+def _fivo_resamples(c):
+  return c.bound == "fivo" and c.resampling != "never"
+
+
+# When a field means something: (field, applies(config), the setting it
+# needs). A flag given where it does not apply is refused, not ignored.
+_APPLIES = (
+    ("resampling", lambda c: c.bound == "fivo", "--bound fivo"),
+    ("threshold", lambda c: c.bound == "fivo" and c.resampling == "ess",
+     "--bound fivo with --resampling ess"),
+    ("scheme", _fivo_resamples,
+     "--bound fivo with --resampling ess or always"),
+    ("resampling_gradient", _fivo_resamples,
+     "--bound fivo with --resampling ess or always"),
+    ("soft_mixing", lambda c: _fivo_resamples(c) and (
+        c.resampling_gradient == "soft"), "--resampling-gradient soft"),
+    ("resampling_temperature", lambda c: _fivo_resamples(c) and (
+        c.resampling_gradient == "concrete"),
+     "--resampling-gradient concrete"),
+    ("hidden_size", lambda c: c.model != "wavenet",
+     "a model with latents (not --model wavenet)"),
+    ("latent_size", lambda c: c.model != "wavenet" and c.latent == (
+        "gaussian"), "a Gaussian latent (not --model wavenet or --latent "
+     "concrete)"),
+    ("categories", lambda c: c.latent == "concrete", "--latent concrete"),
+    ("latent_temperature", lambda c: c.latent == "concrete",
+     "--latent concrete"),
+    ("wavenet_channels", lambda c: c.model in _WAVENETS,
+     "--model vrnn-wavenet or wavenet"),
+    ("wavenet_layers", lambda c: c.model in _WAVENETS,
+     "--model vrnn-wavenet or wavenet"),
+)
 
 
 class ConfigError(ValueError):
@@ -128,7 +169,8 @@ class Config:
                  "checkpoint_every", "summary_every", "keep_checkpoints",
                  "pad_to_multiple"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
-    for name in ("num_steps", "valid_every", "max_length"):
+    checks.append((int(self.num_steps) >= 1, "num_steps must be >= 1"))
+    for name in ("valid_every", "max_length"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
     if errors:
@@ -146,7 +188,30 @@ class Config:
     unknown = sorted(set(values) - names)
     if unknown:
       raise ConfigError(f"{source}: unknown fields {unknown}.")
-    return cls(**values)
+    missing = sorted(names - set(values) - set(ADDED_FIELDS))
+    if missing:
+      raise ConfigError(
+          f"{source}: incomplete config: {', '.join(missing)} missing. A "
+          "run's config.json is written whole by `seqlvm train`; restore "
+          "it, or train a new run.")
+    try:
+      return cls(**values)
+    except ConfigError as e:
+      raise ConfigError(f"{source}: {e}") from e
+
+
+def ignored_fields(config, given):
+  """The given fields that `config`'s other settings make meaningless.
+
+  Args:
+    config: the `Config`.
+    given: the names of the fields the user set explicitly.
+
+  Returns:
+    ignored: a list of (field, the setting it needs), in field order.
+  """
+  return [(name, needs) for name, applies, needs in _APPLIES
+          if name in given and not applies(config)]
 
 
 def save_config(config, path):

@@ -3,7 +3,9 @@
 A run directory holds everything a run needs afterwards:
 
     RUN_DIR/config.json          the Config (so eval and sample need nothing else)
-    RUN_DIR/data.json            the data's fingerprint (a resumed run checks it)
+    RUN_DIR/data.json            where the data is and its fingerprint (checked
+                                 by a resumed run, eval and sample)
+    RUN_DIR/lock                 held while a training writes to the run
     RUN_DIR/ckpt/                tf.train.CheckpointManager checkpoints
     RUN_DIR/train/, RUN_DIR/valid/   TensorBoard summaries
     RUN_DIR/eval/SPLIT_nN.json   results of `evaluate`
@@ -15,13 +17,16 @@ checkpoint to temporary files and only then updates the index atomically, so
 a run killed while saving keeps its previous checkpoint; a checkpoint that
 fails to restore is reported by name and the next older one is used.
 
+The rules of the run directory (one writer, the data record, checkpoint
+pruning) are in `seqlvm.rundir`; every file is written atomically through
+`seqlvm.fileio`, whose `WriteError` names what could not be written.
+
 The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
 `create_dataset_and_model_fn`) so tests and other datasets can plug in.
 """
 
 import dataclasses
 import glob
-import json
 import os
 import re
 import sys
@@ -34,6 +39,7 @@ from seqlvm import bounds
 from seqlvm import data as data_lib
 from seqlvm import fileio
 from seqlvm import models
+from seqlvm import rundir
 from seqlvm import shapes
 from seqlvm.config import ConfigError
 from seqlvm.config import RESUMABLE_FIELDS
@@ -42,12 +48,16 @@ from seqlvm.config import save_config
 
 __all__ = [
     "train", "evaluate", "sample", "make_dataset_and_model",
-    "TrainingError", "CheckpointError", "TrainResult",
+    "TrainingError", "CheckpointError", "SamplingBudgetError", "TrainResult",
 ]
 
 CONFIG_NAME = "config.json"
-DATA_RECORD = "data.json"
+DATA_RECORD = rundir.DATA_RECORD
 _SYNTH_RATE = 22050
+# Files that `sample` writes (and removes again when a later call writes
+# fewer): listed in SAMPLES_RECORD in the output folder.
+SAMPLES_RECORD = "samples.json"
+_SAMPLE_FILE = re.compile(r"^sample_\d{2,}\.(mid|png|wav)$")
 
 
 class TrainingError(RuntimeError):
@@ -65,6 +75,7 @@ class TrainResult:
   train_bound_per_timestep: float
   valid_bound_per_timestep: float = float("nan")
   skipped_steps: int = 0
+  trained_steps: int = 0  # steps run by this call (0: nothing to train)
 
 
 def make_dataset_and_model(config):
@@ -237,30 +248,20 @@ def _pipeline_id(source):
   return getattr(source, "pipeline_id", type(source).__name__)
 
 
-def _check_data(source, config, run_dir, log):
-  """Records the data's fingerprint and input pipeline in RUN_DIR/data.json;
-  on resume, refuses data that changed since.
+def _check_data(source, config, run_dir, purpose="resume"):
+  """Refuses data whose fingerprint differs from RUN_DIR/data.json's;
+  for training, records the data (where it is, fingerprint, pipeline).
 
   Returns:
     stored: the record found before (empty for a new run or an older one).
+
+  Raises:
+    DataMismatchError: naming both, if the data changed.
   """
-  path = os.path.join(run_dir, DATA_RECORD)
-  stored = _read_previous(path)
-  fingerprint = getattr(source, "fingerprint", None)
-  current = {"data": config.data, "source": getattr(source, "name", ""),
-             "pipeline": _pipeline_id(source),
-             "fingerprint": fingerprint() if fingerprint else None}
-  if stored.get("fingerprint") and current["fingerprint"] and (
-      stored["fingerprint"] != current["fingerprint"]):
-    trained_on = stored.get("source") or stored.get("data")
-    raise ConfigError(
-        f"{path}: this run was trained on {trained_on!r} with fingerprint "
-        f"{stored['fingerprint'][:16]}...; "
-        f"{current['source'] or config.data!r} now has fingerprint "
-        f"{current['fingerprint'][:16]}.... The data changed; train a new "
-        "run (another --run-dir) on it.")
-  if stored != current:
-    fileio.write_json(current, path)
+  current = rundir.data_record(source, config.data)
+  stored = rundir.check_data(run_dir, current, purpose)
+  if purpose == "resume" and stored != current:
+    fileio.write_json(current, os.path.join(run_dir, DATA_RECORD))
   return stored
 
 
@@ -276,11 +277,7 @@ def _checkpoint_manager(checkpoint, run_dir, max_to_keep=3):
         "specific checkpoint file.") from e
 
 
-def _checkpoint_number(prefix):
-  try:
-    return int(prefix.rsplit("-", 1)[1])
-  except (IndexError, ValueError):
-    return -1
+_checkpoint_number = rundir.checkpoint_number
 
 
 def _restore_latest(checkpoint, manager, partial=False, log=None):
@@ -327,6 +324,9 @@ def _check_resume(config, run_dir):
   if not os.path.exists(path):
     return
   stored = load_config(path)
+  # An older run may store its data as a relative path: compare what both
+  # name from here (the data's fingerprint is checked as well).
+  stored = stored.replace(data=data_lib.canonical(stored.data))
   differences = [
       f"{k}: stored {v!r}, given {getattr(config, k)!r}"
       for k, v in stored.to_dict().items()
@@ -342,36 +342,81 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
           progress=True, log=None, max_seconds=None):
   """Trains (or resumes) a run.
 
+  Training is the one writer of its run directory: it holds RUN_DIR/lock
+  (`seqlvm.rundir.RunLock`) from start to end, and a second training of the
+  same directory is refused.
+
   Args:
-    config: a `Config`.
+    config: a `Config`. A `data` path is stored absolute.
     run_dir: the run directory; an existing run there is resumed.
     make_dataset_and_model: config -> (dataset with .train/.valid lists of
       `[T, D]` arrays, model).
     progress: show a progress bar. Default value: True.
     log: callable for messages. Default value: print to stderr.
-    max_seconds: optional wall-clock budget; training stops (with a
+    max_seconds: optional wall-clock budget (> 0); training stops (with a
       checkpoint) once it is spent, and can be resumed later.
 
   Returns:
-    result: a `TrainResult`.
+    result: a `TrainResult`; `trained_steps` is 0 when the run was already
+      at `config.num_steps`.
 
   Raises:
-    ConfigError: if run_dir holds a run with another configuration.
+    ConfigError: if run_dir holds a run with another configuration, is
+      already past `config.num_steps`, the batch is larger than the
+      training split, or `max_seconds` is not positive.
+    DataMismatchError: if the data is not the data the run was trained on.
+    RunLockedError: if another process is training run_dir.
+    WriteError: if run_dir (or a checkpoint) cannot be written.
     CheckpointError: if checkpoints exist but none restores.
     TrainingError: on a non-finite bound or gradient (with
       on_nonfinite="stop"), naming the step; the last good state is saved.
   """
-  import tf_keras  # pylint: disable=g-import-not-at-top
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   if log is None:
     log = lambda message: tqdm.write(message, file=sys.stderr)
+  if max_seconds is not None and not max_seconds > 0:
+    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
+                      f"got {max_seconds / 60:g} minutes.")
+  config = config.replace(data=data_lib.canonical(config.data))
   _check_resume(config, run_dir)
+  fileio.check_writable_dir(run_dir, "run directory")
+  with rundir.RunLock(run_dir, log=log):
+    return _train(config, run_dir, make_dataset_and_model, progress, log,
+                  max_seconds)
+
+
+def _training_pieces(source, max_length):
+  """How many training sequences (or pieces of at most max_length) there
+  are to batch."""
+  lengths = source.lengths("train")
+  if not max_length:
+    return len(lengths)
+  return int(sum(max(1, -(-int(n) // max_length)) for n in lengths))
+
+
+def _check_batch_size(source, config):
+  pieces = _training_pieces(source, config.max_length)
+  if config.batch_size > pieces:
+    what = (f"{pieces} pieces of at most {config.max_length} steps"
+            if config.max_length else f"{pieces} sequences")
+    raise ConfigError(
+        f"{getattr(source, 'name', '') or config.data}: --batch-size "
+        f"{config.batch_size} is larger than the training split ({what}); a "
+        "batch would repeat sequences. Use --batch-size "
+        f"{min(pieces, config.batch_size)} or less.")
+
+
+def _train(config, run_dir, make_dataset_and_model, progress, log,
+           max_seconds):
+  """`train` inside the run's lock."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   dataset, model = make_dataset_and_model(config)
   source = data_lib.as_source(dataset)
   data_size = source.data_size
-  os.makedirs(run_dir, exist_ok=True)
+  _check_batch_size(source, config)
   resuming = os.path.exists(os.path.join(run_dir, CONFIG_NAME))
-  stored_data = _check_data(source, config, run_dir, log)
+  stored_data = _check_data(source, config, run_dir)
   same_pipeline = stored_data.get("pipeline") == _pipeline_id(source)
   save_config(config, os.path.join(run_dir, CONFIG_NAME))
 
@@ -385,6 +430,7 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   iterator = iter(train_ds)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                    step=step, data_iterator=iterator)
+  _adopt_checkpoints(run_dir, log)
   manager = _checkpoint_manager(checkpoint, run_dir, config.keep_checkpoints)
   if not resuming or same_pipeline:
     restored = _restore_latest(checkpoint, manager, log=log)
@@ -401,6 +447,17 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
           "optimizer and step restored, the data order starts afresh.")
   if restored:
     log(f"Resuming {run_dir} from {restored} at step {int(step)}.")
+  if int(step) > config.num_steps:
+    raise ConfigError(
+        f"{restored}: this run is at step {int(step)}, past --num-steps "
+        f"{config.num_steps}; give a larger --num-steps to train further "
+        "(its checkpoints are kept).")
+  if int(step) == config.num_steps:
+    log(f"{run_dir} is already at step {int(step)} (--num-steps "
+        f"{config.num_steps}): nothing to train. Give a larger --num-steps "
+        "to train further.")
+    return TrainResult(step=int(step), checkpoint=restored or "",
+                       train_bound_per_timestep=float("nan"))
 
   train_step = make_train_step(model, optimizer, config, data_size,
                                mode="xla" if config.jit_compile else "graph")
@@ -408,10 +465,24 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   evaluator = _Evaluator(model, config, data_size)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "train"))
   valid_writer = tf.summary.create_file_writer(os.path.join(run_dir, "valid"))
+  ckpt_dir = os.path.join(run_dir, "ckpt")
+  # A checkpoint is written only when an update was applied since the last
+  # one: batches skipped under --on-nonfinite skip change nothing worth one.
+  state = {"changed": False, "last_applied": int(step) if restored else None,
+           "checkpoint": restored or ""}
 
   def save():
-    path = manager.save(checkpoint_number=int(step))
-    return path
+    if state["changed"] or not state["checkpoint"]:
+      try:
+        state["checkpoint"] = manager.save(checkpoint_number=int(step))
+      except (tf.errors.OpError, OSError) as e:
+        message = getattr(e, "message", "") or str(e)
+        raise fileio.WriteError(
+            f"{ckpt_dir}: cannot write the checkpoint of step {int(step)} "
+            f"({type(e).__name__}: {message.splitlines()[0]}); the "
+            "previous checkpoint is kept.") from e
+      state["changed"] = False
+    return state["checkpoint"]
 
   def validate():
     if not source.num_sequences("valid"):
@@ -431,11 +502,18 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
         f"{per_seq:.2f} nats/sequence")
     return per_t
 
+  def good_state():
+    """Where the last good state is, for messages."""
+    path = save()
+    if state["last_applied"] is None:
+      return f"no update was applied; the initial state is saved in {path}"
+    return (f"the last good state (after the update of step "
+            f"{state['last_applied']}) is saved in {path}")
+
   bar = tqdm(total=config.num_steps, initial=int(step), desc="train",
              disable=not progress, file=sys.stderr, dynamic_ncols=True)
   window, skipped, consecutive_skips = [], 0, 0
   last_window_mean = float("nan")
-  last_checkpoint = manager.latest_checkpoint or ""
   valid_per_t, last_valid_step = float("nan"), None
   start_time, start_step = time.time(), int(step)
   try:
@@ -449,10 +527,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
         raise TrainingError("The training input ended unexpectedly at step "
                             f"{int(step) + 1}.") from e
       except tf.errors.OpError as e:
-        last_checkpoint = save()
         raise _read_error(source, f"the training data at step "
-                          f"{int(step) + 1} (the last good state is saved "
-                          f"in {last_checkpoint})", e) from e
+                          f"{int(step) + 1} ({good_state()})", e) from e
       seed = tf.constant([config.seed, int(step)], tf.int32)
       bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
       if bool(applied):
@@ -463,21 +539,20 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
                    f"or gradient norm ({float(grad_norm)}) at step "
                    f"{int(step) + 1}")
         if config.on_nonfinite == "stop":
-          last_checkpoint = save()
           raise TrainingError(
               f"Training stopped: {message}. The update was not applied; "
-              f"the last good state is saved in {last_checkpoint}. Rerun "
-              "with --on-nonfinite skip to skip such batches, or lower the "
-              "learning rate.")
+              f"{good_state()}. Rerun with --on-nonfinite skip to skip such "
+              "batches, or lower the learning rate.")
         skipped += 1
         consecutive_skips += 1
         log(f"Warning: skipped the batch at step {int(step) + 1}: {message}.")
         if consecutive_skips >= 20:
-          last_checkpoint = save()
           raise TrainingError(
-              f"Training stopped: 20 consecutive non-finite batches up to "
-              f"step {int(step) + 1}; last good state in {last_checkpoint}.")
+              f"Training stopped: 20 consecutive non-finite batches (steps "
+              f"{int(step) - 18} to {int(step) + 1}); {good_state()}.")
       step.assign_add(1)
+      if bool(applied):
+        state["changed"], state["last_applied"] = True, int(step)
       bar.update(1)
       current = int(step)
       if window and (current % config.summary_every == 0 or
@@ -492,15 +567,13 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
                             (current - start_step) / max(elapsed, 1e-9))
         bar.set_postfix({f"{config.bound}/step": f"{last_window_mean:.3f}"})
       if current % config.checkpoint_every == 0:
-        last_checkpoint = save()
+        save()
       if config.valid_every and current % config.valid_every == 0:
         valid_per_t, last_valid_step = validate(), current
-    if not (manager.latest_checkpoint or "").endswith(f"-{int(step)}"):
-      last_checkpoint = save()
+    save()
   except KeyboardInterrupt:
     # No lost work: keep what was trained since the last checkpoint.
-    last_checkpoint = save()
-    log(f"Interrupted at step {int(step)}; saved {last_checkpoint}.")
+    log(f"Interrupted at step {int(step)}; saved {save()}.")
     raise
   finally:
     bar.close()
@@ -510,10 +583,27 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
     valid_per_t = validate()
   if window:
     last_window_mean = float(np.mean(window))
-  return TrainResult(step=int(step), checkpoint=last_checkpoint,
+  return TrainResult(step=int(step), checkpoint=state["checkpoint"],
                      train_bound_per_timestep=last_window_mean,
                      valid_bound_per_timestep=valid_per_t,
-                     skipped_steps=skipped)
+                     skipped_steps=skipped,
+                     trained_steps=int(step) - start_step)
+
+
+def _adopt_checkpoints(run_dir, log):
+  """Brings checkpoints a lost index forgot back under --keep-checkpoints."""
+  directory = os.path.join(run_dir, "ckpt")
+  try:
+    adopted = rundir.adopt_checkpoints(directory)
+  except (tf.errors.OpError, OSError) as e:
+    raise fileio.WriteError(f"{os.path.join(directory, 'checkpoint')}: cannot "
+                            f"rebuild the checkpoint index ({e}).") from e
+  if adopted:
+    names = ", ".join(os.path.basename(p) for p in adopted)
+    log(f"Warning: {os.path.join(directory, 'checkpoint')} is missing or "
+        f"unreadable, or did not list {names}; listed "
+        f"{'them' if len(adopted) > 1 else 'it'} again, so they count "
+        "against --keep-checkpoints.")
 
 
 def make_train_step(model, optimizer, config, data_size, mode="xla"):
@@ -565,10 +655,18 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
                      input_signature=_signature(data_size, config.batch_size))
 
 
-def _load_run(run_dir, make_dataset_and_model, log):
+def _load_run(run_dir, make_dataset_and_model, log, purpose):
+  """The run's config, data (checked against its record), model restored
+  from the newest checkpoint that loads, and that checkpoint's path."""
   config = load_config(os.path.join(run_dir, CONFIG_NAME))
+  # Runs store their data as a name or an absolute path; an older run's
+  # relative path is taken from here, and its fingerprint decides.
+  config = config.replace(data=data_lib.canonical(config.data))
   dataset, model = make_dataset_and_model(config)
   dataset = data_lib.as_source(dataset)
+  if not _check_data(dataset, config, run_dir, purpose):
+    log(f"Warning: {os.path.join(run_dir, DATA_RECORD)} is missing (a run "
+        "of an older seqlvm): cannot check that this is the run's data.")
   checkpoint = tf.train.Checkpoint(model=model)
   manager = _checkpoint_manager(checkpoint, run_dir)
   path = _restore_latest(checkpoint, manager, partial=True, log=log)
@@ -578,43 +676,43 @@ def _load_run(run_dir, make_dataset_and_model, log):
   return config, dataset, model, path
 
 
-def _read_previous(path):
-  try:
-    with open(path) as f:
-      values = json.load(f)
-    return values if isinstance(values, dict) else {}
-  except (OSError, ValueError):
-    return {}
-
-
 def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
              batch_size=None, seed=0,
              make_dataset_and_model=make_dataset_and_model, progress=True,
-             log=None):
+             log=None, report=None):
   """Evaluates the latest checkpoint with each bound on a split.
 
   The ELBO averages `num_particles` independent single-particle bounds (same
   expectation as N = 1, lower variance); IWAE and FIVO use N particles.
 
+  Args:
+    report: optional callable given the results before they are saved (so
+      a failure to save never loses them).
+
   Returns:
     results: dict with "split", "step", "checkpoint", "num_sequences",
       "num_timesteps" and, per bound, {"ll_per_t", "ll_per_seq",
       "num_particles"}; also written to RUN_DIR/eval/SPLIT_nN.json.
+
+  Raises:
+    DataMismatchError: if the data is not the data the run was trained on.
+    WriteError: if the results cannot be saved (after `report`).
   """
   log = log or (lambda message: print(message, file=sys.stderr))
-  config, source, model, path = _load_run(run_dir, make_dataset_and_model,
-                                          log)
   if split not in data_lib.SPLITS:
     raise ConfigError(f"Unknown split {split!r}; choose one of "
                       f"{', '.join(data_lib.SPLITS)}.")
+  if (num_particles is not None and num_particles < 1) or (
+      batch_size is not None and batch_size < 1):
+    raise ConfigError(f"--num-particles and --batch-size must be >= 1, got "
+                      f"{num_particles} and {batch_size}.")
+  config, source, model, path = _load_run(run_dir, make_dataset_and_model,
+                                          log, "evaluate")
   if not source.num_sequences(split):
     raise data_lib.DataError(f"The {split!r} split is empty.")
   num_particles = config.num_particles if num_particles is None else (
       num_particles)
   batch_size = config.batch_size if batch_size is None else batch_size
-  if num_particles < 1 or batch_size < 1:
-    raise ConfigError(f"--num-particles and --batch-size must be >= 1, got "
-                      f"{num_particles} and {batch_size}.")
   evaluator = _Evaluator(model, config, source.data_size)
   step = _checkpoint_number(path)
   results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
@@ -629,17 +727,82 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
     results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
                      "num_particles": num_particles}
   out = os.path.join(run_dir, "eval", f"{split}_n{num_particles}.json")
-  previous = _read_previous(out)
+  if report is not None:
+    report(results)
+  previous = rundir.read_record(out)
   if previous.get("checkpoint") == results["checkpoint"] and previous.get(
       "seed") == seed:  # Keep the other bounds of the same checkpoint.
     results = {**previous, **results}
-  fileio.write_json(results, out)
+  try:
+    fileio.write_json(results, out)
+  except fileio.WriteError as e:
+    raise fileio.WriteError(
+        f"{e} The results{' above' if report else ''} were not "
+        "saved.") from e
   results["path"] = out
   return results
 
 
+class SamplingBudgetError(RuntimeError):
+  """Sampling would take longer than its time budget."""
+
+
+def _draw(model, steps, num, seed, progress, max_seconds):
+  """model.sample with a progress bar and a time budget.
+
+  After 20 steps and 5 seconds the time per step is known: if all `steps`
+  would take longer than `max_seconds`, sampling stops at once and says how
+  long it would take (it also stops when the budget is spent).
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm(total=steps, desc="sample", unit="step", leave=False,
+             file=sys.stderr, disable=not progress, mininterval=0.5)
+  start = time.time()
+
+  def on_step(t):
+    bar.update(1)
+    elapsed = time.time() - start
+    done = t + 1
+    estimate = elapsed / done * steps
+    if max_seconds and (elapsed > max_seconds or (
+        done >= 20 and elapsed > 5 and estimate > max_seconds)):
+      raise SamplingBudgetError(
+          f"sampling {steps} steps would take about {estimate / 60:.1f} "
+          f"minutes (measured over the first {done}), more than the "
+          f"--max-minutes budget of {max_seconds / 60:g}; give fewer "
+          "--steps or a larger --max-minutes. Nothing was written.")
+
+  try:
+    x, means = model.sample(steps, num, seed=tf.constant([seed, 0]),
+                            return_means=True, progress_fn=on_step)
+  finally:
+    bar.close()
+  return (np.transpose(x.numpy(), [1, 0, 2]),  # [B, T, D]
+          np.transpose(means.numpy(), [1, 0, 2]))
+
+
+def _remove_stale(out_dir, written, own_folder):
+  """Removes what an earlier `sample` wrote into out_dir that this one did
+  not write again (it lists its files in SAMPLES_RECORD; in the run's own
+  samples folder, files named like ours count too)."""
+  names = {os.path.basename(p) for p in written}
+  previous = rundir.read_record(os.path.join(out_dir, SAMPLES_RECORD))
+  stale = {n for n in previous.get("files", []) if isinstance(n, str)}
+  if own_folder:
+    stale |= {n for n in os.listdir(out_dir) if _SAMPLE_FILE.match(n)}
+  for name in sorted(stale - names):
+    path = os.path.join(out_dir, name)
+    if os.path.basename(name) == name and os.path.isfile(path):
+      try:
+        os.remove(path)
+      except OSError as e:
+        raise fileio.WriteError(f"{path}: cannot remove this sample of an "
+                                f"earlier call ({e.strerror}).") from e
+
+
 def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
-           make_dataset_and_model=make_dataset_and_model, log=None):
+           make_dataset_and_model=make_dataset_and_model, log=None,
+           progress=True, max_seconds=600.):
   """Samples sequences from the latest checkpoint's generative model.
 
   For pianorolls: one MIDI file and one PNG pianoroll per sample, a PNG of
@@ -649,26 +812,52 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
   For speech: one WAV per sample (frames joined and de-normalised with the
   training statistics) at the set's sample rate, and a PNG of the waveforms
   with their spectrograms. Always samples.npz with the
-  raw samples and the emission means.
+  raw samples and the emission means, and samples.json listing the files;
+  files of an earlier call that this one does not write again are removed.
+
+  Args:
+    progress: show a progress bar over the steps. Default value: True.
+    max_seconds: the time budget (> 0); sampling that would take longer
+      stops early with `SamplingBudgetError`. Default value: 600.
 
   Returns:
     paths: the files written.
+
+  Raises:
+    DataMismatchError: if the data is not the data the run was trained on.
+    WriteError: if out_dir cannot be written (checked before sampling).
+    SamplingBudgetError: if sampling would take longer than max_seconds.
   """
-  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import pictures  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import synth  # pylint: disable=g-import-not-at-top
   log = log or (lambda message: print(message, file=sys.stderr))
   if num < 1 or steps < 1:
     raise ConfigError(f"--num and --steps must be >= 1, got {num}, {steps}.")
+  if not max_seconds > 0:
+    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
+                      f"got {max_seconds / 60:g} minutes.")
   config, source, model, path = _load_run(run_dir, make_dataset_and_model,
-                                          log)
+                                          log, "sample")
+  own_folder = out_dir is None
   out_dir = out_dir or os.path.join(run_dir, "samples")
-  x, means = model.sample(steps, num, seed=tf.constant([seed, 0]),
-                          return_means=True)
-  x = np.transpose(x.numpy(), [1, 0, 2])  # [B, T, D]
-  means = np.transpose(means.numpy(), [1, 0, 2])
+  fileio.check_writable_dir(out_dir, "samples folder")
+  x, means = _draw(model, steps, num, seed, progress, max_seconds)
+  paths = _write_samples(x, means, out_dir, os.path.basename(path), source,
+                         resolve_emission(config, source), audio)
+  _remove_stale(out_dir, paths, own_folder)
+  record = os.path.join(out_dir, SAMPLES_RECORD)
+  fileio.write_json({"files": sorted(os.path.basename(p) for p in paths),
+                     "checkpoint": os.path.relpath(path, run_dir),
+                     "num": num, "steps": steps, "seed": seed}, record)
+  return paths + [record]
+
+
+def _write_samples(x, means, out_dir, checkpoint_name, source, emission,
+                   audio):
+  """Writes samples x `[B, T, D]` (and their emission means) as files."""
+  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import pictures  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import synth  # pylint: disable=g-import-not-at-top
+  num = len(x)
   paths = []
-  checkpoint_name = os.path.basename(path)
   if getattr(source, "kind", "") == "speech":
     waveforms = [np.clip(source.to_waveform(frames), -1., 1.)
                  for frames in x]
@@ -681,7 +870,7 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
         waveforms, png, source.sample_rate,
         titles=[f"sample {i} ({checkpoint_name})" for i in range(num)])
     paths.append(png)
-  elif resolve_emission(config, source) == "bernoulli":
+  elif emission == "bernoulli":
     for i, roll in enumerate(x):
       p = os.path.join(out_dir, f"sample_{i:02d}.mid")
       midi.write_midi(roll, p)

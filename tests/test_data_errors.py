@@ -143,18 +143,22 @@ def test_checkpoint_of_another_input_pipeline_keeps_the_model(
   assert any("starts afresh" in m for m in messages), messages
 
 
-def test_a_batch_of_empty_sequences_evaluates_to_zero():
-  empty = [np.zeros([0, 3], np.float32)] * 3
+def test_padding_rows_of_an_evaluation_batch_add_nothing():
+  # One real sequence in a batch of 4: three rows of empty padding.
   source = sources.InMemorySource({"train": [np.ones([4, 3], np.float32)],
-                                   "test": empty})
-  batches = list(source.eval_dataset("test", batch_size=2))
-  assert all(x.shape[0] >= 1 for x, _, _ in batches)
-  config = Config(data="x", hidden_size=4, latent_size=2, batch_size=2,
+                                   "test": [np.ones([5, 3], np.float32)]})
+  batches = list(source.eval_dataset("test", batch_size=4))
+  assert len(batches) == 1
+  _, lengths, real = batches[0]
+  assert lengths.numpy().tolist() == [5, 0, 0, 0]
+  assert real.numpy().tolist() == [True, False, False, False]
+  config = Config(data="x", hidden_size=4, latent_size=2, batch_size=4,
                   emission="gaussian")
   model = runners.build_model(config, 3, np.zeros(3))
   evaluator = runners._Evaluator(model, config, 3)  # pylint: disable=protected-access
-  per_t, per_seq, bounds = evaluator(source, "test", "fivo", 2, 2)
-  assert per_t == 0. and per_seq == 0. and len(bounds) == 3
+  per_t, per_seq, bounds = evaluator(source, "test", "fivo", 2, 4)
+  assert len(bounds) == 1 and np.isfinite(per_seq)
+  np.testing.assert_allclose(per_t * 5, per_seq, rtol=1e-6)
 
 
 def test_output_names_and_paths(tmp_path, monkeypatch, prepared, capsys):

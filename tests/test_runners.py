@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from seqlvm import cli
+from seqlvm import rundir
 from seqlvm import runners
 from seqlvm.config import Config
 from seqlvm.config import ConfigError
@@ -109,6 +110,11 @@ def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
     while _latest_checkpoint_number(killed) < 4 and time.time() < deadline:
       assert process.poll() is None, log_path.read_text()[-2000:]
       time.sleep(0.05)
+    # While it trains, a second training of the same run is refused.
+    with pytest.raises(rundir.RunLockedError,
+                       match=f"being trained by pid {process.pid} on host"):
+      runners.train(Config.from_dict(_read_json(killed / "config.json")),
+                    str(killed), progress=False, log=lambda m: None)
     process.send_signal(signal.SIGKILL)
     process.wait()
   stopped_at = _latest_checkpoint_number(killed)
@@ -118,6 +124,10 @@ def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
       Config.from_dict(_read_json(killed / "config.json")).replace(
           num_steps=16),
       str(killed), progress=False, log=messages.append)
+  # The killed process left its lock file behind: stale, taken over.
+  assert any(f"took over a stale lock of pid {process.pid}" in m
+             for m in messages), messages
+  assert not (killed / "lock").exists()
   assert any(f"at step {stopped_at}" in m for m in messages), messages
   assert result.step == 16
   # Same data order, same seeds: the resumed run ends where the reference did.

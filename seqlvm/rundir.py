@@ -1,0 +1,272 @@
+"""The rules of a run directory, written once.
+
+    RUN_DIR/config.json   the complete Config (`seqlvm.config`)
+    RUN_DIR/data.json     where the data is and its fingerprint
+    RUN_DIR/lock          held while `seqlvm train` writes to the run
+    RUN_DIR/ckpt/         checkpoints
+
+- **One writer.** Training holds an advisory lock on RUN_DIR/lock (an
+  `fcntl.flock`, which the operating system releases when the process ends,
+  even on kill -9) and writes its pid, host and start time into it. A second
+  training of the same run is refused with a message naming the holder. A
+  lock file left behind by a process that has died is stale: the next
+  training takes it over and says so. `eval` and `sample` only read the
+  checkpoints and write their own files atomically, so they may run while a
+  training writes (to evaluate its progress).
+- **The data.** A run records its data as a dataset name (`chorales`, `jsb`,
+  a NAME in the data directory) or an absolute path, so it resolves from any
+  folder, with the data's fingerprint; `train` (on resume), `eval` and
+  `sample` refuse data whose fingerprint differs, naming both.
+- **Checkpoints.** Every ckpt-N in RUN_DIR/ckpt counts against
+  --keep-checkpoints, also those a lost or rebuilt index no longer names.
+"""
+
+import datetime
+import errno
+import glob
+import json
+import os
+import socket
+import time
+
+from seqlvm import fileio
+
+__all__ = ["RunLock", "RunLockedError", "DataMismatchError", "LOCK_NAME",
+           "DATA_RECORD", "read_record", "data_record", "check_data",
+           "checkpoint_number", "adopt_checkpoints"]
+
+LOCK_NAME = "lock"
+DATA_RECORD = "data.json"
+
+
+class RunLockedError(RuntimeError):
+  """Another process is training this run directory."""
+
+
+class DataMismatchError(ValueError):
+  """The data is not the data the run was trained on."""
+
+
+def read_record(path):
+  """A JSON object from `path`, or {} if it is missing or unreadable."""
+  try:
+    with open(path) as f:
+      values = json.load(f)
+    return values if isinstance(values, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+class RunLock:
+  """The advisory lock that makes training the only writer of a run.
+
+  Use as a context manager, or `acquire()` / `release()`.
+
+  Args:
+    run_dir: the run directory (made if missing).
+    log: called with a message when a stale lock is taken over.
+  """
+
+  def __init__(self, run_dir, log=None):
+    self.path = os.path.join(os.fspath(run_dir), LOCK_NAME)
+    self._log = log or (lambda message: None)
+    self._fd = None
+
+  def _holder(self):
+    holder = read_record(self.path)
+    if not holder:
+      return "another process"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')!r} "
+            f"(since {holder.get('started')})")
+
+  def _take_over_if_stale(self):
+    """Without flock (a filesystem that lacks it): a lock file whose holder
+    is a dead process on this host is stale; any other is respected."""
+    holder = read_record(self.path)
+    if not holder:
+      return
+    same_host = holder.get("host") == socket.gethostname()
+    pid = holder.get("pid")
+    if same_host and isinstance(pid, int) and not _pid_alive(pid):
+      return
+    raise RunLockedError(
+        f"{self.path}: this run is being trained by {self._holder()}. Wait "
+        "for it to finish, or remove the lock file if that process is gone.")
+
+  def acquire(self):
+    """Takes the lock, or raises RunLockedError naming its holder.
+
+    Raises:
+      RunLockedError: if another process holds it.
+      WriteError: if the lock file cannot be written.
+    """
+    import fcntl  # pylint: disable=g-import-not-at-top
+    fileio.make_dirs(os.path.dirname(self.path), "run directory")
+    while True:
+      try:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      except OSError as e:
+        raise fileio.WriteError(f"{self.path}: cannot write the run's lock "
+                                f"file ({e.strerror}).") from e
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        os.close(fd)
+        raise RunLockedError(  # pylint: disable=raise-missing-from
+            f"{os.path.dirname(self.path)}: this run is being trained by "
+            f"{self._holder()}; a run directory has one writer. Wait for it "
+            "to finish or stop it, or train into another --run-dir.")
+      except OSError as e:
+        try:
+          if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+          self._take_over_if_stale()
+        except BaseException:
+          os.close(fd)
+          raise
+      # The file may have been removed (released) between open and flock:
+      # then this lock is on an unlinked file; try again on the new one.
+      try:
+        if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+          break
+      except FileNotFoundError:
+        pass
+      os.close(fd)
+    stale = read_record(self.path)
+    if stale:
+      self._log(f"Warning: {self.path}: took over a stale lock of pid "
+                f"{stale.get('pid')} on host {stale.get('host')!r} (that "
+                "training ended without releasing it).")
+    record = json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(),
+        "started": datetime.datetime.now().isoformat(timespec="seconds")})
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, (record + "\n").encode("utf-8"), 0)
+      os.fsync(fd)
+    except OSError as e:
+      os.close(fd)
+      raise fileio.WriteError(f"{self.path}: cannot write the run's lock "
+                              f"file ({e.strerror}).") from e
+    self._fd = fd
+    return self
+
+  def release(self):
+    if self._fd is None:
+      return
+    try:
+      os.remove(self.path)
+    except OSError:
+      pass
+    os.close(self._fd)  # Closing releases the flock.
+    self._fd = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc_info):
+    self.release()
+
+
+def data_record(source, data):
+  """What a run stores about its data in RUN_DIR/data.json: `data` (the
+  config's: a dataset name or an absolute path), "path" (the file or folder
+  it resolved to, absolute), "source", "pipeline" and "fingerprint"."""
+  fingerprint = getattr(source, "fingerprint", None)
+  name = getattr(source, "name", "")
+  record = {"data": data, "source": name,
+            "pipeline": getattr(source, "pipeline_id",
+                                type(source).__name__),
+            "fingerprint": fingerprint() if fingerprint else None}
+  if name and os.path.exists(name):
+    record["path"] = os.path.abspath(name)
+  return record
+
+
+def check_data(run_dir, current, purpose):
+  """Refuses data whose fingerprint differs from the run's record.
+
+  Args:
+    run_dir: the run directory.
+    current: `data_record(...)` of the data about to be used.
+    purpose: what it is for ("resume", "evaluate", "sample"), for messages.
+
+  Returns:
+    stored: the record found (empty for a new run or a run older than it).
+
+  Raises:
+    DataMismatchError: naming both datasets and fingerprints.
+  """
+  path = os.path.join(run_dir, DATA_RECORD)
+  stored = read_record(path)
+  if stored.get("fingerprint") and current.get("fingerprint") and (
+      stored["fingerprint"] != current["fingerprint"]):
+    trained_on = stored.get("path") or stored.get("data") or stored.get(
+        "source")
+    now = current.get("path") or current.get("data") or current.get("source")
+    hint = ("train a new run (another --run-dir) on it" if purpose == "resume"
+            else f"{purpose} with the run's own data")
+    raise DataMismatchError(
+        f"{path}: this run was trained on {trained_on!r} with fingerprint "
+        f"{stored['fingerprint'][:16]}...; {now!r} has fingerprint "
+        f"{current['fingerprint'][:16]}.... The data changed; {hint}.")
+  return stored
+
+
+def checkpoint_number(prefix):
+  """N of ".../ckpt-N", or -1."""
+  try:
+    return int(os.fspath(prefix).rsplit("-", 1)[1])
+  except (IndexError, ValueError):
+    return -1
+
+
+def adopt_checkpoints(directory):
+  """Lists in the index every ckpt-N of `directory` older than its newest
+  listed one (or all, when the index is lost) that the index does not name,
+  so that `tf.train.CheckpointManager` counts and prunes them again.
+
+  After a lost or damaged index, a resumed run's manager knows only what it
+  saves itself, and the older checkpoints on disk would stay forever.
+
+  Returns:
+    adopted: the checkpoint prefixes added to the index.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  on_disk = sorted((f[:-len(".index")] for f in
+                    glob.glob(os.path.join(directory, "ckpt-*.index"))),
+                   key=checkpoint_number)
+  if not on_disk:
+    return []
+  try:
+    state = tf.train.get_checkpoint_state(directory)
+  except (tf.errors.OpError, ValueError):
+    state = None
+  listed = [os.path.abspath(os.path.join(directory, p)) for p in (
+      state.all_model_checkpoint_paths if state else [])]
+  newest = max((checkpoint_number(p) for p in listed), default=None)
+  orphans = [os.path.abspath(p) for p in on_disk
+             if os.path.abspath(p) not in listed and (
+                 newest is None or checkpoint_number(p) < newest)]
+  if not orphans:
+    return []
+  paths = orphans + listed
+  times = [os.path.getmtime(p + ".index") if os.path.exists(p + ".index")
+           else time.time() for p in paths]
+  # The manager tracks (and so prunes) only checkpoints newer than this.
+  preserved = min(times) - 1.
+  tf.compat.v1.train.update_checkpoint_state(
+      directory, paths[-1], all_model_checkpoint_paths=paths,
+      all_model_checkpoint_timestamps=times,
+      last_preserved_timestamp=preserved)
+  return orphans
