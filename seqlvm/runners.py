@@ -379,10 +379,16 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
                       f"got {max_seconds / 60:g} minutes.")
   config = config.replace(data=data_lib.canonical(config.data))
   _check_resume(config, run_dir)
+  created = not os.path.exists(run_dir)
   fileio.check_writable_dir(run_dir, "run directory")
-  with rundir.RunLock(run_dir, log=log):
-    return _train(config, run_dir, make_dataset_and_model, progress, log,
-                  max_seconds)
+  try:
+    with rundir.RunLock(run_dir, log=log):
+      return _train(config, run_dir, make_dataset_and_model, progress, log,
+                    max_seconds)
+  except BaseException:
+    if created and not os.listdir(run_dir):  # Refused before writing.
+      os.rmdir(run_dir)
+    raise
 
 
 def _training_pieces(source, max_length):
@@ -532,6 +538,7 @@ def _train(config, run_dir, make_dataset_and_model, progress, log,
       seed = tf.constant([config.seed, int(step)], tf.int32)
       bound_per_t, grad_norm, applied = train_step(x, lengths, seed)
       if bool(applied):
+        state["changed"], state["last_applied"] = True, int(step) + 1
         consecutive_skips = 0
         window.append(float(bound_per_t))
       else:
@@ -551,8 +558,6 @@ def _train(config, run_dir, make_dataset_and_model, progress, log,
               f"Training stopped: 20 consecutive non-finite batches (steps "
               f"{int(step) - 18} to {int(step) + 1}); {good_state()}.")
       step.assign_add(1)
-      if bool(applied):
-        state["changed"], state["last_applied"] = True, int(step)
       bar.update(1)
       current = int(step)
       if window and (current % config.summary_every == 0 or
