@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -192,6 +193,10 @@ def main():
   print("|---|---|---|---|")
   for case, command, status, message in ROWS:
     message = message.replace(root, "$TMP").replace("|", "\\|")
+    message = message.replace(f"pid {os.getpid()} on host "
+                              f"{socket.gethostname()!r}", "pid PID on host "
+                              "'HOST'")
+    command = command.replace(root, "$TMP")
     print(f"| {case} | `{command}` | {status} | {message} |")
   shutil.rmtree(root, ignore_errors=True)
 

@@ -44,12 +44,17 @@ def _ckpts(run_dir):
 
 @pytest.fixture(scope="module", name="trained")
 def _trained(tmp_path_factory):
-  """A run trained for 4 steps on tiny.pkl, given by a relative path."""
+  """A run trained for 4 steps on tiny.pkl, given by a relative path.
+
+  Its batch of 13 exceeds the 12 training sequences, but not the 15 pieces
+  of at most 16 steps that --max-length 16 cuts them into (case 10).
+  """
   root = tmp_path_factory.mktemp("trained")
   write_tiny_pianorolls(root / "tiny.pkl")
   with _cwd(root):
     assert _train("tiny.pkl", "run", "--num-steps", "4",
-                  "--checkpoint-every", "2") == 0
+                  "--checkpoint-every", "2", "--batch-size", "13",
+                  "--max-length", "16") == 0
   return root
 
 
@@ -350,22 +355,26 @@ def test_sampling_leaves_no_stale_files_and_has_a_budget(run, tmp_path,
 # Case 10: flags that do nothing are said so, a batch larger than the data
 # is refused.
 def test_ignored_flags_are_warned_and_oversized_batches_refused(
-    tmp_path, capsys):
+    trained, tmp_path, capsys):
   data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
-  assert _train(data, tmp_path / "r", "--num-steps", "1", "--batch-size",
-                "13") == 2
-  err = capsys.readouterr().err
-  assert (f"{data}: --batch-size 13 is larger than the training split (12 "
-          "sequences)") in err
-  _no_traceback(err)
-  # 13 pieces of at most 5 steps are there to batch.
   assert _train(data, tmp_path / "r", "--num-steps", "1", "--bound", "iwae",
                 "--resampling", "always", "--categories", "3",
-                "--batch-size", "13", "--max-length", "5") == 0
+                "--batch-size", "13") == 2
   err = capsys.readouterr().err
   assert ("--resampling always has no effect here: it applies to --bound "
           "fivo only") in err
   assert "--categories 3 has no effect here: it applies to --latent " in err
+  assert (f"{data}: --batch-size 13 is larger than the training split (12 "
+          "sequences)") in err
+  _no_traceback(err)
+  assert not (tmp_path / "r").exists()
+  # With --max-length 16 the 12 sequences give 15 pieces: the fixture's run
+  # trained with a batch of 13.
+  trained_config = json.loads((trained / "run" / "config.json").read_text())
+  assert (trained_config["batch_size"], trained_config["max_length"]) == (
+      13, 16)
+  lengths = [len(r) for r in load_pianoroll(str(trained / "tiny.pkl")).train]
+  assert len(lengths) == 12 and sum(-(-n // 16) for n in lengths) == 15
 
 
 # Case 11: messages that name the file.
