@@ -125,11 +125,10 @@ def _train_parser(sub):
   return p
 
 
-def _config_from_args(args, log=None):
+def _config_from_args(args):
   """The Config the flags ask for; warns of given flags it ignores."""
   from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
   from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
-  log = log or (lambda message: print(message, file=sys.stderr))
   fields = [f.name for f in dataclasses.fields(config_lib.Config)]
   given = {f: getattr(args, f) for f in fields
            if getattr(args, f, None) is not None}
@@ -144,8 +143,8 @@ def _config_from_args(args, log=None):
     config = config_lib.Config(**given)
   for name, needs in config_lib.ignored_fields(config, given):
     flag = "--" + name.replace("_", "-")
-    log(f"Warning: {flag} {given[name]} has no effect here: it applies to "
-        f"{needs} only.")
+    print(f"Warning: {flag} {given[name]} has no effect here: it applies to "
+          f"{needs} only.", file=sys.stderr)
   return config
 
 

@@ -34,7 +34,8 @@ def _fivo_resamples(c):
 
 
 # When a field means something: (field, applies(config), the setting it
-# needs). A flag given where it does not apply is refused, not ignored.
+# needs). A flag given where it does not apply is named in a warning (not
+# refused: a sweep may pass one set of flags to every model).
 _APPLIES = (
     ("resampling", lambda c: c.bound == "fivo", "--bound fivo"),
     ("threshold", lambda c: c.bound == "fivo" and c.resampling == "ess",
@@ -167,9 +168,8 @@ class Config:
     for name in ("hidden_size", "latent_size", "wavenet_channels",
                  "wavenet_layers", "num_particles", "batch_size",
                  "checkpoint_every", "summary_every", "keep_checkpoints",
-                 "pad_to_multiple"):
+                 "pad_to_multiple", "num_steps"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
-    checks.append((int(self.num_steps) >= 1, "num_steps must be >= 1"))
     for name in ("valid_every", "max_length"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
@@ -208,7 +208,7 @@ def ignored_fields(config, given):
     given: the names of the fields the user set explicitly.
 
   Returns:
-    ignored: a list of (field, the setting it needs), in field order.
+    ignored: a list of (field, the setting it needs).
   """
   return [(name, needs) for name, applies, needs in _APPLIES
           if name in given and not applies(config)]

@@ -115,7 +115,6 @@ def from_midi(directory, out, resolution="quarter", seed=0,
         problems.add(full, _reason(e, full))
   _check_splits(directory, {k: len(v) for k, v in assigned.items()}, layout,
                 "would get no files", problems)
-  problems = collect.Problems(strict)
   sequences = {name: [] for name in collect.SPLITS}
   out_of_range = drums = timesteps = 0
   for name, path in tqdm.tqdm(jobs, desc="Reading MIDI", unit="file",
