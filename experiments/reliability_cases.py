@@ -55,8 +55,8 @@ def train(data, run_dir, *extra, **kwargs):
 
 
 def ckpts(run_dir):
-  return sorted(rundir.checkpoint_number(f[:-6]) for f in os.listdir(
-      os.path.join(run_dir, "ckpt")) if f.endswith(".index"))
+  return [rundir.checkpoint_number(p) for p in
+          rundir.checkpoint_files(os.path.join(run_dir, "ckpt"))]
 
 
 def fresh_run(root, name):

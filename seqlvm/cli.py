@@ -128,12 +128,9 @@ def _train_parser(sub):
 def _config_from_args(args):
   """The Config the flags ask for; warns of given flags it ignores."""
   from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
   fields = [f.name for f in dataclasses.fields(config_lib.Config)]
   given = {f: getattr(args, f) for f in fields
            if getattr(args, f, None) is not None}
-  if "data" in given:  # A path is stored absolute (it works from anywhere).
-    given["data"] = registry.canonical(given["data"])
   stored_path = os.path.join(args.run_dir, "config.json")
   if os.path.exists(stored_path):
     # Resume: start from the stored config; given flags must agree (checked

@@ -32,8 +32,9 @@ import time
 from seqlvm import fileio
 
 __all__ = ["RunLock", "RunLockedError", "DataMismatchError", "LOCK_NAME",
-           "DATA_RECORD", "read_record", "data_record", "check_data",
-           "checkpoint_number", "adopt_checkpoints"]
+           "DATA_RECORD", "read_record", "pipeline_id", "data_record",
+           "check_data", "checkpoint_number", "checkpoint_files",
+           "adopt_checkpoints"]
 
 LOCK_NAME = "lock"
 DATA_RECORD = "data.json"
@@ -178,6 +179,11 @@ class RunLock:
     self.release()
 
 
+def pipeline_id(source):
+  """The name of the source's input pipeline (checkpoints hold its state)."""
+  return getattr(source, "pipeline_id", type(source).__name__)
+
+
 def data_record(source, data):
   """What a run stores about its data in RUN_DIR/data.json: `data` (the
   config's: a dataset name or an absolute path), "path" (the file or folder
@@ -185,8 +191,7 @@ def data_record(source, data):
   fingerprint = getattr(source, "fingerprint", None)
   name = getattr(source, "name", "")
   record = {"data": data, "source": name,
-            "pipeline": getattr(source, "pipeline_id",
-                                type(source).__name__),
+            "pipeline": pipeline_id(source),
             "fingerprint": fingerprint() if fingerprint else None}
   if name and os.path.exists(name):
     record["path"] = os.path.abspath(name)
@@ -231,6 +236,14 @@ def checkpoint_number(prefix):
     return -1
 
 
+def checkpoint_files(directory):
+  """Every ckpt-N in `directory` (by its .index file), as absolute
+  prefixes, oldest first."""
+  return sorted((os.path.abspath(f[:-len(".index")]) for f in
+                 glob.glob(os.path.join(directory, "ckpt-*.index"))),
+                key=checkpoint_number)
+
+
 def adopt_checkpoints(directory):
   """Lists in the index every ckpt-N of `directory` older than its newest
   listed one (or all, when the index is lost) that the index does not name,
@@ -243,9 +256,7 @@ def adopt_checkpoints(directory):
     adopted: the checkpoint prefixes added to the index.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  on_disk = sorted((f[:-len(".index")] for f in
-                    glob.glob(os.path.join(directory, "ckpt-*.index"))),
-                   key=checkpoint_number)
+  on_disk = checkpoint_files(directory)
   if not on_disk:
     return []
   try:
@@ -255,8 +266,7 @@ def adopt_checkpoints(directory):
   listed = [os.path.abspath(os.path.join(directory, p)) for p in (
       state.all_model_checkpoint_paths if state else [])]
   newest = max((checkpoint_number(p) for p in listed), default=None)
-  orphans = [os.path.abspath(p) for p in on_disk
-             if os.path.abspath(p) not in listed and (
+  orphans = [p for p in on_disk if p not in listed and (
                  newest is None or checkpoint_number(p) < newest)]
   if not orphans:
     return []

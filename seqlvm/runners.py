@@ -26,7 +26,6 @@ The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
 """
 
 import dataclasses
-import glob
 import os
 import re
 import sys
@@ -244,10 +243,6 @@ def _read_error(source, what, error):
       "seqlvm data from-audio ... --force).")
 
 
-def _pipeline_id(source):
-  return getattr(source, "pipeline_id", type(source).__name__)
-
-
 def _check_data(source, config, run_dir, purpose="resume"):
   """Refuses data whose fingerprint differs from RUN_DIR/data.json's;
   for training, records the data (where it is, fingerprint, pipeline).
@@ -277,9 +272,6 @@ def _checkpoint_manager(checkpoint, run_dir, max_to_keep=3):
         "specific checkpoint file.") from e
 
 
-_checkpoint_number = rundir.checkpoint_number
-
-
 def _restore_latest(checkpoint, manager, partial=False, log=None):
   """Restores the newest checkpoint that loads; returns its path or None.
 
@@ -288,10 +280,8 @@ def _restore_latest(checkpoint, manager, partial=False, log=None):
   damaged: TensorFlow then reports no checkpoints).
   """
   listed = [os.path.abspath(p) for p in reversed(manager.checkpoints)]
-  found = [os.path.abspath(f[:-len(".index")]) for f in
-           glob.glob(os.path.join(manager.directory, "ckpt-*.index"))]
-  others = sorted((f for f in found if f not in listed),
-                  key=_checkpoint_number, reverse=True)
+  others = [f for f in reversed(rundir.checkpoint_files(manager.directory))
+            if f not in listed]
   if not listed and others and log:
     log(f"Warning: {os.path.join(manager.directory, 'checkpoint')} is "
         "missing or unreadable; trying the checkpoint files themselves.")
@@ -374,9 +364,8 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   if log is None:
     log = lambda message: tqdm.write(message, file=sys.stderr)
-  if max_seconds is not None and not max_seconds > 0:
-    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
-                      f"got {max_seconds / 60:g} minutes.")
+  if max_seconds is not None:
+    _check_budget(max_seconds)
   config = config.replace(data=data_lib.canonical(config.data))
   _check_resume(config, run_dir)
   created = not os.path.exists(run_dir)
@@ -389,6 +378,12 @@ def train(config, run_dir, make_dataset_and_model=make_dataset_and_model,
     if created and not os.listdir(run_dir):  # Refused before writing.
       os.rmdir(run_dir)
     raise
+
+
+def _check_budget(max_seconds):
+  if not max_seconds > 0:
+    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
+                      f"got {max_seconds / 60:g} minutes.")
 
 
 def _training_pieces(source, max_length):
@@ -423,7 +418,7 @@ def _train(config, run_dir, make_dataset_and_model, progress, log,
   _check_batch_size(source, config)
   resuming = os.path.exists(os.path.join(run_dir, CONFIG_NAME))
   stored_data = _check_data(source, config, run_dir)
-  same_pipeline = stored_data.get("pipeline") == _pipeline_id(source)
+  same_pipeline = stored_data.get("pipeline") == rundir.pipeline_id(source)
   save_config(config, os.path.join(run_dir, CONFIG_NAME))
 
   optimizer = tf_keras.optimizers.Adam(config.learning_rate)
@@ -719,7 +714,7 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
       num_particles)
   batch_size = config.batch_size if batch_size is None else batch_size
   evaluator = _Evaluator(model, config, source.data_size)
-  step = _checkpoint_number(path)
+  step = rundir.checkpoint_number(path)
   results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
              "step": step, "num_sequences": source.num_sequences(split),
              "num_timesteps": source.num_timesteps(split),
@@ -836,9 +831,7 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
   log = log or (lambda message: print(message, file=sys.stderr))
   if num < 1 or steps < 1:
     raise ConfigError(f"--num and --steps must be >= 1, got {num}, {steps}.")
-  if not max_seconds > 0:
-    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
-                      f"got {max_seconds / 60:g} minutes.")
+  _check_budget(max_seconds)
   config, source, model, path = _load_run(run_dir, make_dataset_and_model,
                                           log, "sample")
   own_folder = out_dir is None

@@ -37,9 +37,8 @@ def _train(data, run_dir, *extra):
 
 
 def _ckpts(run_dir):
-  return sorted(rundir.checkpoint_number(f[:-len(".index")]) for f in
-                os.listdir(os.path.join(run_dir, "ckpt"))
-                if f.endswith(".index"))
+  return [rundir.checkpoint_number(p) for p in
+          rundir.checkpoint_files(os.path.join(run_dir, "ckpt"))]
 
 
 @pytest.fixture(scope="module", name="trained")

@@ -159,15 +159,15 @@ class InMemorySource:
   def num_sequences(self, split):
     return len(self.sequences(split))
 
-  def num_timesteps(self, split):
-    return int(sum(len(s) for s in self.sequences(split)))
-
-  def max_length(self, split):
-    return max((len(s) for s in self.sequences(split)), default=0)
-
   def lengths(self, split):
     """The length of each sequence of `split`."""
     return [len(s) for s in self.sequences(split)]
+
+  def num_timesteps(self, split):
+    return int(sum(self.lengths(split)))
+
+  def max_length(self, split):
+    return max(self.lengths(split), default=0)
 
   def _dataset(self, sequences):
     lengths = np.array([len(s) for s in sequences], np.int32)
