@@ -34,7 +34,8 @@ import tf_keras  # pylint: disable=g-import-not-at-top
 
 from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
 from seqlvm import models  # pylint: disable=g-import-not-at-top
-from seqlvm import runners  # pylint: disable=g-import-not-at-top
+from seqlvm.run import factory
+from seqlvm.run import training
 from seqlvm import shapes  # pylint: disable=g-import-not-at-top
 from seqlvm import smc  # pylint: disable=g-import-not-at-top
 
@@ -81,7 +82,7 @@ def bench_size(hidden, latent, reps, eager_reps):
   model = models.VRNN(D, hidden, latent, data_mean=mean)
   forward_flops = model.flops(T, B, N)
   rows = []
-  bound_fn = runners._bound_fn(config, "fivo", N)  # pylint: disable=protected-access
+  bound_fn = factory.bound_spec(config, "fivo", N)
 
   def eval_step(x, lengths, seed):
     return bound_fn(model, x, shapes.sequence_mask(lengths, T), seed)
@@ -109,7 +110,7 @@ def bench_size(hidden, latent, reps, eager_reps):
       step = python_loop_train_step(optimizer)
       evaluate = python_loop_sweep
     else:
-      step = runners.make_train_step(model, optimizer, config, D, mode=mode)
+      step = training.make_train_step(model, optimizer, config, D, mode=mode)
       evaluate = eval_step if mode == "eager" else tf.function(
           eval_step, jit_compile=(mode == "xla"))
     r = eager_reps if mode == "eager" else reps

@@ -192,11 +192,13 @@ def _last_summary(directory, tag):
 
 def command_line_run(directory, keep_run=None):
   from seqlvm import cli  # pylint: disable=g-import-not-at-top
-  data = os.path.join(directory, "rolls.pkl")
-  _write_pianorolls(data)
   run = keep_run or os.path.join(directory, "run")
   if keep_run and os.path.exists(keep_run):
     shutil.rmtree(keep_run)
+  # A kept run keeps its data beside it, so that it can be evaluated later.
+  data = (keep_run.rstrip("/") + ".rolls.pkl" if keep_run else
+          os.path.join(directory, "rolls.pkl"))
+  _write_pianorolls(data)
   rc = cli.main(["train", "--run-dir", run, "--data", data, "--num-steps",
                  "20", "--batch-size", "4", "--hidden-size", "8",
                  "--latent-size", "4", "--summary-every", "5",

@@ -39,35 +39,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from seqlvm import registry  # pylint: disable=g-import-not-at-top
 from seqlvm.models import LinearGaussianSSM  # pylint: disable=g-import-not-at-top
 from seqlvm.smc import criteria  # pylint: disable=g-import-not-at-top
 from seqlvm.smc import filter as filter_lib  # pylint: disable=g-import-not-at-top
 from seqlvm.smc import resampling  # pylint: disable=g-import-not-at-top
 
-# (label, estimator, its parameters, score baseline)
+# (label, estimator, its parameters)
 ESTIMATORS = (
-    ("stop", "stop", {}, "running_mean"),
-    ("score", "score", {}, "running_mean"),
-    ("score, no baseline", "score", {}, "none"),
-    ("soft (mixing 0.5)", "soft", {"mixing": 0.5}, "running_mean"),
-    ("concrete (temp. 0.5)", "concrete", {"temperature": 0.5},
-     "running_mean"),
-    ("concrete (temp. 0.1)", "concrete", {"temperature": 0.1},
-     "running_mean"),
+    ("stop", "stop", {}),
+    ("score", "score", {"baseline": "running_mean"}),
+    ("score, no baseline", "score", {"baseline": "none"}),
+    ("soft (mixing 0.5)", "soft", {"mixing": 0.5}),
+    ("concrete (temp. 0.5)", "concrete", {"temperature": 0.5}),
+    ("concrete (temp. 0.1)", "concrete", {"temperature": 0.1}),
 )
 
 
 def sweep_fn(model, num_particles, label):
   """The sweep of the estimator `label` names (a row of ESTIMATORS)."""
-  _, estimator, params, baseline = [e for e in ESTIMATORS if e[0] == label][0]
-  gradient = resampling.get_gradient(estimator, **params)
+  _, estimator, params = [e for e in ESTIMATORS if e[0] == label][0]
+  gradient = registry.GRADIENTS.load(estimator)(**params)
 
   def run(x, seed):
     return filter_lib.smc(
         model, x, num_particles=num_particles,
         resample_criterion_fn=criteria.always,
         resample_fn=resampling.multinomial, resampling_gradient=gradient,
-        score_baseline=baseline, seed=seed).log_marginal
+        seed=seed).log_marginal
 
   return run
 

@@ -16,7 +16,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from seqlvm import runners  # pylint: disable=g-import-not-at-top
+from seqlvm.run import evaluation
+from seqlvm.run import training
 from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
@@ -46,9 +47,9 @@ def main():
                     learning_rate=args.learning_rate,
                     num_steps=args.max_steps, checkpoint_every=1000,
                     valid_every=2000, pad_to_multiple=32)
-    result = runners.train(config, run_dir, progress=False,
+    result = training.train(config, run_dir, progress=False,
                            max_seconds=60 * args.minutes)
-    results = runners.evaluate(run_dir, split="test",
+    results = evaluation.evaluate(run_dir, split="test",
                                num_particles=args.eval_particles,
                                progress=False)
     table[bound] = dict(step=result.step, **{

@@ -33,7 +33,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from seqlvm import runners  # pylint: disable=g-import-not-at-top
+from seqlvm.run import evaluation
+from seqlvm.run import training
 from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
 from seqlvm.config import MODELS  # pylint: disable=g-import-not-at-top
 
@@ -99,9 +100,9 @@ def main():
                     num_steps=args.steps, checkpoint_every=500,
                     valid_every=0, summary_every=50)
     start = time.time()
-    result = runners.train(config, run_dir, progress=False)
+    result = training.train(config, run_dir, progress=False)
     seconds = time.time() - start
-    results = runners.evaluate(run_dir, split="test",
+    results = evaluation.evaluate(run_dir, split="test",
                                num_particles=args.eval_particles,
                                progress=False)
     table[key] = dict(step=result.step, train_seconds=seconds, **{

@@ -29,12 +29,14 @@ def _job(args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
   from seqlvm import data  # pylint: disable=g-import-not-at-top
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import evaluation
+  from seqlvm.run import factory
+  from seqlvm.run import training
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
   from seqlvm.data import sources  # pylint: disable=g-import-not-at-top
   source = data.open_source(args.data)
   config = Config(data=args.data, max_length=args.max_length)
-  model = runners.build_model(config, source.data_size, source.train_mean,
+  model = factory.build_model(config, source.data_size, source.train_mean,
                               emission="bernoulli")
   start = time.time()
   result = {"job": args.job}
@@ -46,7 +48,7 @@ def _job(args):
     x, lengths = data.pad_batch(train, pad_to_multiple=32)
     optimizer = tf_keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
-    step = runners.make_train_step(model, optimizer, config,
+    step = training.make_train_step(model, optimizer, config,
                                    source.data_size, mode="xla")
     seed = tf.constant([0, 0], tf.int32)
     bound, _, _ = step(tf.constant(x), tf.constant(lengths), seed)
@@ -59,7 +61,7 @@ def _job(args):
                   first_call_s=compiled - start,
                   seconds_per_step=(time.time() - compiled) / args.repeats)
   else:
-    evaluator = runners._Evaluator(model, config, source.data_size)  # pylint: disable=protected-access
+    evaluator = evaluation.Evaluator(model, config, source.data_size)
     for name in ("elbo", "iwae", "fivo"):
       per_t, _, _ = evaluator(source, "test", name, 4, 4)
       result[name] = per_t

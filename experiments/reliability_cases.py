@@ -22,7 +22,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from seqlvm import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seqlvm import rundir  # pylint: disable=g-import-not-at-top,wrong-import-position
+from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tests.conftest import write_tiny_pianorolls  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--no-jit",

@@ -1,19 +1,30 @@
 """seqlvm: sequential latent-variable models trained with ELBO, IWAE and FIVO.
 
 Recommended import: `import seqlvm` then `seqlvm.bounds.fivo(...)`,
-`seqlvm.models.VRNN(...)`, `seqlvm.data.load_pianoroll(...)`.
+`seqlvm.models.VRNN(...)`, `seqlvm.data.load_pianoroll(...)`,
+`seqlvm.run.train(...)`.
+
+The sub-packages are imported on first use (as Sonnet's and TFP's
+re-exports), so `import seqlvm` and `seqlvm --help` do not import
+TensorFlow.
 """
 
+import importlib
 import os
 
 # Quiet TensorFlow's C++ start-up logging (set the variable to override).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from seqlvm import bounds  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seqlvm import data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seqlvm import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seqlvm import shapes  # pylint: disable=g-import-not-at-top,wrong-import-position
-from seqlvm import smc  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-__all__ = ["bounds", "data", "models", "shapes", "smc"]
+__all__ = ["bounds", "config", "data", "errors", "models", "registry",
+           "render", "run", "shapes", "smc"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+  if name in __all__:
+    return importlib.import_module(f"seqlvm.{name}")
+  raise AttributeError(f"module 'seqlvm' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(__all__ + ["__version__"])

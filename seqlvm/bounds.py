@@ -17,13 +17,87 @@ Recommended import: `from seqlvm import bounds`.
     https://arxiv.org/abs/1705.09279
 """
 
+import dataclasses
+from typing import Any
+
+from seqlvm import registry
 from seqlvm.smc import criteria
-from seqlvm.smc import resampling as resampling_lib
 from seqlvm.smc import filter as filter_lib
+from seqlvm.smc import gradients
+from seqlvm.smc import resampling as resampling_lib
 
-__all__ = ["elbo", "iwae", "fivo", "bound", "NAMES"]
+__all__ = ["elbo", "iwae", "fivo", "BoundSpec", "bound_spec"]
 
-NAMES = ("elbo", "iwae", "fivo")
+
+@dataclasses.dataclass(frozen=True)
+class BoundSpec:
+  """A bound with every option turned into its callable: what flows down.
+
+  Built once from names at the edge (`bound_spec`, or `seqlvm.run.factory`
+  from a config) and then called as often as needed; the SMC sweep below it
+  sees only the callables.
+
+  Attributes:
+    name: "elbo", "iwae" or "fivo" (the sweep's name scope).
+    num_particles: N.
+    resample_criterion_fn: a `criteria.ResampleCriterion` (or any callable
+      log_weights `[N, B]` -> bool `[B]`).
+    resample_fn: a scheme, (log_weights, seed) -> ancestors.
+    resampling_gradient: a `gradients.ResamplingGradient`.
+    final_reduction: "logmeanexp" or "mean" (N averaged ELBOs).
+  """
+  name: str
+  num_particles: int
+  resample_criterion_fn: Any = criteria.never
+  resample_fn: Any = resampling_lib.multinomial
+  resampling_gradient: Any = None
+  final_reduction: str = "logmeanexp"
+
+  def sweep(self, model, x, mask=None, seed=None):
+    """The whole `seqlvm.smc.SMCResult` of one sweep."""
+    return filter_lib.smc(
+        model, x, mask, num_particles=self.num_particles,
+        resample_criterion_fn=self.resample_criterion_fn,
+        resample_fn=self.resample_fn, final_reduction=self.final_reduction,
+        resampling_gradient=self.resampling_gradient, seed=seed,
+        name=self.name)
+
+  def __call__(self, model, x, mask=None, seed=None):
+    """The bound per sequence, float `[B]`."""
+    return self.sweep(model, x, mask, seed).log_marginal
+
+
+def bound_spec(name, num_particles=4, resampling="ess", threshold=0.5,
+               scheme="multinomial", resampling_gradient="stop",
+               soft_mixing=0.5, resampling_temperature=0.5,
+               score_baseline="running_mean"):
+  """The `BoundSpec` that the names ask for (the names of
+  `seqlvm.registry`); FIVO's options are ignored by the ELBO and the IWAE.
+
+  Raises:
+    ValueError (a `seqlvm.errors.ConfigError`): for an unknown name, a
+      parameter out of range, or a gradient estimator that cannot use the
+      scheme.
+  """
+  registry.BOUNDS.check(name)
+  if name == "elbo":
+    return BoundSpec("elbo", num_particles, final_reduction="mean")
+  if name == "iwae":
+    return BoundSpec("iwae", num_particles)
+  registry.CRITERIA.check(resampling)
+  registry.GRADIENTS.check(resampling_gradient)
+  problem = registry.gradient_scheme_problem(resampling_gradient, scheme)
+  if problem:
+    raise registry.ConfigError(problem[0].upper() + problem[1:])
+  options = dict(threshold=threshold, soft_mixing=soft_mixing,
+                 resampling_temperature=resampling_temperature,
+                 score_baseline=score_baseline)
+  return BoundSpec(
+      "fivo", num_particles,
+      resample_criterion_fn=registry.CRITERIA.build(resampling, **options),
+      resample_fn=registry.SCHEMES.load(scheme),
+      resampling_gradient=registry.GRADIENTS.build(resampling_gradient,
+                                                   **options))
 
 
 def elbo(model, x, mask=None, num_particles=1, seed=None):
@@ -40,10 +114,7 @@ def elbo(model, x, mask=None, num_particles=1, seed=None):
   Returns:
     bound: float `[B]`.
   """
-  return filter_lib.smc(
-      model, x, mask, num_particles=num_particles,
-      resample_criterion_fn=criteria.never, final_reduction="mean",
-      seed=seed, name="elbo").log_marginal
+  return bound_spec("elbo", num_particles)(model, x, mask, seed)
 
 
 def iwae(model, x, mask=None, num_particles=4, seed=None):
@@ -59,10 +130,7 @@ def iwae(model, x, mask=None, num_particles=4, seed=None):
   Returns:
     bound: float `[B]`.
   """
-  return filter_lib.smc(
-      model, x, mask, num_particles=num_particles,
-      resample_criterion_fn=criteria.never, final_reduction="logmeanexp",
-      seed=seed, name="iwae").log_marginal
+  return bound_spec("iwae", num_particles)(model, x, mask, seed)
 
 
 def fivo(model, x, mask=None, num_particles=4, resampling="ess",
@@ -81,7 +149,7 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
     scheme: "multinomial", "systematic", "stratified" or "residual". Default
       value: "multinomial".
     resampling_gradient: how gradients treat the ancestor draw (see
-      `seqlvm.smc.resampling`): "stop" (FIVO's: the score-function term is
+      `seqlvm.smc.gradients`): "stop" (FIVO's: the score-function term is
       dropped; biased, low variance), "score" (adds that term with a
       running-mean baseline; unbiased, needs the multinomial scheme), "soft"
       (draws from a mixture with the uniform and reweights) or "concrete"
@@ -98,23 +166,8 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
   Raises:
     ValueError: for an unknown criterion, scheme or gradient estimator.
   """
-  estimator = resampling_lib.get_gradient(
-      resampling_gradient, scheme=scheme, mixing=soft_mixing,
-      temperature=resampling_temperature)
-  return filter_lib.smc(
-      model, x, mask, num_particles=num_particles,
-      resample_criterion_fn=criteria.get(resampling, threshold),
-      resample_fn=resampling_lib.get(scheme), final_reduction="logmeanexp",
-      resampling_gradient=estimator, seed=seed, name="fivo").log_marginal
-
-
-def bound(name, model, x, mask=None, num_particles=4, seed=None, **fivo_kwargs):
-  """Dispatches to `elbo`, `iwae` or `fivo` by name (for runners and the CLI)."""
-  if name == "elbo":
-    return elbo(model, x, mask, num_particles=num_particles, seed=seed)
-  if name == "iwae":
-    return iwae(model, x, mask, num_particles=num_particles, seed=seed)
-  if name == "fivo":
-    return fivo(model, x, mask, num_particles=num_particles, seed=seed,
-                **fivo_kwargs)
-  raise ValueError(f"Unknown bound {name!r}; choose one of {', '.join(NAMES)}.")
+  return bound_spec(
+      "fivo", num_particles, resampling=resampling, threshold=threshold,
+      scheme=scheme, resampling_gradient=resampling_gradient,
+      soft_mixing=soft_mixing,
+      resampling_temperature=resampling_temperature)(model, x, mask, seed)

@@ -25,6 +25,7 @@ __all__ = ["main"]
 
 def _train_parser(sub):
   from seqlvm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from seqlvm import registry  # pylint: disable=g-import-not-at-top
   defaults = config_lib.Config.__dataclass_fields__
   p = sub.add_parser(
       "train", help="train a model (resumes an existing run directory)",
@@ -44,17 +45,13 @@ def _train_parser(sub):
       "after `seqlvm data fetch`, or what `seqlvm data from-midi|from-audio "
       "--out NAME` made); or a path to a pianoroll pickle or a prepared "
       "speech folder")
-  arg("--model", "model", "model: vrnn (Chung et al. 2015), srnn "
-      "(Fraccaro et al. 2016), draw (a DRAW-style encoder-decoder), "
-      "vrnn-wavenet (a VRNN with a WaveNet-style emission), wavenet (no "
-      "latents: exact likelihood)", choices=config_lib.MODELS)
+  arg("--model", "model", "model: " + registry.MODELS.help(),
+      choices=registry.MODELS.names)
   arg("--hidden-size", "hidden_size", "LSTM and MLP width", type=int)
   arg("--latent-size", "latent_size", "latent dimension (gaussian latent)",
       type=int)
-  arg("--latent", "latent", "the latent of vrnn and vrnn-wavenet: "
-      "gaussian, or concrete (a relaxed one-hot over --categories classes, "
-      "trained relaxed and evaluated and sampled with the hard categorical)",
-      choices=config_lib.LATENTS)
+  arg("--latent", "latent", "the latent of vrnn and vrnn-wavenet: " +
+      registry.LATENTS.help(), choices=registry.LATENTS.names)
   arg("--categories", "categories", "classes K of a concrete latent",
       type=int)
   arg("--latent-temperature", "latent_temperature", "temperature of a "
@@ -66,25 +63,19 @@ def _train_parser(sub):
       type=int)
   arg("--emission", "emission", "emission distribution (auto: bernoulli "
       "for pianorolls, gaussian for speech frames)",
-      choices=config_lib.EMISSIONS)
+      choices=registry.EMISSION_CHOICES)
   arg("--bound", "bound", "training objective",
-      choices=("elbo", "iwae", "fivo"))
+      choices=registry.BOUNDS.names)
   arg("--num-particles", "num_particles", "particles N", type=int)
   arg("--resampling", "resampling", "FIVO resampling rule",
-      choices=("ess", "always", "never"))
+      choices=registry.CRITERIA.names)
   arg("--threshold", "threshold", "ESS fraction for --resampling ess",
       type=float)
   arg("--scheme", "scheme", "resampling scheme",
-      choices=("multinomial", "systematic", "stratified", "residual"))
+      choices=registry.SCHEMES.names)
   arg("--resampling-gradient", "resampling_gradient",
-      "how FIVO's gradient treats the ancestor draw: stop (FIVO's, biased, "
-      "low variance), score (adds the score-function term with a "
-      "running-mean baseline: unbiased with --resampling always, whereas "
-      "the ESS schedule itself depends on the parameters; multinomial "
-      "scheme), soft (mixture "
-      "with the uniform, reweighted; --soft-mixing), concrete (relaxed "
-      "draw, particles mix their parents; --resampling-temperature)",
-      choices=("stop", "score", "soft", "concrete"))
+      "how FIVO's gradient treats the ancestor draw: " +
+      registry.GRADIENTS.help(), choices=registry.GRADIENTS.names)
   arg("--soft-mixing", "soft_mixing", "soft resampling's weight on the "
       "particle weights against the uniform, in [0, 1] (1 = stop)",
       type=float)
@@ -104,8 +95,7 @@ def _train_parser(sub):
       "(0 = never)", type=int)
   arg("--keep-checkpoints", "keep_checkpoints", "checkpoints kept", type=int)
   arg("--on-nonfinite", "on_nonfinite", "on a NaN/inf bound or gradient: "
-      "stop (keep the last good state) or skip the batch with a warning",
-      choices=config_lib.ON_NONFINITE)
+      + registry.ON_NONFINITE.help(), choices=registry.ON_NONFINITE.names)
   arg("--pad-to-multiple", "pad_to_multiple", "pad batch lengths to a "
       "multiple of this (fewer compiled shapes)", type=int)
   arg("--max-length", "max_length", "cut training sequences longer than "
@@ -146,12 +136,12 @@ def _config_from_args(args):
 
 
 def _cmd_train(args):
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import training  # pylint: disable=g-import-not-at-top
   config = _config_from_args(args)
   print(f"Training {config.model} with {config.bound} (N={config.num_particles}) "
         f"on {config.data}; run directory: {os.path.abspath(args.run_dir)}",
         file=sys.stderr)
-  result = runners.train(
+  result = training.train(
       config, args.run_dir, progress=not args.no_progress,
       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
   valid = result.valid_bound_per_timestep
@@ -171,7 +161,8 @@ def _cmd_train(args):
 
 
 def _cmd_eval(args):
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
+  from seqlvm import registry  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
 
   def report(results):  # Printed before saving: a failed save loses nothing.
     print(f"{results['split']} split of {results['data']}: "
@@ -180,27 +171,27 @@ def _cmd_eval(args):
           f"{results['checkpoint']}")
     print(f"{'bound':<6} {'N':>4} {'nats/timestep':>14} "
           f"{'nats/sequence':>14}")
-    for name in args.bounds or ("elbo", "iwae", "fivo"):
+    for name in args.bounds or registry.BOUNDS.names:
       r = results[name]
       print(f"{name:<6} {r['num_particles']:>4} {r['ll_per_t']:>14.4f} "
             f"{r['ll_per_seq']:>14.2f}")
     sys.stdout.flush()
 
-  results = runners.evaluate(args.run_dir, split=args.split,
-                             num_particles=args.num_particles,
-                             bound_names=args.bounds,
-                             batch_size=args.batch_size, seed=args.seed,
-                             progress=not args.no_progress, report=report)
+  results = evaluation.evaluate(args.run_dir, split=args.split,
+                                num_particles=args.num_particles,
+                                bound_names=args.bounds,
+                                batch_size=args.batch_size, seed=args.seed,
+                                progress=not args.no_progress, report=report)
   print(f"Saved: {results['path']}")
   return 0
 
 
 def _cmd_sample(args):
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
-  paths = runners.sample(args.run_dir, num=args.num, steps=args.steps,
-                         out_dir=args.out, seed=args.seed, audio=args.audio,
-                         progress=not args.no_progress,
-                         max_seconds=60 * args.max_minutes)
+  from seqlvm.run import sampling  # pylint: disable=g-import-not-at-top
+  paths = sampling.sample(args.run_dir, num=args.num, steps=args.steps,
+                          out_dir=args.out, seed=args.seed, audio=args.audio,
+                          progress=not args.no_progress,
+                          max_seconds=60 * args.max_minutes)
   print("Wrote:")
   for p in paths:
     print(f"  {p}")
@@ -215,8 +206,8 @@ def _out_path(out, suffix=""):
     return out
   if suffix and not out.endswith(suffix):
     out += suffix
-  from seqlvm import data  # pylint: disable=g-import-not-at-top
-  return os.path.join(data.data_dir(), out)
+  from seqlvm.data import chorales  # pylint: disable=g-import-not-at-top
+  return os.path.join(chorales.data_dir(), out)
 
 
 def _cmd_fetch(args):
@@ -259,10 +250,10 @@ def _cmd_from_audio(args):
 
 def _cmd_list(args):
   del args
-  from seqlvm import data  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import chorales  # pylint: disable=g-import-not-at-top
   from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
   from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
-  directory = data.data_dir()
+  directory = chorales.data_dir()
   print(f"Data directory: {directory} (set SEQLVM_DATA_DIR to change it)")
   rows = [("chorales", "embedded Bach chorales (music21), prepared on use"),
           ("speech-demo", "embedded synthesised speech (espeak-ng), "
@@ -284,6 +275,8 @@ def _cmd_list(args):
 
 
 def _data_parser(sub):
+  from seqlvm import registry  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
   p = sub.add_parser("data", help="get and prepare datasets")
   data_sub = p.add_subparsers(dest="data_command", required=True)
 
@@ -292,8 +285,7 @@ def _data_parser(sub):
       description="Download one of the four Boulanger-Lewandowski et al. "
       "(ICML 2012) pianoroll sets into the data directory, verifying a "
       "checksum of its content against data/pianorolls.json.")
-  q.add_argument("name", choices=("jsb", "nottingham", "musedata",
-                                  "piano-midi", "all"))
+  q.add_argument("name", choices=tuple(fetch.load_manifest()) + ("all",))
   q.add_argument("--from", dest="source", default=None,
                  help="a local copy or a mirror's URL [the original home]")
   q.add_argument("--dir", default=None, help="[the data directory]")
@@ -325,7 +317,7 @@ def _data_parser(sub):
                  help="the pickle to write; a bare NAME goes into the data "
                  "directory, where --data NAME finds it")
   q.add_argument("--resolution", default="quarter",
-                 choices=("quarter", "eighth", "sixteenth"),
+                 choices=registry.RESOLUTIONS.names,
                  help="one step per quarter, eighth or sixteenth note "
                  "[quarter]")
   common(q, 0.1, 0.1)
@@ -367,6 +359,7 @@ def _data_parser(sub):
 
 
 def build_parser():
+  from seqlvm import registry  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog="seqlvm", description="Sequential latent-variable models trained "
       "with ELBO, IWAE and FIVO.")
@@ -375,11 +368,11 @@ def build_parser():
 
   p = sub.add_parser("eval", help="evaluate ELBO, IWAE and FIVO on a split")
   p.add_argument("run_dir")
-  p.add_argument("--split", default="test", choices=("train", "valid", "test"),
+  p.add_argument("--split", default="test", choices=registry.SPLITS,
                  help="[test]")
   p.add_argument("--num-particles", type=int, default=None,
                  help="particles [the run's]")
-  p.add_argument("--bounds", nargs="+", choices=("elbo", "iwae", "fivo"),
+  p.add_argument("--bounds", nargs="+", choices=registry.BOUNDS.names,
                  default=None, help="[all three]")
   p.add_argument("--batch-size", type=int, default=None,
                  help="[the run's]")
@@ -409,17 +402,10 @@ def build_parser():
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  from seqlvm import fileio  # pylint: disable=g-import-not-at-top
-  from seqlvm import rundir  # pylint: disable=g-import-not-at-top
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
-  from seqlvm.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import DataError  # pylint: disable=g-import-not-at-top
+  from seqlvm import errors  # pylint: disable=g-import-not-at-top
   try:
     return args.func(args)
-  except (ConfigError, DataError, runners.CheckpointError,
-          runners.TrainingError, runners.SamplingBudgetError,
-          fileio.WriteError, rundir.RunLockedError,
-          rundir.DataMismatchError) as e:
+  except errors.SeqlvmError as e:
     print(f"seqlvm {args.command}: error: {e}", file=sys.stderr)
     return 2
   except OSError as e:  # A file the code did not expect to fail.

@@ -5,17 +5,12 @@ import json
 import os
 
 from seqlvm import fileio
+from seqlvm import registry
+from seqlvm.errors import ConfigError
 
-__all__ = ["Config", "ConfigError", "MODELS", "LATENTS", "EMISSIONS",
-           "ON_NONFINITE", "RESUMABLE_FIELDS", "ADDED_FIELDS",
+__all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
            "ignored_fields", "save_config", "load_config"]
 
-MODELS = ("vrnn", "srnn", "draw", "vrnn-wavenet", "wavenet")
-# The VRNN's latent: diagonal Gaussian, or a relaxed one-hot over `categories`.
-LATENTS = ("gaussian", "concrete")
-# "auto": Bernoulli for pianorolls, Gaussian for speech.
-EMISSIONS = ("auto", "bernoulli", "gaussian")
-ON_NONFINITE = ("stop", "skip")
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "on_nonfinite",
@@ -26,7 +21,6 @@ RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
 ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "wavenet_channels", "wavenet_layers", "soft_mixing",
                 "resampling_temperature", "max_length")
-_WAVENETS = ("vrnn-wavenet", "wavenet")
 
 
 def _fivo_resamples(c):
@@ -49,23 +43,19 @@ _APPLIES = (
     ("resampling_temperature", lambda c: _fivo_resamples(c) and (
         c.resampling_gradient == "concrete"),
      "--resampling-gradient concrete"),
-    ("hidden_size", lambda c: c.model != "wavenet",
+    ("hidden_size", lambda c: registry.MODELS.meta(c.model, "has_latents"),
      "a model with latents (not --model wavenet)"),
-    ("latent_size", lambda c: c.model != "wavenet" and c.latent == (
-        "gaussian"), "a Gaussian latent (not --model wavenet or --latent "
-     "concrete)"),
+    ("latent_size", lambda c: registry.MODELS.meta(c.model, "has_latents")
+     and c.latent == "gaussian", "a Gaussian latent (not --model wavenet or "
+     "--latent concrete)"),
     ("categories", lambda c: c.latent == "concrete", "--latent concrete"),
     ("latent_temperature", lambda c: c.latent == "concrete",
      "--latent concrete"),
-    ("wavenet_channels", lambda c: c.model in _WAVENETS,
+    ("wavenet_channels", lambda c: registry.MODELS.meta(c.model, "wavenet"),
      "--model vrnn-wavenet or wavenet"),
-    ("wavenet_layers", lambda c: c.model in _WAVENETS,
+    ("wavenet_layers", lambda c: registry.MODELS.meta(c.model, "wavenet"),
      "--model vrnn-wavenet or wavenet"),
 )
-
-
-class ConfigError(ValueError):
-  """An invalid or conflicting configuration."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,35 +121,29 @@ class Config:
     if type_errors:
       raise ConfigError("Invalid configuration: " + "; ".join(type_errors) +
                         ".")
-    from seqlvm import bounds  # pylint: disable=g-import-not-at-top
-    from seqlvm.smc import criteria, resampling  # pylint: disable=g-import-not-at-top
     checks = [
-        (self.model in MODELS, f"model must be one of {MODELS}"),
-        (self.emission in EMISSIONS,
-         f"emission must be one of {EMISSIONS}"),
-        (self.bound in bounds.NAMES, f"bound must be one of {bounds.NAMES}"),
-        (self.resampling in criteria.NAMES,
-         f"resampling must be one of {criteria.NAMES}"),
-        (self.scheme in resampling.SCHEMES,
-         f"scheme must be one of {tuple(resampling.SCHEMES)}"),
-        (self.resampling_gradient in resampling.GRADIENTS,
-         f"resampling_gradient must be one of {resampling.GRADIENTS}"),
-        (self.resampling_gradient not in resampling.MULTINOMIAL_ONLY or
-         self.scheme == "multinomial",
-         f"resampling_gradient {self.resampling_gradient} needs scheme "
-         f"multinomial (got {self.scheme})"),
+        (self.model in registry.MODELS,
+         f"model must be one of {registry.MODELS.names}"),
+        (self.emission in registry.EMISSION_CHOICES,
+         f"emission must be one of {registry.EMISSION_CHOICES}"),
+        (self.bound in registry.BOUNDS,
+         f"bound must be one of {registry.BOUNDS.names}"),
+        (self.resampling in registry.CRITERIA,
+         f"resampling must be one of {registry.CRITERIA.names}"),
+        (self.scheme in registry.SCHEMES,
+         f"scheme must be one of {registry.SCHEMES.names}"),
+        (self.resampling_gradient in registry.GRADIENTS,
+         f"resampling_gradient must be one of {registry.GRADIENTS.names}"),
+        (self.latent in registry.LATENTS,
+         f"latent must be one of {registry.LATENTS.names}"),
+        (self.on_nonfinite in registry.ON_NONFINITE,
+         f"on_nonfinite must be one of {registry.ON_NONFINITE.names}"),
         (0. <= self.soft_mixing <= 1., "soft_mixing must be in [0, 1]"),
         (0. < self.resampling_temperature < float("inf"),
          "resampling_temperature must be positive"),
-        (self.latent in LATENTS, f"latent must be one of {LATENTS}"),
-        (self.latent == "gaussian" or self.model in ("vrnn", "vrnn-wavenet"),
-         f"latent {self.latent} is only offered by models vrnn and "
-         f"vrnn-wavenet (got {self.model})"),
         (self.categories >= 2, "categories must be >= 2"),
         (0. < self.latent_temperature < float("inf"),
          "latent_temperature must be positive"),
-        (self.on_nonfinite in ON_NONFINITE,
-         f"on_nonfinite must be one of {ON_NONFINITE}"),
         (0. < self.threshold <= 1., "threshold must be in (0, 1]"),
         (self.learning_rate > 0., "learning_rate must be positive"),
         (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
@@ -173,6 +157,11 @@ class Config:
     for name in ("valid_every", "max_length"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
+    if not errors:  # The rules between fields, each written once.
+      errors = [problem for problem in (
+          registry.gradient_scheme_problem(self.resampling_gradient,
+                                           self.scheme),
+          registry.latent_problem(self.model, self.latent)) if problem]
     if errors:
       raise ConfigError("Invalid configuration: " + "; ".join(errors) + ".")
 

@@ -16,12 +16,10 @@ import json
 import os
 import tempfile
 
+from seqlvm.errors import WriteError
+
 __all__ = ["WriteError", "atomic_write", "write_json", "publish",
            "make_dirs", "check_writable_dir"]
-
-
-class WriteError(RuntimeError):
-  """A file or folder could not be written; the message names it."""
 
 
 def _describe(error):

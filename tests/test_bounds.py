@@ -226,13 +226,15 @@ def test_smoothing_bound_gradient_equals_exact_gradient():
 
 
 @pytest.mark.parametrize("name", ["elbo", "iwae", "fivo"])
-def test_bound_dispatch_and_errors(name):
+def test_bound_spec_and_errors(name):
   model = _model("bootstrap")
   x = model.sample(4, 2, seed=(1, 2))
-  np.testing.assert_allclose(
-      bounds.bound(name, model, x, num_particles=2, seed=(1, 1)),
+  spec = bounds.bound_spec(name, num_particles=2)
+  np.testing.assert_array_equal(
+      spec(model, x, seed=(1, 1)),
       getattr(bounds, name)(model, x, num_particles=2, seed=(1, 1)))
+  assert spec.sweep(model, x, seed=(1, 1)).log_weights.shape == (4, 2, 2)
   with pytest.raises(ValueError, match="Unknown bound"):
-    bounds.bound("vi", model, x)
+    bounds.bound_spec("vi")
   with pytest.raises(ValueError, match="Unknown resampling gradient"):
     bounds.fivo(model, x, resampling_gradient="reinforce")

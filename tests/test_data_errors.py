@@ -8,7 +8,9 @@ import pytest
 
 from seqlvm import cli
 from seqlvm import data
-from seqlvm import runners
+from seqlvm.run import evaluation
+from seqlvm.run import factory
+from seqlvm.run import training
 from seqlvm.config import Config
 from seqlvm.config import ConfigError
 from seqlvm.data import audio
@@ -68,8 +70,8 @@ def test_manifest_that_disagrees_with_its_shards(prepared, tmp_path,
   source = data.open_source(str(prepared))
   config = Config(data="x", hidden_size=4, latent_size=2, batch_size=2,
                   emission="gaussian")
-  model = runners.build_model(config, source.data_size, source.train_mean)
-  evaluator = runners._Evaluator(model, config, source.data_size)  # pylint: disable=protected-access
+  model = factory.build_model(config, source.data_size, source.train_mean)
+  evaluator = evaluation.Evaluator(model, config, source.data_size)
   with pytest.raises(data.DataError, match=f"{prepared}: reading the 'valid' "
                      "split failed \\(a record's length is not a multiple "
                      f"of the manifest's frame_size {FRAME + 7}\\)"):
@@ -130,14 +132,14 @@ def test_checkpoint_of_another_input_pipeline_keeps_the_model(
                   jit_compile=False)
 
   def other(config):
-    source, model = runners.make_dataset_and_model(config)
+    source, model = factory.make_dataset_and_model(config)
     return _OtherPipeline(source), model
 
   run_dir = str(tmp_path / "run")
-  runners.train(config, run_dir, make_dataset_and_model=other,
+  training.train(config, run_dir, make_dataset_and_model=other,
                 progress=False, log=lambda m: None)
   messages = []
-  result = runners.train(config.replace(num_steps=4), run_dir,
+  result = training.train(config.replace(num_steps=4), run_dir,
                          progress=False, log=messages.append)
   assert result.step == 4
   assert any("starts afresh" in m for m in messages), messages
@@ -154,8 +156,8 @@ def test_padding_rows_of_an_evaluation_batch_add_nothing():
   assert real.numpy().tolist() == [True, False, False, False]
   config = Config(data="x", hidden_size=4, latent_size=2, batch_size=4,
                   emission="gaussian")
-  model = runners.build_model(config, 3, np.zeros(3))
-  evaluator = runners._Evaluator(model, config, 3)  # pylint: disable=protected-access
+  model = factory.build_model(config, 3, np.zeros(3))
+  evaluator = evaluation.Evaluator(model, config, 3)
   per_t, per_seq, bounds = evaluator(source, "test", "fivo", 2, 4)
   assert len(bounds) == 1 and np.isfinite(per_seq)
   np.testing.assert_allclose(per_t * 5, per_seq, rtol=1e-6)

@@ -67,25 +67,26 @@ def test_concrete_latent_and_resampling_gradients_round_trip(
 
 
 def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
-  from seqlvm import runners  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import evaluation
+  from seqlvm.run import factory
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
   config = Config(latent="concrete", categories=3, hidden_size=6,
                   resampling_gradient="concrete", resampling="always")
-  model = runners.build_model(config, data_size=5, data_mean=None)
-  evaluator = runners._Evaluator(model, config, 5)  # pylint: disable=protected-access
-  assert evaluator._model.hard and not model.hard  # pylint: disable=protected-access
+  model = factory.build_model(config, data_size=5, data_mean=None)
+  evaluator = evaluation.Evaluator(model, config, 5)
+  assert evaluator._model.hard and not model.hard
   x = tf.constant((np.random.RandomState(0).rand(6, 2, 5) < 0.3), tf.float32)
   mask = tf.ones([6, 2], tf.bool)
   # Evaluation's FIVO is the particle filter's log p_hat ("stop"), whatever
   # gradient training used; training's is the relaxed one.
-  evaluate = runners._bound_fn(config, "fivo", 3, training=False)  # pylint: disable=protected-access
-  train = runners._bound_fn(config, "fivo", 3)  # pylint: disable=protected-access
+  evaluate = factory.bound_spec(config, "fivo", 3, training=False)
+  train = factory.bound_spec(config, "fivo", 3)
   plain = bounds.fivo(model.for_evaluation(), x, mask, num_particles=3,
                       resampling="always", seed=(1, 1))
   np.testing.assert_array_equal(evaluate(model.for_evaluation(), x, mask,
                                          (1, 1)), plain)
   # The evaluator's compiled function computes exactly that.
-  compiled = evaluator._fn("fivo", 3, 2)(x, tf.constant([6, 6]),  # pylint: disable=protected-access
+  compiled = evaluator._fn("fivo", 3, 2)(x, tf.constant([6, 6]),
                                          tf.constant([1, 1]))
   np.testing.assert_allclose(compiled, plain, rtol=1e-5)
   relaxed_model = bounds.fivo(model, x, mask, num_particles=3,

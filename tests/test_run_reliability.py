@@ -19,8 +19,10 @@ import soundfile
 import tensorflow as tf
 
 from seqlvm import cli
-from seqlvm import rundir
-from seqlvm import runners
+from seqlvm.run import rundir
+from seqlvm import errors
+from seqlvm.run import factory
+from seqlvm.run import training
 from seqlvm.config import Config
 from seqlvm.data import audio
 from seqlvm.data import load_pianoroll
@@ -301,14 +303,14 @@ def test_skipped_batches_write_no_checkpoints(tmp_path):
 
   def make(config):
     rolls = load_pianoroll(path)
-    return _AllNaN(rolls), runners.build_model(config, 88, rolls.train_mean)
+    return _AllNaN(rolls), factory.build_model(config, 88, rolls.train_mean)
 
   config = Config(data=path, hidden_size=8, latent_size=4, batch_size=2,
                   num_steps=30, checkpoint_every=1, valid_every=0,
                   jit_compile=False, on_nonfinite="skip")
   run_dir = str(tmp_path / "run")
-  with pytest.raises(runners.TrainingError) as info:
-    runners.train(config, run_dir, make_dataset_and_model=make,
+  with pytest.raises(errors.TrainingError) as info:
+    training.train(config, run_dir, make_dataset_and_model=make,
                   progress=False, log=lambda m: None)
   message = str(info.value)
   assert "20 consecutive non-finite batches (steps 1 to 20)" in message

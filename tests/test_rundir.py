@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from seqlvm import rundir
+from seqlvm.run import rundir
 from seqlvm.data import registry
 
 

@@ -14,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 from seqlvm import cli
-from seqlvm import rundir
-from seqlvm import runners
+from seqlvm.run import rundir
+from seqlvm import errors
+from seqlvm.run import factory
+from seqlvm.run import training
 from seqlvm.config import Config
 from seqlvm.config import ConfigError
 from seqlvm.data import DataError
@@ -113,14 +115,14 @@ def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
     # While it trains, a second training of the same run is refused.
     with pytest.raises(rundir.RunLockedError,
                        match=f"being trained by pid {process.pid} on host"):
-      runners.train(Config.from_dict(_read_json(killed / "config.json")),
+      training.train(Config.from_dict(_read_json(killed / "config.json")),
                     str(killed), progress=False, log=lambda m: None)
     process.send_signal(signal.SIGKILL)
     process.wait()
   stopped_at = _latest_checkpoint_number(killed)
   assert 4 <= stopped_at < 16
   messages = []
-  result = runners.train(
+  result = training.train(
       Config.from_dict(_read_json(killed / "config.json")).replace(
           num_steps=16),
       str(killed), progress=False, log=messages.append)
@@ -149,13 +151,13 @@ def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
   (ckpt / "ckpt-8.data-00000-of-00001").write_bytes(b"\x00" * 10)
   messages = []
   config = Config.from_dict(_read_json(run_dir / "config.json"))
-  runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
+  training.train(config.replace(num_steps=6), str(run_dir), progress=False,
                 log=messages.append)
   assert not any("Resuming" in m and "ckpt-8" in m for m in messages)
   # A lost or damaged index: the checkpoint files themselves are tried.
   (ckpt / "checkpoint").write_text("garbage {{{")
   messages = []
-  runners.train(config.replace(num_steps=6), str(run_dir), progress=False,
+  training.train(config.replace(num_steps=6), str(run_dir), progress=False,
                 log=messages.append)
   assert any("missing or unreadable" in m for m in messages), messages
   assert any("Resuming" in m and "at step 6" in m for m in messages)
@@ -188,7 +190,7 @@ class _NaNData:
 def _nan_factory(path):
   def make(config):
     rolls = load_pianoroll(path)
-    return _NaNData(rolls), runners.build_model(config, 88, rolls.train_mean)
+    return _NaNData(rolls), factory.build_model(config, 88, rolls.train_mean)
   return make
 
 
@@ -198,8 +200,8 @@ def test_non_finite_bound_stops_with_the_step_named(tiny_pianorolls,
                   batch_size=1, num_steps=12, checkpoint_every=1,
                   valid_every=0, jit_compile=False)
   run_dir = str(tmp_path / "run")
-  with pytest.raises(runners.TrainingError, match=r"at step (\d+)") as info:
-    runners.train(config, run_dir, make_dataset_and_model=_nan_factory(
+  with pytest.raises(errors.TrainingError, match=r"at step (\d+)") as info:
+    training.train(config, run_dir, make_dataset_and_model=_nan_factory(
         tiny_pianorolls), progress=False, log=lambda m: None)
   step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
   assert 1 <= step <= 4  # the NaN sequence comes up in the first epoch
@@ -213,7 +215,7 @@ def test_non_finite_bound_skipped_with_a_warning(tiny_pianorolls, tmp_path):
                   batch_size=1, num_steps=12, checkpoint_every=6,
                   valid_every=0, jit_compile=False, on_nonfinite="skip")
   messages = []
-  result = runners.train(config, str(tmp_path / "run"),
+  result = training.train(config, str(tmp_path / "run"),
                          make_dataset_and_model=_nan_factory(tiny_pianorolls),
                          progress=False, log=messages.append)
   assert result.step == 12 and result.skipped_steps == 3  # 12 steps, 3 epochs
@@ -232,7 +234,7 @@ def test_resuming_with_another_configuration_is_refused(tiny_pianorolls,
   err = capsys.readouterr().err
   assert "latent_size: stored 4, given 6" in err and "Traceback" not in err
   with pytest.raises(ConfigError, match="bound"):
-    runners.train(Config(data=tiny_pianorolls, hidden_size=8, latent_size=4,
+    training.train(Config(data=tiny_pianorolls, hidden_size=8, latent_size=4,
                          pad_to_multiple=32, bound="iwae"), str(run_dir))
 
 
@@ -257,4 +259,4 @@ def test_clear_errors_for_bad_input(tmp_path, capsys):
   with pytest.raises(ConfigError, match="seed"):
     Config(seed=2 ** 31)
   with pytest.raises(DataError):
-    runners.make_dataset_and_model(Config(data=str(tmp_path / "none.pkl")))
+    factory.make_dataset_and_model(Config(data=str(tmp_path / "none.pkl")))

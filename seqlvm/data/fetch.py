@@ -27,6 +27,7 @@ import numpy as np
 from seqlvm import fileio
 from seqlvm.data import chorales
 from seqlvm.data import pianoroll
+from seqlvm.errors import FetchError
 
 __all__ = ["MANIFEST", "load_manifest", "content_sha256", "fetch",
            "FetchError"]
@@ -34,10 +35,6 @@ __all__ = ["MANIFEST", "load_manifest", "content_sha256", "fetch",
 MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "pianorolls.json")
 _TIMEOUT_S = 60
-
-
-class FetchError(pianoroll.DataError):
-  """A download failed or its content does not match the manifest."""
 
 
 def load_manifest(path=MANIFEST):

@@ -20,6 +20,8 @@ import pickle
 import numpy as np
 
 from seqlvm import fileio
+from seqlvm import registry
+from seqlvm.errors import DataError
 
 __all__ = [
     "DataError",
@@ -37,11 +39,7 @@ __all__ = [
 LOWEST_NOTE = 21
 HIGHEST_NOTE = 108
 NUM_NOTES = HIGHEST_NOTE - LOWEST_NOTE + 1
-SPLITS = ("train", "valid", "test")
-
-
-class DataError(ValueError):
-  """Bad input data; the message names the file and the problem."""
+SPLITS = registry.SPLITS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ every bound) up to the static batch size; a third element `real` `[B]` marks
 the real ones.
 """
 
+import abc
 import hashlib
 import math
 import os
@@ -32,12 +33,66 @@ import tensorflow as tf
 
 from seqlvm.data import pianoroll
 
-__all__ = ["InMemorySource", "SpeechSource", "as_source", "open_source",
+__all__ = ["Source", "InMemorySource", "SpeechSource", "as_source",
+           "open_source",
            "bucket_boundaries", "chunk_sequences", "SHUFFLE_BUFFER"]
 
 # Utterances held by the streaming shuffle buffer (about 50 MB for TIMIT).
 SHUFFLE_BUFFER = 256
 _MAX_BUCKETS = 16
+
+
+class Source(abc.ABC):
+  """What a run needs of its data: the declared interface of every source.
+
+  Attributes:
+    name: where the data is (a file or folder), for messages.
+    kind: "pianoroll" or "speech": what the data is, and so how samples of
+      it are written (`seqlvm.render.samples`).
+    binary: whether the data is binary (a Bernoulli emission fits it).
+    pipeline_id: the name and version of the input pipeline; a checkpoint
+      holds its iterator's state, which only the same pipeline can resume.
+    data_size: int D, the size of one step.
+    train_mean: float32 `[D]`, the training mean (what models centre by).
+    default_emission: the emission for the config's "auto".
+  """
+
+  name = ""
+  kind = ""
+  binary = False
+  pipeline_id = ""
+  data_size = 0
+  train_mean = None
+  default_emission = "gaussian"
+
+  @abc.abstractmethod
+  def fingerprint(self):
+    """A digest of the content (a run refuses data whose digest changed)."""
+
+  @abc.abstractmethod
+  def num_sequences(self, split):
+    """The number of sequences in `split`."""
+
+  @abc.abstractmethod
+  def num_timesteps(self, split):
+    """The number of real steps in `split`."""
+
+  @abc.abstractmethod
+  def lengths(self, split):
+    """int `[num_sequences]`: each sequence's length."""
+
+  @abc.abstractmethod
+  def max_length(self, split):
+    """The longest sequence of `split` (0 if it is empty)."""
+
+  @abc.abstractmethod
+  def train_dataset(self, batch_size, seed=0, pad_to_multiple=1,
+                    max_length=0):
+    """Endless shuffled batches (x `[T, B, D]`, lengths `[B]`)."""
+
+  @abc.abstractmethod
+  def eval_dataset(self, split, batch_size, pad_to_multiple=1):
+    """Every sequence once: (x `[T, B, D]`, lengths `[B]`, real `[B]`)."""
 
 
 def bucket_boundaries(max_length, pad_to_multiple, max_buckets=_MAX_BUCKETS):
@@ -111,7 +166,7 @@ def _chunk_dataset(ds, max_length, data_size):
   return ds.flat_map(split)
 
 
-class InMemorySource:
+class InMemorySource(Source):
   """Sequences held in memory as float32 arrays `[T, D]`.
 
   Args:
@@ -131,6 +186,7 @@ class InMemorySource:
   def __init__(self, splits, train_mean=None, kind="pianoroll", name=""):
     self.splits = {s: list(splits.get(s) or []) for s in pianoroll.SPLITS}
     self.kind = kind
+    self.binary = kind == "pianoroll"
     self.name = name
     for split, sequences in self.splits.items():
       for i, s in enumerate(sequences):
@@ -210,7 +266,7 @@ class InMemorySource:
                          batch_size, self.max_length(split), pad_to_multiple)
 
 
-class SpeechSource:
+class SpeechSource(Source):
   """A prepared speech set, streamed from its TFRecord shards.
 
   Each record is one utterance: a tf.train.Example whose "samples" feature

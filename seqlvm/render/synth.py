@@ -8,7 +8,7 @@ ends inside the note's own span, so notes never click and the waveform is
 exactly `round(T * step_seconds * sample_rate)` samples long. The notes are
 summed and the sum is scaled down to a peak of 0.9 if it is louder.
 
-Recommended import: `from seqlvm.data import synth`.
+Recommended import: `from seqlvm.render import synth`.
 """
 
 import numpy as np

@@ -1,9 +1,23 @@
-"""The rules of a run directory, written once.
+"""The run directory and its rules, written once.
 
-    RUN_DIR/config.json   the complete Config (`seqlvm.config`)
-    RUN_DIR/data.json     where the data is and its fingerprint
-    RUN_DIR/lock          held while `seqlvm train` writes to the run
-    RUN_DIR/ckpt/         checkpoints
+    RUN_DIR/config.json          the complete Config (`seqlvm.config`)
+    RUN_DIR/data.json            where the data is and its fingerprint
+    RUN_DIR/versions.json        the seqlvm, TensorFlow and TFP versions that
+                                 created the run and last trained it
+    RUN_DIR/lock                 held while `seqlvm train` writes to the run
+    RUN_DIR/ckpt/                tf.train.CheckpointManager checkpoints
+    RUN_DIR/train/, RUN_DIR/valid/   TensorBoard summaries
+    RUN_DIR/eval/SPLIT_nN.json   results of `seqlvm eval`
+    RUN_DIR/samples/             output of `seqlvm sample` (by default)
+
+`RunDir` names these files and does what concerns them: the config and its
+resume check, the data record, the versions, the checkpoint manager and the
+restore of the newest checkpoint that loads. Checkpoints hold the model, the
+optimizer, the step and the input iterator, so a resumed run continues
+exactly where it stopped. TensorFlow writes each checkpoint to temporary
+files and only then updates the index atomically, so a run killed while
+saving keeps its previous checkpoint; a checkpoint that fails to restore is
+reported by name and the next older one is used.
 
 - **One writer.** Training holds an advisory lock on RUN_DIR/lock (an
   `fcntl.flock`, which the operating system releases when the process ends,
@@ -29,23 +43,23 @@ import os
 import socket
 import time
 
+from seqlvm import config as config_lib
 from seqlvm import fileio
+from seqlvm.errors import CheckpointError
+from seqlvm.errors import ConfigError
+from seqlvm.errors import DataMismatchError
+from seqlvm.errors import RunLockedError
 
-__all__ = ["RunLock", "RunLockedError", "DataMismatchError", "LOCK_NAME",
-           "DATA_RECORD", "read_record", "pipeline_id", "data_record",
-           "check_data", "checkpoint_number", "checkpoint_files",
-           "adopt_checkpoints"]
+__all__ = ["RunDir", "RunLock", "RunLockedError", "DataMismatchError",
+           "LOCK_NAME", "CONFIG_NAME", "DATA_RECORD", "VERSIONS_RECORD",
+           "read_record", "pipeline_id", "data_record", "check_data",
+           "checkpoint_number", "checkpoint_files", "adopt_checkpoints",
+           "restore_latest", "versions"]
 
 LOCK_NAME = "lock"
+CONFIG_NAME = "config.json"
 DATA_RECORD = "data.json"
-
-
-class RunLockedError(RuntimeError):
-  """Another process is training this run directory."""
-
-
-class DataMismatchError(ValueError):
-  """The data is not the data the run was trained on."""
+VERSIONS_RECORD = "versions.json"
 
 
 def read_record(path):
@@ -181,18 +195,17 @@ class RunLock:
 
 def pipeline_id(source):
   """The name of the source's input pipeline (checkpoints hold its state)."""
-  return getattr(source, "pipeline_id", type(source).__name__)
+  return source.pipeline_id or type(source).__name__
 
 
 def data_record(source, data):
   """What a run stores about its data in RUN_DIR/data.json: `data` (the
   config's: a dataset name or an absolute path), "path" (the file or folder
   it resolved to, absolute), "source", "pipeline" and "fingerprint"."""
-  fingerprint = getattr(source, "fingerprint", None)
-  name = getattr(source, "name", "")
+  name = source.name
   record = {"data": data, "source": name,
             "pipeline": pipeline_id(source),
-            "fingerprint": fingerprint() if fingerprint else None}
+            "fingerprint": source.fingerprint()}
   if name and os.path.exists(name):
     record["path"] = os.path.abspath(name)
   return record
@@ -280,3 +293,175 @@ def adopt_checkpoints(directory):
       all_model_checkpoint_timestamps=times,
       last_preserved_timestamp=preserved)
   return orphans
+
+
+def versions():
+  """The versions that matter for reproducing a run: {package: version}."""
+  import platform  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+  import seqlvm  # pylint: disable=g-import-not-at-top
+  return {"seqlvm": seqlvm.__version__, "tensorflow": tf.__version__,
+          "tensorflow_probability": tfp.__version__,
+          "python": platform.python_version()}
+
+
+class RunDir:
+  """A run directory: its files and what concerns them.
+
+  Args:
+    path: the run directory.
+  """
+
+  def __init__(self, path):
+    self.path = os.fspath(path)
+
+  def __fspath__(self):
+    return self.path
+
+  def file(self, *parts):
+    return os.path.join(self.path, *parts)
+
+  @property
+  def config_path(self):
+    return self.file(CONFIG_NAME)
+
+  @property
+  def ckpt_dir(self):
+    return self.file("ckpt")
+
+  def exists(self):
+    """Whether a run was started here (its config is written)."""
+    return os.path.exists(self.config_path)
+
+  def load_config(self):
+    return config_lib.load_config(self.config_path)
+
+  def save_config(self, config):
+    config_lib.save_config(config, self.config_path)
+
+  def check_resume(self, config, canonical):
+    """Refuses a config that differs from the stored one in a field that
+    may not change on resume.
+
+    Args:
+      config: the `Config` asked for.
+      canonical: data name or path -> its canonical form (how the stored
+        data is compared: an older run may store a relative path).
+
+    Raises:
+      ConfigError: naming the differences.
+    """
+    if not self.exists():
+      return
+    stored = self.load_config()
+    stored = stored.replace(data=canonical(stored.data))
+    differences = [
+        f"{k}: stored {v!r}, given {getattr(config, k)!r}"
+        for k, v in stored.to_dict().items()
+        if k not in config_lib.RESUMABLE_FIELDS and getattr(config, k) != v]
+    if differences:
+      raise ConfigError(
+          f"{self.config_path}: this run directory holds a run with another "
+          "configuration (" + "; ".join(differences) + "). Resume it with "
+          "the same settings or choose a new --run-dir.")
+
+  def check_data(self, source, data, purpose="resume"):
+    """Refuses data whose fingerprint differs from data.json's; for
+    training, records the data (where it is, fingerprint, pipeline).
+
+    Returns:
+      stored: the record found before (empty for a new run or an older one).
+
+    Raises:
+      DataMismatchError: naming both, if the data changed.
+    """
+    current = data_record(source, data)
+    stored = check_data(self.path, current, purpose)
+    if purpose == "resume" and stored != current:
+      fileio.write_json(current, self.file(DATA_RECORD))
+    return stored
+
+  def record_versions(self):
+    """Writes versions.json: the versions that created the run (kept) and
+    those that trained it last."""
+    path = self.file(VERSIONS_RECORD)
+    current = versions()
+    record = read_record(path)
+    fileio.write_json({"created_with": record.get("created_with", current),
+                       "last_trained_with": current}, path)
+
+  def checkpoint_manager(self, checkpoint, max_to_keep=3):
+    """A tf.train.CheckpointManager over RUN_DIR/ckpt.
+
+    Raises:
+      CheckpointError: if the checkpoint index is unreadable.
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+      return tf.train.CheckpointManager(checkpoint, self.ckpt_dir,
+                                        max_to_keep=max_to_keep)
+    except (tf.errors.OpError, ValueError) as e:
+      raise CheckpointError(
+          f"{os.path.join(self.ckpt_dir, 'checkpoint')}: unreadable "
+          f"checkpoint index ({type(e).__name__}); move it aside to restore "
+          "from a specific checkpoint file.") from e
+
+  def adopt_checkpoints(self, log):
+    """Brings checkpoints a lost index forgot back under --keep-checkpoints.
+
+    Raises:
+      WriteError: if the index cannot be rebuilt.
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    index = os.path.join(self.ckpt_dir, "checkpoint")
+    try:
+      adopted = adopt_checkpoints(self.ckpt_dir)
+    except (tf.errors.OpError, OSError) as e:
+      raise fileio.WriteError(f"{index}: cannot rebuild the checkpoint index "
+                              f"({e}).") from e
+    if adopted:
+      names = ", ".join(os.path.basename(p) for p in adopted)
+      log(f"Warning: {index} is missing or unreadable, or did not list "
+          f"{names}; listed {'them' if len(adopted) > 1 else 'it'} again, so "
+          "they count against --keep-checkpoints.")
+
+
+def restore_latest(checkpoint, manager, partial=False, log=None):
+  """Restores the newest checkpoint that loads; returns its path or None.
+
+  The candidates are the checkpoints the index names, newest first, then any
+  other ckpt-N files in the directory, newest first (the index may be lost or
+  damaged: TensorFlow then reports no checkpoints).
+
+  Raises:
+    CheckpointError: naming every file tried, if none restores.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  listed = [os.path.abspath(p) for p in reversed(manager.checkpoints)]
+  others = [f for f in reversed(checkpoint_files(manager.directory))
+            if f not in listed]
+  if not listed and others and log:
+    log(f"Warning: {os.path.join(manager.directory, 'checkpoint')} is "
+        "missing or unreadable; trying the checkpoint files themselves.")
+  failures = []
+  for path in listed + others:
+    try:
+      status = checkpoint.restore(path)
+      if partial:
+        status.expect_partial()
+      else:
+        status.assert_existing_objects_matched()
+      if failures and log:
+        log(f"Restored the older checkpoint {path} instead.")
+      return path
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+            KeyError, OSError) as e:
+      failures.append(f"{path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+      if log:
+        log(f"Warning: checkpoint {path} could not be restored "
+            f"({type(e).__name__}); trying an older one.")
+  if failures:
+    raise CheckpointError("No checkpoint could be restored:\n  " +
+                          "\n  ".join(failures))
+  return None

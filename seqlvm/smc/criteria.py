@@ -4,6 +4,8 @@ A criterion maps the current log weights `[N, B]` to a bool `[B]` saying which
 filters resample at this step. The sweep additionally never resamples a filter
 whose sequence has ended (see `seqlvm.smc.filter`).
 
+The names users type are in `seqlvm.registry.CRITERIA`.
+
 Recommended import: `from seqlvm.smc import criteria`.
 """
 
@@ -11,15 +13,9 @@ import math
 
 import tensorflow as tf
 
-__all__ = [
-    "never",
-    "always",
-    "ess_below_threshold",
-    "effective_sample_size",
-    "log_normalize",
-    "get",
-    "NAMES",
-]
+__all__ = ["ResampleCriterion", "Never", "Always", "EssBelowThreshold",
+           "never", "always", "ess_below_threshold", "effective_sample_size",
+           "log_normalize"]
 
 
 def log_normalize(log_weights):
@@ -49,57 +45,70 @@ def effective_sample_size(log_weights):
   return tf.exp(_log_ess(log_weights))
 
 
-def never(log_weights):
+class ResampleCriterion:
+  """The protocol of a criterion: log_weights `[N, B]` -> bool `[B]`.
+
+  Any callable with that signature serves as `resample_criterion_fn` (as in
+  TFP). A criterion whose `can_fire` is False never resamples: the sweep
+  then leaves the resampling code out of its graph altogether.
+  """
+
+  can_fire = True
+
+  def __call__(self, log_weights):
+    raise NotImplementedError
+
+  def __repr__(self):
+    return f"{type(self).__name__}()"
+
+
+class Never(ResampleCriterion):
   """Never resample (importance sampling: the IWAE bound)."""
-  return tf.zeros(tf.shape(log_weights)[1:], tf.bool)
+
+  can_fire = False
+
+  def __call__(self, log_weights):
+    return tf.zeros(tf.shape(log_weights)[1:], tf.bool)
 
 
-# The sweep skips the resampling code entirely for this criterion.
-never.never_fires = True
-
-
-def always(log_weights):
+class Always(ResampleCriterion):
   """Resample at every step (bootstrap-style SMC)."""
-  return tf.ones(tf.shape(log_weights)[1:], tf.bool)
+
+  def __call__(self, log_weights):
+    return tf.ones(tf.shape(log_weights)[1:], tf.bool)
 
 
-def ess_below_threshold(threshold=0.5):
+class EssBelowThreshold(ResampleCriterion):
   """Resample when ESS < threshold * N (the FIVO default, threshold 0.5).
 
   Args:
     threshold: float in (0, 1]. Default value: 0.5.
 
-  Returns:
-    resample_criterion_fn: log_weights `[N, B]` -> bool `[B]`.
-
   Raises:
     ValueError: if threshold is outside (0, 1].
   """
-  if not 0. < threshold <= 1.:
-    raise ValueError(
-        f"ESS threshold must be in (0, 1], got {threshold}: it is the fraction "
-        "of the particle count below which the filter resamples.")
 
-  def resample_criterion_fn(log_weights):
+  def __init__(self, threshold=0.5):
+    if not 0. < threshold <= 1.:
+      raise ValueError(
+          f"ESS threshold must be in (0, 1], got {threshold}: it is the "
+          "fraction of the particle count below which the filter resamples.")
+    self.threshold = threshold
+
+  def __call__(self, log_weights):
     # Compared in log space: log ESS < log(threshold * N).
     num_particles = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
-    return _log_ess(log_weights) < (math.log(threshold) +
+    return _log_ess(log_weights) < (math.log(self.threshold) +
                                     tf.math.log(num_particles))
 
-  resample_criterion_fn.threshold = threshold
-  return resample_criterion_fn
+  def __repr__(self):
+    return f"EssBelowThreshold({self.threshold})"
 
 
-NAMES = ("never", "always", "ess")
+never = Never()
+always = Always()
 
 
-def get(name, threshold=0.5):
-  """Looks a criterion up by its command-line name: never, always or ess."""
-  if name == "never":
-    return never
-  if name == "always":
-    return always
-  if name == "ess":
-    return ess_below_threshold(threshold)
-  raise ValueError(f"Unknown resampling criterion {name!r}; choose one of "
-                   f"{', '.join(NAMES)}.")
+def ess_below_threshold(threshold=0.5):
+  """`EssBelowThreshold(threshold)`: resample when ESS < threshold * N."""
+  return EssBelowThreshold(threshold)

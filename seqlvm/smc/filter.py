@@ -29,11 +29,13 @@ unchanged. The random stream of step t is `fold_in(seed, t)`, so it too is
 independent of the padded length.
 
 How gradients treat the ancestor draw is the `resampling_gradient`
-estimator's choice (see `seqlvm.smc.resampling`): gather by ancestors with no
-gradient through the draw ("stop", FIVO's), reweight ("soft"), mix the parents
-("concrete"), or add the score-function term ("score"). The result's value is
-log p_hat in every case except "concrete" (whose particles are mixtures) and
-"soft" with mixing below 1 (another, still unbiased, estimator of p(x)).
+estimator's choice (a `seqlvm.smc.gradients.ResamplingGradient`): gather by
+ancestors with no gradient through the draw (`Stop`, FIVO's), reweight
+(`Soft`), mix the parents (`Concrete`), or add the score-function term
+(`Score`). The sweep carries the estimator's own state (`extra`) through its
+loop without looking inside. The result's value is log p_hat in every case
+except `Concrete` (whose particles are mixtures) and `Soft` with mixing
+below 1 (another, still unbiased, estimator of p(x)).
 
 The score-function term. With L_t the value of log p_hat once step t's
 logmeanexp(w_t) is added, a resampling at step t contributes
@@ -50,8 +52,8 @@ steps. It depends only on what happened before the draw, so the estimator
 stays unbiased; it needs no extra sweeps and no state kept between training
 steps; and it removes the part of R_t that dominates its variance, a sum over
 the remaining steps whose mean grows linearly with them (with no baseline the
-term's variance grows like the square of the remaining length). Pass
-`score_baseline="none"` to measure it without.
+term's variance grows like the square of the remaining length). Use
+`gradients.Score(baseline="none")` to measure it without.
 
 Recommended import: `from seqlvm.smc import smc`.
 
@@ -67,6 +69,7 @@ import tensorflow_probability as tfp
 
 from seqlvm import shapes
 from seqlvm.smc import criteria as criteria_lib
+from seqlvm.smc import gradients as gradients_lib
 from seqlvm.smc import resampling as resampling_lib
 
 __all__ = ["smc", "SMCResult", "FINAL_REDUCTIONS"]
@@ -135,8 +138,7 @@ def smc(model,
         final_reduction="logmeanexp",
         seed=None,
         loop="while_loop",
-        resampling_gradient=resampling_lib.stop,
-        score_baseline="running_mean",
+        resampling_gradient=None,
         name=None):
   """Runs a particle filter over a batch of sequences.
 
@@ -159,12 +161,9 @@ def smc(model,
       graph) or "python" (a Python loop calling one compiled step per time
       step, eagerly; the benchmarks' per-timestep baseline). Default value:
       "while_loop".
-    resampling_gradient: the gradient estimator for the ancestor draw,
-      (log_weights, seed, resample_fn) -> `resampling.Resampled`; see
-      `resampling.get_gradient`. Default value: `resampling.stop` (FIVO's).
-    score_baseline: the baseline of the score-function term (used only when
-      the estimator returns `log_prob`, i.e. "score"): "running_mean" (see
-      the module docstring) or "none". Default value: "running_mean".
+    resampling_gradient: the gradient estimator for the ancestor draw, a
+      `gradients.ResamplingGradient`. Default value: None, which is
+      `gradients.Stop()` (FIVO's).
     name: optional name scope.
 
   Returns:
@@ -181,16 +180,7 @@ def smc(model,
   if final_reduction not in FINAL_REDUCTIONS:
     raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
                      f"{final_reduction!r}.")
-  if score_baseline not in ("running_mean", "none"):
-    raise ValueError(f"score_baseline must be 'running_mean' or 'none', got "
-                     f"{score_baseline!r}.")
-  if (getattr(resampling_gradient, "name", None) == "score" and
-      resample_fn not in (resampling_lib.multinomial,
-                          resampling_lib.multinomial_gumbel)):
-    raise ValueError(
-        "The 'score' resampling gradient needs multinomial resampling: its "
-        "score term is the log-probability of independent categorical draws "
-        f"(got resample_fn {getattr(resample_fn, '__name__', resample_fn)}).")
+  estimator = resampling_gradient or gradients_lib.Stop()
   with tf.name_scope(name or "smc"):
     x = tf.convert_to_tensor(x)
     if x.shape.rank is not None and x.shape.rank != 3:
@@ -202,22 +192,17 @@ def smc(model,
     mask = tf.cast(mask, tf.bool)
     seed = tfp.random.sanitize_seed(seed, salt="smc")
     dtype = x.dtype
-    never_resample = getattr(resample_criterion_fn, "never_fires", False)
+    never_resample = not getattr(resample_criterion_fn, "can_fire", True)
     n = num_particles
 
     context = model.prepare(x, mask)
     state = model.initial_state(n * batch_size)
-    # Real steps per sequence, for the score term's baseline.
-    total_steps = tf.reduce_sum(tf.cast(mask, dtype), axis=0)  # [B]
-    # Set while tracing a step whose estimator has a score term.
-    has_score_term = []
 
-    def sweep_step(t, state, log_weights, log_p_hat, score):
+    def sweep_step(t, state, log_weights, log_p_hat, extra):
       """One step: propose, weight, maybe resample. Returns the new carry and
       this step's traces (weights before any reset, fired flags, ESS).
 
-      `score` carries (real steps so far, sum of log P(a), sum of
-      stop_gradient(L_t + b_t) log P(a)), all `[B]`, for the score term."""
+      `extra` is the estimator's own state, carried and not looked into."""
       step_seed = tf.random.experimental.stateless_fold_in(seed, t)
       proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
       mask_t = mask[t]  # [B]
@@ -245,7 +230,7 @@ def smc(model,
         # A filter whose weights are all zero (log p_hat = -inf) has nothing
         # to resample from; it keeps its particles and stays at -inf.
         fire = tf.logical_and(fire, tf.math.is_finite(increment))
-        new = resampling_gradient(log_weights, resample_seed, resample_fn)
+        new = estimator.resample(log_weights, resample_seed, resample_fn)
         ancestors = tf.where(fire[tf.newaxis], new.ancestors,
                              tf.range(n)[:, tf.newaxis])
         if new.mixing is None:
@@ -256,24 +241,13 @@ def smc(model,
           state = tf.nest.map_structure(
               lambda new, old: _where_rows(fire_rows, new, old), mixed, state)
         log_weights = tf.where(fire[tf.newaxis], new.log_weights, log_weights)
-        if new.log_prob is not None:
-          has_score_term.append(True)
-          steps, log_prob_sum, weighted_sum = score
-          steps = steps + tf.cast(mask_t, dtype)
-          log_prob = tf.where(fire, tf.cast(new.log_prob, dtype),
-                              tf.zeros_like(log_p_hat))
-          offset = tf.stop_gradient(log_p_hat)  # L_t
-          if score_baseline == "running_mean":
-            offset += (tf.stop_gradient(log_p_hat) /
-                       tf.maximum(steps, 1.) * (total_steps - steps))
-          score = (steps, log_prob_sum + log_prob,
-                   weighted_sum + offset * log_prob)
-      return (state, log_weights, log_p_hat, score), (traced_weights, fire,
+        extra = estimator.update_extra(extra, new, fire, mask_t, log_p_hat)
+      return (state, log_weights, log_p_hat, extra), (traced_weights, fire,
                                                       ess)
 
-    zeros = tf.zeros([batch_size], dtype)
-    carry = (state, tf.zeros([n, batch_size], dtype), zeros,
-             (zeros, zeros, zeros))
+    extra = () if never_resample else estimator.initial_extra(mask, dtype)
+    carry = (state, tf.zeros([n, batch_size], dtype),
+             tf.zeros([batch_size], dtype), extra)
     if loop == "python":
       # Benchmark baseline: a Python loop over time, one compiled step each.
       if int(num_steps) < 1:
@@ -283,7 +257,7 @@ def smc(model,
       for t in range(int(num_steps)):
         carry, trace = compiled_step(tf.constant(t), *carry)
         traces.append(trace)
-      state, log_weights, log_p_hat, score = carry
+      state, log_weights, log_p_hat, extra = carry
       traced_weights, fired, ess = [tf.stack(list(v)) for v in zip(*traces)]
     else:
       def body(t, carry, weights_ta, resampled_ta, ess_ta):
@@ -300,7 +274,7 @@ def smc(model,
       _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
           lambda t, *_: t < num_steps, body, loop_vars,
           maximum_iterations=num_steps)
-      state, log_weights, log_p_hat, score = carry
+      state, log_weights, log_p_hat, extra = carry
       traced_weights = weights_ta.stack()
       fired = resampled_ta.stack()
       ess = ess_ta.stack()
@@ -309,11 +283,8 @@ def smc(model,
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
     else:
       log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
-    if has_score_term:
-      # sum_t (L_T - L_t - b_t) log P(a_t): value 0, gradient the score term.
-      _, log_prob_sum, weighted_sum = score
-      surrogate = tf.stop_gradient(log_p_hat) * log_prob_sum - weighted_sum
-      log_p_hat = log_p_hat + (surrogate - tf.stop_gradient(surrogate))
+    if not never_resample:
+      log_p_hat = estimator.finalize(log_p_hat, extra)
     return SMCResult(
         log_marginal=log_p_hat,
         log_weights=traced_weights,

@@ -3,7 +3,9 @@
 import numpy as np
 
 from seqlvm import data
-from seqlvm import runners
+from seqlvm.run import evaluation
+from seqlvm.run import factory
+from seqlvm.run import training
 from seqlvm.config import Config
 from tests.conftest import shared_pianoroll
 
@@ -21,15 +23,15 @@ def test_musedata_trains_chunked_and_evaluates_whole(tmp_path):
                   checkpoint_every=3, jit_compile=False)
 
   def make(config):
-    return source, runners.build_model(config, 88, rolls.train_mean)
+    return source, factory.build_model(config, 88, rolls.train_mean)
 
   # Training sees pieces of at most 128 steps.
   for x, lengths in source.train_dataset(2, max_length=128,
                                          pad_to_multiple=32).take(4):
     assert x.shape[0] <= 128 and max(lengths) <= 128
-  runners.train(config, str(tmp_path / "run"), make_dataset_and_model=make,
+  training.train(config, str(tmp_path / "run"), make_dataset_and_model=make,
                 progress=False, log=lambda m: None)
-  results = runners.evaluate(str(tmp_path / "run"), split="test",
+  results = evaluation.evaluate(str(tmp_path / "run"), split="test",
                              num_particles=2, make_dataset_and_model=make,
                              progress=False)
   assert results["num_timesteps"] == sum(len(r) for r in longest)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from seqlvm.data import synth
+from seqlvm.render import synth
 
 
 def _roll(notes_by_step, num_steps):

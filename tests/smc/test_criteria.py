@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqlvm import registry
 from seqlvm.smc import criteria
 
 
@@ -41,5 +42,13 @@ def test_bad_threshold(threshold):
 
 
 def test_unknown_name():
-  with pytest.raises(ValueError, match="never, always, ess"):
-    criteria.get("sometimes")
+  with pytest.raises(ValueError, match="ess, always, never"):
+    registry.CRITERIA.check("sometimes")
+
+
+def test_registered_criteria_build_with_their_options():
+  assert isinstance(registry.CRITERIA.build("never", threshold=0.3),
+                    criteria.Never)
+  ess = registry.CRITERIA.build("ess", threshold=0.3)
+  assert isinstance(ess, criteria.EssBelowThreshold) and ess.threshold == 0.3
+  assert not criteria.never.can_fire and criteria.always.can_fire

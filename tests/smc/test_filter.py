@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqlvm import registry
 from seqlvm import shapes
 from seqlvm.models import base
 from seqlvm.smc import criteria
@@ -45,7 +46,7 @@ def run(table, lengths, criterion, reduction="logmeanexp", scheme="systematic"):
   mask = shapes.sequence_mask(lengths, num_steps)
   return filter_lib.smc(TableModel(table, n), x, mask, num_particles=n,
                         resample_criterion_fn=criterion,
-                        resample_fn=resampling.get(scheme),
+                        resample_fn=registry.SCHEMES.load(scheme),
                         final_reduction=reduction, seed=(1, 2))
 
 

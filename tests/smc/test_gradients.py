@@ -14,10 +14,12 @@ import pytest
 import tensorflow as tf
 
 from seqlvm import bounds
+from seqlvm import registry
 from seqlvm import shapes
 from seqlvm.models import LinearGaussianSSM
 from seqlvm.smc import criteria
 from seqlvm.smc import filter as filter_lib
+from seqlvm.smc import gradients
 from seqlvm.smc import resampling
 
 # A 1-d linear-Gaussian model with a bootstrap proposal: resampling matters
@@ -37,7 +39,7 @@ def _sweep(model, x, estimator="stop", seed=(1, 2), criterion=criteria.always,
   return filter_lib.smc(
       model, x, mask, num_particles=N, resample_criterion_fn=criterion,
       resample_fn=resample_fn,
-      resampling_gradient=resampling.get_gradient(estimator, **kwargs),
+      resampling_gradient=registry.GRADIENTS.load(estimator)(**kwargs),
       seed=seed).log_marginal
 
 
@@ -103,7 +105,7 @@ def test_score_keeps_the_forward_value_and_changes_the_gradient():
 def test_soft_with_mixing_one_is_stop(criterion):
   model, a = _oracle(proposal="filtering")
   x = model.sample(8, 3, seed=(2, 2))
-  rule = criteria.get(criterion, 0.5)
+  rule = registry.CRITERIA.build(criterion, threshold=0.5)
   results = {}
   for name, kwargs in (("stop", {}), ("soft", {"mixing": 1.})):
     with tf.GradientTape() as tape:
@@ -173,7 +175,7 @@ def test_soft_resampling_keeps_p_hat_unbiased():
   assert values.mean() < exact
 
 
-@pytest.mark.parametrize("estimator", resampling.GRADIENTS)
+@pytest.mark.parametrize("estimator", registry.GRADIENTS.names)
 def test_padding_leaves_value_and_gradient_unchanged(estimator):
   model, a = _oracle(proposal="filtering")
   x = model.sample(7, 2, seed=(8, 1))
@@ -184,14 +186,14 @@ def test_padding_leaves_value_and_gradient_unchanged(estimator):
     with tf.GradientTape() as tape:
       value = _sweep(model, data, estimator,
                      mask=shapes.sequence_mask(lengths, steps),
-                     criterion=criteria.get("ess", 0.8))
+                     criterion=criteria.ess_below_threshold(0.8))
       total = tf.reduce_sum(value)
     results.append((value.numpy(), tape.gradient(total, a).numpy()))
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
   np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10)
 
 
-@pytest.mark.parametrize("estimator", resampling.GRADIENTS)
+@pytest.mark.parametrize("estimator", registry.GRADIENTS.names)
 def test_every_estimator_compiles_under_xla(estimator):
   model, a = _oracle(proposal="bootstrap")
   x = model.sample(6, 3, seed=(4, 4))
@@ -225,11 +227,7 @@ def test_bad_estimator_arguments_name_the_problem():
     bounds.fivo(model, x, resampling_gradient="concrete",
                 resampling_temperature=0.)
   with pytest.raises(ValueError, match="score_baseline"):
-    filter_lib.smc(model, x, score_baseline="vimco")
-  with pytest.raises(ValueError, match="needs multinomial resampling"):
-    filter_lib.smc(model, x, resample_fn=resampling.systematic,
-                   resample_criterion_fn=criteria.always,
-                   resampling_gradient=resampling.get_gradient("score"))
+    gradients.Score(baseline="vimco")
 
 
 def test_a_zero_likelihood_stays_minus_infinity():
@@ -250,7 +248,7 @@ def test_the_python_loop_gives_the_same_score_gradient():
     with tf.GradientTape() as tape:
       value = filter_lib.smc(
           model, x, num_particles=N, resample_criterion_fn=criteria.always,
-          resampling_gradient=resampling.get_gradient("score"), loop=loop,
+          resampling_gradient=gradients.Score(), loop=loop,
           seed=(2, 2)).log_marginal
       total = tf.reduce_sum(value)
     results.append((value.numpy(), tape.gradient(total, a).numpy()))

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqlvm import bounds
+from seqlvm import registry
 from seqlvm.smc import resampling
 
-SCHEMES = sorted(resampling.SCHEMES)
+SCHEMES = sorted(registry.SCHEMES)
 
 
 def _offspring_counts(ancestors, num_particles):
@@ -23,7 +25,7 @@ def test_mean_offspring_and_zero_probability(scheme, dynamic):
   with np.errstate(divide="ignore"):
     log_probs = np.log(probs)
   log_weights = tf.constant(np.tile(log_probs[:, None], [1, b]) + 3.)
-  fn = resampling.get(scheme)
+  fn = registry.SCHEMES.load(scheme)
   if dynamic:  # Unknown batch size: the inverse-CDF path.
     fn = tf.function(fn, input_signature=[
         tf.TensorSpec([n, None], tf.float64), tf.TensorSpec([2], tf.int32)])
@@ -44,7 +46,7 @@ def test_low_variance_schemes_keep_counts_near_expectation(scheme):
   probs = np.array([0.1, 0.3, 0.35, 0.25])
   n, b = 4, 500
   log_weights = tf.constant(np.tile(np.log(probs)[:, None], [1, b]))
-  counts = _offspring_counts(resampling.get(scheme)(log_weights, (1, 1)), n)
+  counts = _offspring_counts(registry.SCHEMES.load(scheme)(log_weights, (1, 1)), n)
   assert np.all(np.abs(counts - n * probs) < 2.)
   if scheme == "systematic":
     assert np.all(np.abs(counts - n * probs) < 1.)
@@ -54,7 +56,7 @@ def test_low_variance_schemes_keep_counts_near_expectation(scheme):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_sizes(num_particles, scheme):
   log_weights = tf.random.stateless_normal([num_particles, 3], (1, 2))
-  ancestors = resampling.get(scheme)(log_weights, (3, 4))
+  ancestors = registry.SCHEMES.load(scheme)(log_weights, (3, 4))
   assert ancestors.shape == (num_particles, 3)
   assert np.all((ancestors.numpy() >= 0) & (ancestors.numpy() < num_particles))
 
@@ -62,14 +64,16 @@ def test_sizes(num_particles, scheme):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_same_seed_same_ancestors(scheme):
   log_weights = tf.random.stateless_normal([6, 4], (1, 2))
-  fn = resampling.get(scheme)
+  fn = registry.SCHEMES.load(scheme)
   np.testing.assert_array_equal(fn(log_weights, (5, 6)),
                                 fn(log_weights, (5, 6)))
 
 
 def test_unknown_scheme():
   with pytest.raises(ValueError, match="multinomial, systematic, stratified"):
-    resampling.get("residual-ish")
+    registry.SCHEMES.load("residual-ish")
+  with pytest.raises(ValueError, match="multinomial, systematic, stratified"):
+    bounds.fivo(None, tf.zeros([2, 1, 1]), scheme="residual-ish")
 
 
 def test_low_variance_schemes_have_lower_offspring_variance():
@@ -82,7 +86,7 @@ def test_low_variance_schemes_have_lower_offspring_variance():
   log_weights = tf.constant(np.tile(np.log(probs)[:, None], [1, b]))
   variances = {}
   for scheme in SCHEMES:
-    counts = _offspring_counts(resampling.get(scheme)(log_weights, (9, 9)), n)
+    counts = _offspring_counts(registry.SCHEMES.load(scheme)(log_weights, (9, 9)), n)
     se = np.sqrt(n * probs * (1 - probs) / b)
     np.testing.assert_array_less(np.abs(counts.mean(0) - n * probs), 5 * se)
     variances[scheme] = counts.var(0).sum()

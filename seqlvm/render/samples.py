@@ -1,0 +1,95 @@
+"""Writes sampled sequences as files: what `seqlvm sample` leaves.
+
+For pianorolls: one MIDI file and one PNG pianoroll per sample, a PNG of all
+of them (the sampled notes in black over the emission probabilities in grey,
+so the picture shows what the model believes too) and, with `audio`, one WAV
+per sample rendered by a simple additive synthesiser. For speech: one WAV
+per sample (frames joined and de-normalised with the training statistics) at
+the set's sample rate, and a PNG of the waveforms with their spectrograms.
+Always samples.npz with the raw samples and the emission means.
+
+Recommended import: `from seqlvm.render import samples`.
+"""
+
+import os
+import re
+
+import numpy as np
+
+from seqlvm import fileio
+
+__all__ = ["write_samples", "SAMPLE_FILE", "SYNTH_RATE"]
+
+SYNTH_RATE = 22050
+# The per-sample files `write_samples` names.
+SAMPLE_FILE = re.compile(r"^sample_\d{2,}\.(mid|png|wav)$")
+
+
+def _write_speech(x, out_dir, checkpoint_name, source):
+  from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
+  from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
+  paths = []
+  waveforms = [np.clip(source.to_waveform(frames), -1., 1.) for frames in x]
+  for i, waveform in enumerate(waveforms):
+    p = os.path.join(out_dir, f"sample_{i:02d}.wav")
+    synth.write_wav(waveform, p, source.sample_rate)
+    paths.append(p)
+  png = os.path.join(out_dir, "samples.png")
+  pictures.write_waveform_png(
+      waveforms, png, source.sample_rate,
+      titles=[f"sample {i} ({checkpoint_name})" for i in range(len(x))])
+  return paths + [png]
+
+
+def _write_pianorolls(x, means, out_dir, checkpoint_name, audio):
+  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
+  from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
+  from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
+  paths = []
+  for i, roll in enumerate(x):
+    p = os.path.join(out_dir, f"sample_{i:02d}.mid")
+    midi.write_midi(roll, p)
+    paths.append(p)
+    png = os.path.join(out_dir, f"sample_{i:02d}.png")
+    pictures.write_pianoroll_png(
+        [roll], png, titles=[f"sample {i} ({checkpoint_name})"])
+    paths.append(png)
+    if audio:
+      wav = os.path.join(out_dir, f"sample_{i:02d}.wav")
+      synth.write_wav(synth.render_roll(roll, sample_rate=SYNTH_RATE), wav,
+                      SYNTH_RATE)
+      paths.append(wav)
+  png = os.path.join(out_dir, "samples.png")
+  pictures.write_pianoroll_png(
+      np.maximum(x, 0.6 * means), png,
+      titles=[f"sample {i}: notes (black), their probabilities (grey); "
+              f"{checkpoint_name}" for i in range(len(x))])
+  return paths + [png]
+
+
+def write_samples(x, means, out_dir, checkpoint_name, source, emission,
+                  audio):
+  """Writes samples x `[B, T, D]` (and their emission means) as files.
+
+  Args:
+    x: float `[B, T, D]`, the samples.
+    means: float `[B, T, D]`, their emission means.
+    out_dir: an existing, writable folder.
+    checkpoint_name: named in the pictures' titles.
+    source: the run's `seqlvm.data.sources.Source` (its kind decides the
+      files; speech is de-normalised with its statistics).
+    emission: the model's emission ("bernoulli" gives pianoroll files).
+    audio: also render pianorolls as WAV.
+
+  Returns:
+    paths: the files written.
+  """
+  paths = []
+  if source.kind == "speech":
+    paths = _write_speech(x, out_dir, checkpoint_name, source)
+  elif emission == "bernoulli":
+    paths = _write_pianorolls(x, means, out_dir, checkpoint_name, audio)
+  npz = os.path.join(out_dir, "samples.npz")
+  with fileio.atomic_write(npz, "wb") as f:
+    np.savez(f, x=x, means=means)
+  return paths + [npz]

@@ -1,0 +1,41 @@
+"""The run layer: train, evaluate and sample, each from a run directory.
+
+- `rundir`: the run directory's files and rules (config, data record,
+  versions, lock, checkpoints).
+- `factory`: config -> data source, model and bound specification.
+- `training`: `train`, one small loop with hooks.
+- `evaluation`: the public `Evaluator` and `evaluate`.
+- `sampling`: `sample`, written through `seqlvm.render`.
+
+Recommended import: `from seqlvm import run` then `run.train(config,
+run_dir)`, `run.evaluate(run_dir)`, `run.sample(run_dir)`.
+"""
+
+import importlib
+
+__all__ = ["train", "evaluate", "sample", "TrainResult", "Evaluator",
+           "make_dataset_and_model", "build_model", "rundir", "factory",
+           "training", "evaluation", "sampling"]
+
+_LAZY = {
+    "train": "seqlvm.run.training",
+    "TrainResult": "seqlvm.run.training",
+    "evaluate": "seqlvm.run.evaluation",
+    "Evaluator": "seqlvm.run.evaluation",
+    "sample": "seqlvm.run.sampling",
+    "make_dataset_and_model": "seqlvm.run.factory",
+    "build_model": "seqlvm.run.factory",
+}
+_SUBMODULES = ("rundir", "factory", "training", "evaluation", "sampling")
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  if name in _SUBMODULES:
+    return importlib.import_module(f"seqlvm.run.{name}")
+  raise AttributeError(f"module 'seqlvm.run' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(__all__)

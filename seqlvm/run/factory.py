@@ -1,0 +1,101 @@
+"""From a config to the objects a run uses: the data source, the model and
+the bound specification.
+
+Names become callables here, once: `bound_spec` turns the config's bound,
+resampling rule, scheme and gradient estimator into a `bounds.BoundSpec`,
+and `build_model` the model name into its class (`seqlvm.registry.MODELS`),
+constructed with the config's settings that its constructor accepts. A new
+model needs a registry entry and its class, nothing here.
+
+The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
+`create_dataset_and_model_fn`) so tests and other datasets can plug in;
+`make_dataset_and_model` below is the default.
+
+Recommended import: `from seqlvm.run import factory`.
+"""
+
+import inspect
+
+from seqlvm import bounds
+from seqlvm import registry
+from seqlvm.data import sources
+from seqlvm.data import registry as data_registry
+from seqlvm.errors import ConfigError
+
+__all__ = ["make_dataset_and_model", "resolve_emission", "build_model",
+           "model_arguments", "bound_spec"]
+
+
+def make_dataset_and_model(config):
+  """The default: a dataset by name or path (pianorolls or prepared speech)
+  and the model the config names for it."""
+  source = sources.open_source(data_registry.resolve(config.data))
+  model = build_model(config, data_size=source.data_size,
+                      data_mean=source.train_mean,
+                      emission=resolve_emission(config, source))
+  return source, model
+
+
+def resolve_emission(config, source):
+  """The config's emission, or the data's natural one for "auto".
+
+  Raises:
+    ConfigError: for a Bernoulli emission on data that is not binary.
+  """
+  source = sources.as_source(source)
+  if config.emission == "auto":
+    return source.default_emission
+  if config.emission == "bernoulli" and not source.binary:
+    raise ConfigError(
+        f"{config.data}: a Bernoulli emission needs binary data (pianorolls)"
+        f"; this is {source.kind or 'real-valued'} data. Use "
+        "--emission gaussian (or auto).")
+  return config.emission
+
+
+def model_arguments(config):
+  """Every constructor argument a config can give, by the name models use.
+
+  Dilations 1, 2, 4, ...: a receptive field of 2**wavenet_layers + 1 steps.
+  """
+  return dict(
+      hidden_size=config.hidden_size, latent_size=config.latent_size,
+      latent=config.latent, categories=config.categories,
+      temperature=config.latent_temperature,
+      channels=config.wavenet_channels,
+      dilations=tuple(2 ** i for i in range(config.wavenet_layers)),
+      seed=config.seed)
+
+
+def build_model(config, data_size, data_mean, emission=None):
+  """The model `config.model` names, for data of size `data_size`.
+
+  The model's class gets the arguments of `model_arguments` that its
+  constructor takes (a model without latents takes no `hidden_size`; only
+  the models that offer a concrete latent take `latent`).
+  """
+  emission = emission or config.emission
+  if emission == "auto":
+    emission = "bernoulli"
+  model_class = registry.MODELS.load(config.model)
+  accepted = inspect.signature(model_class).parameters
+  kwargs = {k: v for k, v in model_arguments(config).items()
+            if k in accepted}
+  return model_class(data_size, emission=emission, data_mean=data_mean,
+                     **kwargs)
+
+
+def bound_spec(config, name, num_particles, training=True):
+  """The `bounds.BoundSpec` of bound `name` under the config's options.
+
+  Training uses the configured resampling gradient; evaluation always uses
+  "stop", whose value is the particle filter's log p_hat ("concrete" mixes
+  particles and "soft" reweights them, which changes the estimate itself).
+  """
+  options = dict(resampling=config.resampling, threshold=config.threshold,
+                 scheme=config.scheme)
+  if training:
+    options.update(resampling_gradient=config.resampling_gradient,
+                   soft_mixing=config.soft_mixing,
+                   resampling_temperature=config.resampling_temperature)
+  return bounds.bound_spec(name, num_particles, **options)

@@ -1,0 +1,614 @@
+"""Training: one small loop, and hooks for everything around it.
+
+`train(config, run_dir)` sets a run up (the run directory's checks and lock,
+the data, the model, the optimizer, the restore of the newest checkpoint)
+and hands the steps to `TrainingLoop`. The loop only draws a batch, runs the
+compiled step and moves the step counter; what happens around a step is a
+`Hook`:
+
+    TimeBudget        stops (with a checkpoint) when --max-minutes is spent
+    NonFinitePolicy   --on-nonfinite: stop with the last good state saved,
+                      or skip the batch (at most 20 in a row)
+    ProgressBar       the tqdm bar
+    Summaries         TensorBoard scalars every --summary-every steps
+    PeriodicCheckpoint  a checkpoint every --checkpoint-every steps
+    Validation        the validation bound every --valid-every steps
+
+A checkpoint is written only when an update was applied since the last one
+(`Checkpointer`): batches skipped under --on-nonfinite skip change nothing
+worth one. An interrupt (Ctrl-C) saves what was trained since the last
+checkpoint.
+
+Recommended import: `from seqlvm.run import training`.
+"""
+
+import collections
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from seqlvm import fileio
+from seqlvm import shapes
+from seqlvm.data import registry as data_registry
+from seqlvm.data import sources
+from seqlvm.errors import ConfigError
+from seqlvm.errors import DataError
+from seqlvm.errors import TrainingError
+from seqlvm.run import evaluation
+from seqlvm.run import factory
+from seqlvm.run import rundir as rundir_lib
+
+__all__ = ["train", "TrainResult", "make_train_step", "TrainingLoop",
+           "Hook", "StepResult", "Checkpointer", "TimeBudget",
+           "NonFinitePolicy", "ProgressBar", "Summaries",
+           "PeriodicCheckpoint", "Validation"]
+
+# The most consecutive non-finite batches --on-nonfinite skip tolerates.
+MAX_CONSECUTIVE_SKIPS = 20
+
+
+@dataclasses.dataclass
+class TrainResult:
+  step: int
+  checkpoint: str
+  train_bound_per_timestep: float
+  valid_bound_per_timestep: float = float("nan")
+  skipped_steps: int = 0
+  trained_steps: int = 0  # steps run by this call (0: nothing to train)
+
+
+StepResult = collections.namedtuple(
+    "StepResult",
+    [
+        "step",  # int: the number of this update (the counter after it).
+        "bound_per_timestep",  # float tensor: the batch's bound per step.
+        "grad_norm",  # float tensor: the global gradient norm.
+        "applied",  # bool: whether the update was applied (finite).
+    ])
+
+
+class Checkpointer:
+  """Saves checkpoints of the run, only when something changed.
+
+  Args:
+    manager: the run's tf.train.CheckpointManager.
+    step: the step variable (the checkpoint's number).
+    restored: the checkpoint restored at start, or None.
+  """
+
+  def __init__(self, manager, step, restored):
+    self._manager = manager
+    self._step = step
+    self.changed = False
+    self.last_applied = int(step) if restored else None
+    self.path = restored or ""
+
+  def applied(self, step):
+    """Records that the update of `step` was applied."""
+    self.changed, self.last_applied = True, step
+
+  def save(self):
+    """Saves if an update was applied since the last save (or none was
+    ever saved); returns the newest checkpoint's path.
+
+    Raises:
+      WriteError: naming ckpt/ and the step; the previous one is kept.
+    """
+    if self.changed or not self.path:
+      try:
+        self.path = self._manager.save(checkpoint_number=int(self._step))
+      except (tf.errors.OpError, OSError) as e:
+        message = getattr(e, "message", "") or str(e)
+        raise fileio.WriteError(
+            f"{self._manager.directory}: cannot write the checkpoint of step "
+            f"{int(self._step)} ({type(e).__name__}: "
+            f"{message.splitlines()[0]}); the previous checkpoint is "
+            "kept.") from e
+      self.changed = False
+    return self.path
+
+  def good_state(self):
+    """Saves, and says where the last good state is (for messages)."""
+    path = self.save()
+    if self.last_applied is None:
+      return f"no update was applied; the initial state is saved in {path}"
+    return (f"the last good state (after the update of step "
+            f"{self.last_applied}) is saved in {path}")
+
+
+class Hook:
+  """Something done around the loop's steps; every method is optional."""
+
+  def begin(self, loop):
+    """Before the first step."""
+
+  def should_stop(self, loop):
+    """Before each step: True ends training (with a checkpoint)."""
+    del loop
+    return False
+
+  def on_result(self, loop, result):
+    """After the compiled step, before the step counter moves."""
+
+  def after_step(self, loop, result):
+    """After the step counter moved to `result.step`."""
+
+  def close(self, loop):
+    """When the loop ends for any reason (bars closed, writers flushed)."""
+
+  def end(self, loop):
+    """After `close`, when the loop ended without an error."""
+
+
+class TimeBudget(Hook):
+  """Stops once `max_seconds` of wall-clock time are spent."""
+
+  def __init__(self, max_seconds):
+    self.max_seconds = max_seconds
+
+  def should_stop(self, loop):
+    if time.time() - loop.start_time > self.max_seconds:
+      loop.log(f"Time budget of {self.max_seconds:.0f} s spent at step "
+               f"{int(loop.step)}.")
+      return True
+    return False
+
+
+class NonFinitePolicy(Hook):
+  """--on-nonfinite: "stop" raises TrainingError with the last good state
+  saved; "skip" skips the batch with a warning, at most
+  MAX_CONSECUTIVE_SKIPS in a row."""
+
+  def __init__(self, policy, bound_name):
+    self.policy = policy
+    self.bound_name = bound_name
+    self.skipped = 0
+    self._consecutive = 0
+
+  def on_result(self, loop, result):
+    if result.applied:
+      self._consecutive = 0
+      return
+    message = (f"non-finite {self.bound_name} bound "
+               f"({float(result.bound_per_timestep)}) or gradient norm "
+               f"({float(result.grad_norm)}) at step {result.step}")
+    if self.policy == "stop":
+      raise TrainingError(
+          f"Training stopped: {message}. The update was not applied; "
+          f"{loop.checkpointer.good_state()}. Rerun with --on-nonfinite skip "
+          "to skip such batches, or lower the learning rate.")
+    self.skipped += 1
+    self._consecutive += 1
+    loop.log(f"Warning: skipped the batch at step {result.step}: "
+             f"{message}.")
+    if self._consecutive >= MAX_CONSECUTIVE_SKIPS:
+      raise TrainingError(
+          f"Training stopped: {MAX_CONSECUTIVE_SKIPS} consecutive non-finite "
+          f"batches (steps {result.step - MAX_CONSECUTIVE_SKIPS + 1} to "
+          f"{result.step}); {loop.checkpointer.good_state()}.")
+
+
+class ProgressBar(Hook):
+  """The tqdm bar over the steps (on stderr)."""
+
+  def __init__(self, num_steps, initial, enabled):
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    self.bar = tqdm(total=num_steps, initial=initial, desc="train",
+                    disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+  def after_step(self, loop, result):
+    self.bar.update(1)
+
+  def close(self, loop):
+    self.bar.close()
+
+
+class Summaries(Hook):
+  """TensorBoard scalars of training: the mean bound per timestep over the
+  applied updates since the last summary, the gradient norm and the speed.
+
+  Args:
+    directory: RUN_DIR/train.
+    bound_name: the tag's prefix.
+    every: --summary-every.
+    num_steps: the last step (always summarised).
+    on_window: optional callable given each window's mean (the bar's
+      postfix).
+  """
+
+  def __init__(self, directory, bound_name, every, num_steps,
+               on_window=None):
+    self.writer = tf.summary.create_file_writer(directory)
+    self.bound_name = bound_name
+    self.every = every
+    self.num_steps = num_steps
+    self.on_window = on_window
+    self.window = []
+    self.last_window_mean = float("nan")
+
+  def on_result(self, loop, result):
+    if result.applied:
+      self.window.append(float(result.bound_per_timestep))
+
+  def after_step(self, loop, result):
+    current = result.step
+    if self.window and (current % self.every == 0 or
+                        current == self.num_steps):
+      self.last_window_mean = float(np.mean(self.window))
+      self.window = []
+      elapsed = time.time() - loop.start_time
+      with self.writer.as_default(step=current):
+        tf.summary.scalar(f"{self.bound_name}_per_timestep",
+                          self.last_window_mean)
+        tf.summary.scalar("grad_norm", result.grad_norm)
+        tf.summary.scalar("steps_per_second",
+                          (current - loop.start_step) / max(elapsed, 1e-9))
+      if self.on_window:
+        self.on_window(self.last_window_mean)
+
+  def close(self, loop):
+    self.writer.flush()
+
+  def end(self, loop):
+    if self.window:
+      self.last_window_mean = float(np.mean(self.window))
+
+
+class PeriodicCheckpoint(Hook):
+  """A checkpoint every `every` steps."""
+
+  def __init__(self, every):
+    self.every = every
+
+  def after_step(self, loop, result):
+    if result.step % self.every == 0:
+      loop.checkpointer.save()
+
+
+class Validation(Hook):
+  """The training bound on the validation split every `every` steps (0:
+  never), and once more at the end if the last step was not validated.
+
+  A NaN or a damaged file in validation is a warning: it must not end the
+  run.
+  """
+
+  def __init__(self, evaluator, source, config, directory):
+    self.evaluator = evaluator
+    self.source = source
+    self.config = config
+    self.writer = tf.summary.create_file_writer(directory)
+    self.last = float("nan")
+    self._last_step = None
+
+  def validate(self, loop):
+    config = self.config
+    if not self.source.num_sequences("valid"):
+      return float("nan")
+    try:
+      per_t, per_seq, _ = self.evaluator(
+          self.source, "valid", config.bound, config.num_particles,
+          config.batch_size, seed=config.seed)
+    except (TrainingError, DataError) as e:
+      loop.log(f"Warning: step {int(loop.step)}: validation failed: {e}")
+      return float("nan")
+    with self.writer.as_default(step=int(loop.step)):
+      tf.summary.scalar(f"{config.bound}_per_timestep", per_t)
+      tf.summary.scalar(f"{config.bound}_per_sequence", per_seq)
+    loop.log(f"step {int(loop.step)}: valid {config.bound} {per_t:.4f} "
+             f"nats/step, {per_seq:.2f} nats/sequence")
+    return per_t
+
+  def after_step(self, loop, result):
+    if self.config.valid_every and result.step % self.config.valid_every == 0:
+      self.last, self._last_step = self.validate(loop), result.step
+
+  def close(self, loop):
+    self.writer.flush()
+
+  def end(self, loop):
+    if self.config.valid_every and self._last_step != int(loop.step):
+      self.last = self.validate(loop)
+
+
+class TrainingLoop:
+  """Draws batches, runs the compiled step, moves the counter; hooks do the
+  rest.
+
+  Args:
+    train_step: (x, lengths, seed) -> (bound per timestep, gradient norm,
+      applied), see `make_train_step`.
+    next_batch: () -> (x, lengths); raises StopIteration or a TensorFlow
+      error when the input fails.
+    step: the int64 step variable (checkpointed).
+    num_steps: train until the counter reaches this.
+    seed: the run's seed; the step's seed is [seed, step].
+    checkpointer: the run's `Checkpointer`.
+    hooks: `Hook`s, called in order.
+    log: callable for messages.
+    source: the data (named in read errors).
+  """
+
+  def __init__(self, train_step, next_batch, step, num_steps, seed,
+               checkpointer, hooks, log, source):
+    self.train_step = train_step
+    self.next_batch = next_batch
+    self.step = step
+    self.num_steps = num_steps
+    self.seed = seed
+    self.checkpointer = checkpointer
+    self.hooks = list(hooks)
+    self.log = log
+    self.source = source
+    self.start_time = time.time()
+    self.start_step = int(step)
+
+  def _batch(self):
+    try:
+      return self.next_batch()
+    except StopIteration as e:  # The training input repeats forever.
+      raise TrainingError("The training input ended unexpectedly at step "
+                          f"{int(self.step) + 1}.") from e
+    except tf.errors.OpError as e:
+      raise evaluation.read_error(
+          self.source, f"the training data at step {int(self.step) + 1} "
+          f"({self.checkpointer.good_state()})", e) from e
+
+  def run(self):
+    """Trains to `num_steps` (or until a hook stops it); saves at the end."""
+    self.start_time, self.start_step = time.time(), int(self.step)
+    for hook in self.hooks:
+      hook.begin(self)
+    try:
+      while int(self.step) < self.num_steps:
+        if any(hook.should_stop(self) for hook in self.hooks):
+          break
+        x, lengths = self._batch()
+        seed = tf.constant([self.seed, int(self.step)], tf.int32)
+        bound_per_t, grad_norm, applied = self.train_step(x, lengths, seed)
+        result = StepResult(int(self.step) + 1, bound_per_t, grad_norm,
+                            bool(applied))
+        if result.applied:
+          self.checkpointer.applied(result.step)
+        for hook in self.hooks:
+          hook.on_result(self, result)
+        self.step.assign_add(1)
+        for hook in self.hooks:
+          hook.after_step(self, result)
+      self.checkpointer.save()
+    except KeyboardInterrupt:
+      # No lost work: keep what was trained since the last checkpoint.
+      self.log(f"Interrupted at step {int(self.step)}; saved "
+               f"{self.checkpointer.save()}.")
+      raise
+    finally:
+      for hook in self.hooks:
+        hook.close(self)
+    for hook in self.hooks:
+      hook.end(self)
+
+
+def make_train_step(model, optimizer, config, data_size, mode="xla"):
+  """The training step: bound, gradient, finiteness check, Adam update.
+
+  Args:
+    model: the model.
+    optimizer: a built tf_keras optimizer.
+    config: the `Config` (bound, particles, clipping, batch size).
+    data_size: int D.
+    mode: "xla" (one XLA-compiled `tf.function`), "graph" (a `tf.function`
+      without XLA) or "eager" (no `tf.function`: the sweep's while loop runs
+      step by step in Python; the benchmarks' baseline).
+
+  Returns:
+    train_step: (x `[T, B, D]`, lengths `[B]`, seed `[2]`) ->
+      (bound per timestep, gradient norm, applied); the update is applied
+      only when the bound and the gradient norm are finite.
+  """
+  variables = model.trainable_variables
+  spec = factory.bound_spec(config, config.bound, config.num_particles)
+
+  def train_step(x, lengths, seed):
+    mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
+    with tf.GradientTape() as tape:
+      per_sequence = spec(model, x, mask, seed)
+      num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
+      loss = -tf.reduce_sum(per_sequence) / num_steps
+    grads = tape.gradient(loss, variables)
+    grad_norm = tf.linalg.global_norm(grads)
+    finite = tf.logical_and(tf.math.is_finite(loss),
+                            tf.math.is_finite(grad_norm))
+    if config.clip_norm > 0:
+      grads, _ = tf.clip_by_global_norm(grads, config.clip_norm,
+                                        use_norm=grad_norm)
+
+    def apply():
+      optimizer.apply_gradients(zip(grads, variables))
+      return tf.constant(True)
+
+    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    return -loss, grad_norm, applied
+
+  if mode == "eager":
+    return train_step
+  if mode not in ("xla", "graph"):
+    raise ValueError(f"mode must be xla, graph or eager, got {mode!r}.")
+  return tf.function(train_step, jit_compile=(mode == "xla"),
+                     input_signature=evaluation.batch_signature(
+                         data_size, config.batch_size))
+
+
+def check_budget(max_seconds):
+  """Refuses a time budget that is not positive."""
+  if not max_seconds > 0:
+    raise ConfigError(f"The time budget (--max-minutes) must be positive, "
+                      f"got {max_seconds / 60:g} minutes.")
+
+
+def train(config, run_dir,
+          make_dataset_and_model=factory.make_dataset_and_model,
+          progress=True, log=None, max_seconds=None):
+  """Trains (or resumes) a run.
+
+  Training is the one writer of its run directory: it holds RUN_DIR/lock
+  (`seqlvm.run.rundir.RunLock`) from start to end, and a second training of
+  the same directory is refused.
+
+  Args:
+    config: a `Config`. A `data` path is stored absolute.
+    run_dir: the run directory; an existing run there is resumed.
+    make_dataset_and_model: config -> (dataset with .train/.valid lists of
+      `[T, D]` arrays, or a `Source`; model).
+    progress: show a progress bar. Default value: True.
+    log: callable for messages. Default value: print to stderr.
+    max_seconds: optional wall-clock budget (> 0); training stops (with a
+      checkpoint) once it is spent, and can be resumed later.
+
+  Returns:
+    result: a `TrainResult`; `trained_steps` is 0 when the run was already
+      at `config.num_steps`.
+
+  Raises:
+    ConfigError: if run_dir holds a run with another configuration, is
+      already past `config.num_steps`, the batch is larger than the
+      training split, or `max_seconds` is not positive.
+    DataMismatchError: if the data is not the data the run was trained on.
+    RunLockedError: if another process is training run_dir.
+    WriteError: if run_dir (or a checkpoint) cannot be written.
+    CheckpointError: if checkpoints exist but none restores.
+    TrainingError: on a non-finite bound or gradient (with
+      on_nonfinite="stop"), naming the step; the last good state is saved.
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  if log is None:
+    log = lambda message: tqdm.write(message, file=sys.stderr)
+  if max_seconds is not None:
+    check_budget(max_seconds)
+  config = config.replace(data=data_registry.canonical(config.data))
+  run = rundir_lib.RunDir(run_dir)
+  run.check_resume(config, data_registry.canonical)
+  created = not os.path.exists(run_dir)
+  fileio.check_writable_dir(run_dir, "run directory")
+  try:
+    with rundir_lib.RunLock(run_dir, log=log):
+      return _train(config, run, make_dataset_and_model, progress, log,
+                    max_seconds)
+  except BaseException:
+    if created and not os.listdir(run_dir):  # Refused before writing.
+      os.rmdir(run_dir)
+    raise
+
+
+def _training_pieces(source, max_length):
+  """How many training sequences (or pieces of at most max_length) there
+  are to batch."""
+  lengths = source.lengths("train")
+  if not max_length:
+    return len(lengths)
+  return int(sum(max(1, -(-int(n) // max_length)) for n in lengths))
+
+
+def _check_batch_size(source, config):
+  pieces = _training_pieces(source, config.max_length)
+  if config.batch_size > pieces:
+    what = (f"{pieces} pieces of at most {config.max_length} steps"
+            if config.max_length else f"{pieces} sequences")
+    raise ConfigError(
+        f"{source.name or config.data}: --batch-size {config.batch_size} is "
+        f"larger than the training split ({what}); a batch would repeat "
+        f"sequences. Use --batch-size {min(pieces, config.batch_size)} or "
+        "less.")
+
+
+def _restore(run, checkpoint, manager, model, optimizer, step, stored_data,
+             resuming, same_pipeline, log):
+  """Restores the newest checkpoint that loads (model, optimizer, step and,
+  from the same input pipeline, the data iterator); returns its path."""
+  if not resuming or same_pipeline:
+    restored = rundir_lib.restore_latest(checkpoint, manager, log=log)
+  else:
+    # Checkpoints of another input pipeline (an older seqlvm, say): its
+    # saved state cannot drive this one. Keep the model, the optimizer and
+    # the step, and start the data order afresh.
+    restored = rundir_lib.restore_latest(
+        tf.train.Checkpoint(model=model, optimizer=optimizer, step=step),
+        manager, partial=True, log=log)
+    if restored:
+      log(f"Warning: {restored} holds the state of another input pipeline "
+          f"({stored_data.get('pipeline') or 'an older seqlvm'}); model, "
+          "optimizer and step restored, the data order starts afresh.")
+  if restored:
+    log(f"Resuming {run.path} from {restored} at step {int(step)}.")
+  return restored
+
+
+def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
+  """`train` inside the run's lock."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  dataset, model = make_dataset_and_model(config)
+  source = sources.as_source(dataset)
+  _check_batch_size(source, config)
+  resuming = run.exists()
+  stored_data = run.check_data(source, config.data)
+  same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
+      source)
+  run.save_config(config)
+  run.record_versions()
+
+  optimizer = tf_keras.optimizers.Adam(config.learning_rate)
+  optimizer.build(model.trainable_variables)
+  step = tf.Variable(0, dtype=tf.int64, name="step")
+  iterator = iter(source.train_dataset(
+      config.batch_size, seed=config.seed,
+      pad_to_multiple=config.pad_to_multiple, max_length=config.max_length))
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                   step=step, data_iterator=iterator)
+  run.adopt_checkpoints(log)
+  manager = run.checkpoint_manager(checkpoint, config.keep_checkpoints)
+  restored = _restore(run, checkpoint, manager, model, optimizer, step,
+                      stored_data, resuming, same_pipeline, log)
+  if int(step) > config.num_steps:
+    raise ConfigError(
+        f"{restored}: this run is at step {int(step)}, past --num-steps "
+        f"{config.num_steps}; give a larger --num-steps to train further "
+        "(its checkpoints are kept).")
+  if int(step) == config.num_steps:
+    log(f"{run.path} is already at step {int(step)} (--num-steps "
+        f"{config.num_steps}): nothing to train. Give a larger --num-steps "
+        "to train further.")
+    return TrainResult(step=int(step), checkpoint=restored or "",
+                       train_bound_per_timestep=float("nan"))
+  train_step = make_train_step(model, optimizer, config, source.data_size,
+                               mode="xla" if config.jit_compile else "graph")
+  return _run_loop(config, run, source, model, train_step,
+                   lambda: next(iterator), step,
+                   Checkpointer(manager, step, restored), progress, log,
+                   max_seconds)
+
+
+def _run_loop(config, run, source, model, train_step, next_batch, step,
+              checkpointer, progress, log, max_seconds):
+  """Builds the hooks of `config` and runs the loop; the `TrainResult`."""
+  evaluator = evaluation.Evaluator(model, config, source.data_size)
+  validation = Validation(evaluator, source, config, run.file("valid"))
+  bar = ProgressBar(config.num_steps, int(step), progress)
+  summaries = Summaries(
+      run.file("train"), config.bound, config.summary_every,
+      config.num_steps, on_window=lambda mean: bar.bar.set_postfix(
+          {f"{config.bound}/step": f"{mean:.3f}"}))
+  nonfinite = NonFinitePolicy(config.on_nonfinite, config.bound)
+  hooks = ([TimeBudget(max_seconds)] if max_seconds is not None else []) + [
+      nonfinite, bar, summaries, PeriodicCheckpoint(config.checkpoint_every),
+      validation]
+  loop = TrainingLoop(train_step, next_batch, step, config.num_steps,
+                      config.seed, checkpointer, hooks, log, source)
+  loop.run()
+  return TrainResult(step=int(step), checkpoint=checkpointer.path,
+                     train_bound_per_timestep=summaries.last_window_mean,
+                     valid_bound_per_timestep=validation.last,
+                     skipped_steps=nonfinite.skipped,
+                     trained_steps=int(step) - loop.start_step)

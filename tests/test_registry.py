@@ -1,0 +1,111 @@
+"""The registries: every name loads, the CLI offers exactly the registered
+names, the rules are written once, and none of it imports TensorFlow."""
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from seqlvm import config as config_lib
+from seqlvm import registry
+from seqlvm.errors import ConfigError
+
+
+@pytest.mark.parametrize("reg", [registry.MODELS, registry.BOUNDS,
+                                 registry.CRITERIA, registry.SCHEMES,
+                                 registry.GRADIENTS])
+def test_every_registered_name_loads(reg):
+  for name in reg:
+    target = reg.load(name)
+    assert callable(target), (reg.concept, name)
+
+
+def test_models_take_the_arguments_the_factory_gives():
+  from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
+  given = set(factory.model_arguments(config_lib.Config()))
+  for name in registry.MODELS:
+    accepted = set(inspect.signature(registry.MODELS.load(name)).parameters)
+    assert {"data_size", "emission", "data_mean", "seed"} <= accepted, name
+    # Every size the config has for this model reaches it.
+    if registry.MODELS.meta(name, "has_latents"):
+      assert "hidden_size" in accepted, name
+    if registry.MODELS.meta(name, "wavenet"):
+      assert {"channels", "dilations"} <= accepted, name
+    if "concrete" in registry.MODELS.meta(name, "latents"):
+      assert {"latent", "categories", "temperature"} <= accepted, name
+    assert accepted & given, name
+
+
+def test_unknown_names_list_the_choices():
+  with pytest.raises(ConfigError, match="Unknown resampling scheme 'x'; "
+                     "choose one of multinomial, systematic, stratified, "
+                     "residual."):
+    registry.SCHEMES.check("x")
+  with pytest.raises(ConfigError, match="Unknown model"):
+    registry.MODELS["transformer"]  # pylint: disable=pointless-statement
+
+
+def test_build_passes_only_declared_options():
+  soft = registry.GRADIENTS.build("soft", soft_mixing=0.25,
+                                  resampling_temperature=3.)
+  assert soft.mixing == 0.25
+  concrete = registry.GRADIENTS.build("concrete", soft_mixing=0.25,
+                                      resampling_temperature=3.)
+  assert concrete.temperature == 3.
+  assert registry.GRADIENTS.build("stop", soft_mixing=0.25).name == "stop"
+
+
+def test_the_multinomial_rule_is_one_function_used_everywhere():
+  from seqlvm import bounds  # pylint: disable=g-import-not-at-top
+  for gradient in registry.GRADIENTS:
+    for scheme in registry.SCHEMES:
+      problem = registry.gradient_scheme_problem(gradient, scheme)
+      needs = registry.GRADIENTS.meta(gradient, "multinomial_only")
+      assert bool(problem) == bool(needs and scheme != "multinomial")
+      if problem:
+        with pytest.raises(ConfigError, match="needs the multinomial"):
+          config_lib.Config(bound="fivo", resampling_gradient=gradient,
+                            scheme=scheme)
+        with pytest.raises(ConfigError, match="needs the multinomial"):
+          bounds.bound_spec("fivo", resampling_gradient=gradient,
+                            scheme=scheme)
+
+
+def test_latent_rule():
+  assert registry.latent_problem("vrnn", "concrete") is None
+  assert "only offered by models vrnn and vrnn-wavenet" in (
+      registry.latent_problem("srnn", "concrete"))
+
+
+def test_cli_choices_are_the_registries():
+  from seqlvm import cli  # pylint: disable=g-import-not-at-top
+  parser = cli.build_parser()
+  train = parser._subparsers._group_actions[0].choices["train"]  # pylint: disable=protected-access
+  choices = {a.dest: a.choices for a in train._actions if a.choices}  # pylint: disable=protected-access
+  assert choices["model"] == registry.MODELS.names
+  assert choices["bound"] == registry.BOUNDS.names
+  assert choices["resampling"] == registry.CRITERIA.names
+  assert choices["scheme"] == registry.SCHEMES.names
+  assert choices["resampling_gradient"] == registry.GRADIENTS.names
+  assert choices["latent"] == registry.LATENTS.names
+  assert choices["emission"] == registry.EMISSION_CHOICES
+
+
+def test_parsing_and_help_import_no_tensorflow():
+  code = ("import sys, contextlib, io\n"
+          "from seqlvm import cli\n"
+          "for argv in (['--help'], ['train', '--help'], ['data', 'fetch', "
+          "'--help'], ['train', '--modle', 'x']):\n"
+          "  with contextlib.redirect_stdout(io.StringIO()), "
+          "contextlib.redirect_stderr(io.StringIO()):\n"
+          "    try:\n"
+          "      cli.build_parser().parse_args(argv)\n"
+          "    except SystemExit:\n"
+          "      pass\n"
+          "import seqlvm\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+          "('tensorflow', 'tensorflow_probability', 'tf_keras')))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == "[]", out
