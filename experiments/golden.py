@@ -243,9 +243,22 @@ def collect(keep_run=None):
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def compare(expected, actual):
-  """Lines naming each difference (the versions entry is informative)."""
-  problems = []
+def _close(expected, actual, rtol):
+  """Whether two entries agree to `rtol` (hex floats, lists of them)."""
+  if isinstance(expected, list) and isinstance(actual, list):
+    return len(expected) == len(actual) and all(
+        _close(e, a, rtol) for e, a in zip(expected, actual))
+  try:
+    e, a = float.fromhex(expected), float.fromhex(actual)
+  except (TypeError, ValueError):
+    return False
+  return abs(e - a) <= rtol * max(abs(e), abs(a))
+
+
+def compare(expected, actual, rtol=0.):
+  """Lines naming each difference (the versions entry is informative);
+  entries that agree to `rtol` (relative) are named as such, not counted."""
+  problems, close = [], []
   for key in sorted(set(expected) | set(actual)):
     if key == "versions":
       continue
@@ -254,8 +267,12 @@ def compare(expected, actual):
     elif key not in expected:
       problems.append(f"new: {key}")
     elif expected[key] != actual[key]:
-      problems.append(f"differs: {key}: {expected[key]} -> {actual[key]}")
-  return problems
+      line = f"{key}: {expected[key]} -> {actual[key]}"
+      if rtol and _close(expected[key], actual[key], rtol):
+        close.append(f"within {rtol:g}: {line}")
+      else:
+        problems.append(f"differs: {line}")
+  return problems, close
 
 
 def main():
@@ -263,6 +280,10 @@ def main():
   parser.add_argument("--out", help="write the numbers here (JSON)")
   parser.add_argument("--check", help="compare with this JSON file")
   parser.add_argument("--keep-run", help="keep the trained run here")
+  parser.add_argument("--rtol", type=float, default=0.,
+                      help="with --check: entries that agree to this "
+                      "relative tolerance are listed, not counted as "
+                      "differences [0: bit-identical]")
   args = parser.parse_args()
   numbers = json.loads(json.dumps(collect(args.keep_run)))
   if args.out:
@@ -273,11 +294,13 @@ def main():
   if args.check:
     with open(args.check) as f:
       expected = json.load(f)
-    problems = compare(expected, numbers)
-    for line in problems:
+    problems, close = compare(expected, numbers, args.rtol)
+    for line in problems + close:
       print(line)
-    print(f"{len(expected) - 1} entries checked: "
-          f"{'identical' if not problems else f'{len(problems)} differ'}.")
+    identical = len(expected) - 1 - len(problems) - len(close)
+    print(f"{len(expected) - 1} entries checked: {identical} identical, "
+          f"{len(close)} within --rtol {args.rtol:g}, {len(problems)} "
+          "differ.")
     return 1 if problems else 0
   return 0
 

@@ -39,6 +39,14 @@ def _train_parser(sub):
 
   p.add_argument("--run-dir", required=True,
                  help="where checkpoints, summaries and config go")
+  _model_flags(arg, registry)
+  _bound_flags(arg, registry)
+  _training_flags(p, arg, registry)
+  return p
+
+
+def _model_flags(arg, registry):
+  """The data and the model."""
   arg("--data", "data", "dataset: 'chorales' (embedded Bach chorales) or "
       "'speech-demo' (embedded synthesised speech), both prepared on first "
       "use; a NAME in the data directory (jsb|nottingham|musedata|piano-midi "
@@ -64,6 +72,10 @@ def _train_parser(sub):
   arg("--emission", "emission", "emission distribution (auto: bernoulli "
       "for pianorolls, gaussian for speech frames)",
       choices=registry.EMISSION_CHOICES)
+
+
+def _bound_flags(arg, registry):
+  """The bound and its particle filter."""
   arg("--bound", "bound", "training objective",
       choices=registry.BOUNDS.names)
   arg("--num-particles", "num_particles", "particles N", type=int)
@@ -82,6 +94,10 @@ def _train_parser(sub):
   arg("--resampling-temperature", "resampling_temperature",
       "temperature of the concrete resampling gradient (> 0; lower is "
       "closer to hard resampling, with noisier gradients)", type=float)
+
+
+def _training_flags(p, arg, registry):
+  """The optimisation, checkpoints, summaries and budgets."""
   arg("--batch-size", "batch_size", "sequences per batch", type=int)
   arg("--learning-rate", "learning_rate", "Adam learning rate", type=float)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "
@@ -112,7 +128,6 @@ def _train_parser(sub):
                  "time; resume later with the same command [no limit]")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar")
-  return p
 
 
 def _config_from_args(args):
@@ -280,6 +295,29 @@ def _data_parser(sub):
   p = sub.add_parser("data", help="get and prepare datasets")
   data_sub = p.add_subparsers(dest="data_command", required=True)
 
+  _fetch_parser(data_sub, fetch)
+  _from_midi_parser(data_sub, registry)
+  _from_audio_parser(data_sub)
+  q = data_sub.add_parser("list", help="the named datasets and which are "
+                          "ready")
+  q.set_defaults(func=_cmd_list)
+
+
+def _preparation_flags(q, valid_fraction, test_fraction):
+  """The flags every preparation command shares."""
+  q.add_argument("--seed", type=int, default=0,
+                 help="seed of the shuffled split [0]")
+  q.add_argument("--valid-fraction", type=float, default=valid_fraction,
+                 help="share of files for valid, without train/valid/test "
+                 f"sub-folders [{valid_fraction}]")
+  q.add_argument("--test-fraction", type=float, default=test_fraction,
+                 help=f"share of files for test [{test_fraction}]")
+  q.add_argument("--strict", action="store_true",
+                 help="stop at the first bad file instead of skipping it")
+  q.add_argument("--no-progress", action="store_true")
+
+
+def _fetch_parser(data_sub, fetch):
   q = data_sub.add_parser(
       "fetch", help="download a standard pianoroll set and verify it",
       description="Download one of the four Boulanger-Lewandowski et al. "
@@ -294,18 +332,8 @@ def _data_parser(sub):
   q.add_argument("--no-progress", action="store_true")
   q.set_defaults(func=_cmd_fetch)
 
-  def common(q, valid_fraction, test_fraction):
-    q.add_argument("--seed", type=int, default=0,
-                   help="seed of the shuffled split [0]")
-    q.add_argument("--valid-fraction", type=float, default=valid_fraction,
-                   help="share of files for valid, without train/valid/test "
-                   f"sub-folders [{valid_fraction}]")
-    q.add_argument("--test-fraction", type=float, default=test_fraction,
-                   help=f"share of files for test [{test_fraction}]")
-    q.add_argument("--strict", action="store_true",
-                   help="stop at the first bad file instead of skipping it")
-    q.add_argument("--no-progress", action="store_true")
 
+def _from_midi_parser(data_sub, registry):
   q = data_sub.add_parser(
       "from-midi", help="turn a folder of MIDI files into a pianoroll set",
       description="Quantise every MIDI file under DIRECTORY to a binary "
@@ -320,9 +348,11 @@ def _data_parser(sub):
                  choices=registry.RESOLUTIONS.names,
                  help="one step per quarter, eighth or sixteenth note "
                  "[quarter]")
-  common(q, 0.1, 0.1)
+  _preparation_flags(q, 0.1, 0.1)
   q.set_defaults(func=_cmd_from_midi)
 
+
+def _from_audio_parser(data_sub):
   q = data_sub.add_parser(
       "from-audio", help="turn a folder of WAV/NIST SPHERE files into a "
       "speech set",
@@ -350,12 +380,8 @@ def _data_parser(sub):
                  help="megabytes per TFRecord shard [128]")
   q.add_argument("--force", action="store_true",
                  help="replace an existing output folder")
-  common(q, 0.05, 0.1)
+  _preparation_flags(q, 0.05, 0.1)
   q.set_defaults(func=_cmd_from_audio)
-
-  q = data_sub.add_parser("list", help="the named datasets and which are "
-                          "ready")
-  q.set_defaults(func=_cmd_list)
 
 
 def build_parser():

@@ -28,9 +28,11 @@ import collections
 import numpy as np
 import tensorflow as tf
 
+from seqlvm import registry
+
 __all__ = ["SequenceModel", "StepOutput", "EMISSIONS", "checked_mean"]
 
-EMISSIONS = ("bernoulli", "gaussian")
+EMISSIONS = registry.EMISSIONS.names
 
 StepOutput = collections.namedtuple(
     "StepOutput",

@@ -75,6 +75,8 @@ projects them once for all steps, outside the particle loop.
     Compression. NeurIPS 2016. https://arxiv.org/abs/1604.08772
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -85,9 +87,15 @@ from seqlvm.models import nets
 
 tfd = tfp.distributions
 
-__all__ = ["DRAW", "EMISSIONS", "CANVAS_FORGET_INIT"]
+__all__ = ["DRAW", "DRAWContext", "CANVAS_FORGET_INIT"]
 
-EMISSIONS = base.EMISSIONS
+DRAWContext = collections.namedtuple(
+    "DRAWContext",
+    [
+        "decoder_inputs",  # [T, B, 4H]: the decoder's product of
+                           # phi_x(x_{t-1}).
+        "encoder_inputs",  # [T, B, 4H]: the encoder's product of x_t - mean.
+    ])
 
 # Initial per-dimension canvas retention f = sigmoid(a): a write fades to
 # 1/e in about 20 steps and the canvas is at most 20 times one write.
@@ -142,14 +150,13 @@ class DRAW(base.SequenceModel):
     with self.name_scope:
       self.x_encoder = nets.MLP(d, [h], h, seed=seed + 1, dtype=dtype,
                                 name="x_encoder")
-      # Encoder input [x_t - mean, xhat_t, h_dec_{t-1}]; the first D columns
-      # are projected in `prepare`.
-      self.encoder = nets.LSTMCell(2 * d + h, h, seed=seed + 2, dtype=dtype,
-                                   name="encoder")
-      # Decoder input [phi_x(x_{t-1}), z_t]; the first H columns are
-      # projected in `prepare`.
-      self.decoder = nets.LSTMCell(h + z, h, seed=seed + 3, dtype=dtype,
-                                   name="decoder")
+      # Encoder input [x_t - mean, xhat_t, h_dec_{t-1}]; x is projected in
+      # `prepare`.
+      self.encoder = nets.LSTMCell([("x", d), ("error", d), ("h_dec", h)], h,
+                                   seed=seed + 2, dtype=dtype, name="encoder")
+      # Decoder input [phi_x(x_{t-1}), z_t]; x is projected in `prepare`.
+      self.decoder = nets.LSTMCell([("x", h), ("z", z)], h, seed=seed + 3,
+                                   dtype=dtype, name="decoder")
       # Linear Gaussian heads, as DRAW's Q(z | h_enc).
       self.prior = heads.ConditionalNormal(h, [], z, seed=seed + 4,
                                            dtype=dtype, name="prior")
@@ -194,10 +201,10 @@ class DRAW(base.SequenceModel):
       mask: bool `[T, B]`; unused (the sweep ignores padded steps).
 
     Returns:
-      decoder_inputs: `[T, B, 4H]`, the decoder LSTM pre-activations from
-        phi_x(x_{t-1}) (without the LSTM bias, which the step adds).
-      encoder_inputs: `[T, B, 4H]`, the encoder LSTM pre-activations from
-        x_t - mean.
+      context: a `DRAWContext`: decoder_inputs `[T, B, 4H]`, the decoder
+        LSTM pre-activations from phi_x(x_{t-1}) (without the LSTM bias,
+        which the step adds), and encoder_inputs `[T, B, 4H]`, the encoder
+        LSTM pre-activations from x_t - mean.
     """
     del mask  # Padded steps are ignored by the sweep.
     shape = tf.shape(x)
@@ -206,10 +213,11 @@ class DRAW(base.SequenceModel):
     first = self.x_encoder(tf.zeros([1, self.data_size], self.dtype))
     previous = tf.concat(
         [tf.tile(first, [shape[1], 1]), encoded[:-shape[1]]], axis=0)
-    decoder_inputs = self.decoder.kernel.project(previous)
-    encoder_inputs = self.encoder.kernel.project(centred)
-    return (tf.reshape(decoder_inputs, [shape[0], shape[1], -1]),
-            tf.reshape(encoder_inputs, [shape[0], shape[1], -1]))
+    decoder_inputs = self.decoder.kernel.project(x=previous)
+    encoder_inputs = self.encoder.kernel.project(x=centred)
+    return DRAWContext(
+        tf.reshape(decoder_inputs, [shape[0], shape[1], -1]),
+        tf.reshape(encoder_inputs, [shape[0], shape[1], -1]))
 
   def initial_state(self, batch_size):
     h_dec, c_dec = self.decoder.initial_state(batch_size, self.dtype)
@@ -220,27 +228,25 @@ class DRAW(base.SequenceModel):
   def _decode(self, h_dec, c_dec, canvas, z, decoder_inputs):
     """The decoder LSTM and the canvas write; returns h_dec, c_dec, canvas."""
     # decoder_inputs holds phi_x(x_{t-1}) W_x; the cell adds [z, h] W + b.
-    h_dec, (_, c_dec) = self.decoder(z, (h_dec, c_dec),
-                                     projected=decoder_inputs,
-                                     start=self.hidden_size)
+    h_dec, (_, c_dec) = self.decoder((h_dec, c_dec),
+                                     precomputed=decoder_inputs, z=z)
     forget = tf.sigmoid(self.canvas_forget_logit)
     return h_dec, c_dec, forget * canvas + self.write(h_dec)
 
   def step(self, state, context_t, x_t, seed):
-    decoder_inputs, encoder_inputs = context_t
     h_dec, c_dec, h_enc, c_enc, canvas = state
     x_t = tf.cast(x_t, self.dtype)
     # Read without attention: [x_t - mean, xhat_t]; the first part is in
     # encoder_inputs, so the cell gets [xhat_t, h_dec_{t-1}] (+ h_enc).
     error = x_t - self._emission_mean(canvas)
-    h_enc, (_, c_enc) = self.encoder(tf.concat([error, h_dec], axis=-1),
-                                     (h_enc, c_enc), projected=encoder_inputs,
-                                     start=self.data_size)
+    h_enc, (_, c_enc) = self.encoder(
+        (h_enc, c_enc), precomputed=context_t.encoder_inputs, error=error,
+        h_dec=h_dec)
     p_z = self.prior(h_dec)
     q_z = self.proposal(h_enc)
     z = q_z.sample(seed=seed)
     h_dec, c_dec, canvas = self._decode(h_dec, c_dec, canvas, z,
-                                        decoder_inputs)
+                                        context_t.decoder_inputs)
     p_x = self._emission(canvas, h_dec)
     return base.StepOutput(
         state=(h_dec, c_dec, h_enc, c_enc, canvas),
@@ -270,7 +276,8 @@ class DRAW(base.SequenceModel):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       h_dec, c_dec, canvas = state
-      decoder_inputs = self.decoder.kernel.project(self.x_encoder(previous_x))
+      decoder_inputs = self.decoder.kernel.project(
+          x=self.x_encoder(previous_x))
       z = self.prior(h_dec).sample(seed=z_seed)
       h_dec, c_dec, canvas = self._decode(h_dec, c_dec, canvas, z,
                                           decoder_inputs)
@@ -280,22 +287,3 @@ class DRAW(base.SequenceModel):
     h_dec, c_dec, _, _, canvas = self.initial_state(batch_size)
     return self._sample_loop(num_steps, batch_size, (h_dec, c_dec, canvas),
                              step, return_means, progress_fn)
-
-  def flops(self, num_steps, batch_size, num_particles):
-    """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.
-
-    Per particle row and step: the encoder LSTM on [xhat, h_dec, h_enc], the
-    decoder LSTM on [z, h_dec], the prior, the proposal, the write and (for
-    Gaussian emissions) the emission scale; per sequence row and step
-    (`prepare`): phi_x and the two projections.
-    """
-    h, z, d = self.hidden_size, self.latent_size, self.data_size
-    rows = num_steps * batch_size
-    loop = (2 * (d + 2 * h) * 4 * h + 2 * (z + h) * 4 * h +
-            self.prior.flops_per_row() + self.proposal.flops_per_row() +
-            self.write.flops_per_row())
-    if self.emission_type == "gaussian":
-      loop += self.emission_scale.flops_per_row()
-    prepared = (self.x_encoder.flops_per_row() + 2 * h * 4 * h +
-                2 * d * 4 * h)
-    return rows * num_particles * loop + rows * prepared

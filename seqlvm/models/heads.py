@@ -2,6 +2,9 @@
 
 Each head returns a distribution with `batch_shape [R]` and `event_shape [D]`
 (`tfd.Independent`), so `log_prob` gives one number per row (per particle).
+A head's input may be named blocks (see `seqlvm.models.nets`): pass them by
+name, and a part computed ahead as `precomputed` (from `head.project`).
+`emission` builds the emission head every model uses.
 
 Recommended import: `from seqlvm.models import heads`.
 """
@@ -15,7 +18,7 @@ from seqlvm.models import nets
 tfd = tfp.distributions
 
 __all__ = ["ConditionalNormal", "ConditionalBernoulli", "ConditionalLogits",
-           "logit"]
+           "emission", "logit"]
 
 
 def logit(p, eps=1e-4):
@@ -24,14 +27,28 @@ def logit(p, eps=1e-4):
   return np.log(p) - np.log1p(-p)
 
 
-class ConditionalNormal(tf.Module):
+class _Head(tf.Module):
+  """An MLP over (possibly named) inputs."""
+
+  def _net_output(self, inputs, precomputed, named):
+    if inputs:
+      x = inputs[0] if len(inputs) == 1 else tf.concat(inputs, axis=-1)
+      return self.net(x, precomputed=precomputed)
+    return self.net(precomputed=precomputed, **named)
+
+  def project(self, **inputs):
+    """The first layer's part of the named inputs, computed ahead."""
+    return self.net.project(**inputs)
+
+
+class ConditionalNormal(_Head):
   """A diagonal Gaussian whose mean and scale an MLP computes from its inputs.
 
   scale = max(softplus(raw + raw_scale_bias), min_scale), as in FIVO's
   `ConditionalNormalDistribution`.
 
   Args:
-    input_size: int, the size of the concatenated inputs.
+    input_size: int, or (name, size) input blocks.
     hidden_sizes: list of ints.
     event_size: int D.
     min_scale: float. Default value: 1e-3 (FIVO uses 0; a floor keeps the
@@ -55,33 +72,30 @@ class ConditionalNormal(tf.Module):
     self.net = nets.MLP(input_size, hidden_sizes, 2 * event_size, seed=seed,
                         output_bias_init=bias, dtype=dtype, name="net")
 
-  def params(self, *inputs, offset=None):
-    """Mean and scale; `offset` is a precomputed part of the first layer
-    (see `nets.Linear.project`) for inputs that come after `inputs`."""
-    out = self.net(tf.concat(inputs, axis=-1), offset=offset)
+  def params(self, *inputs, precomputed=None, **named):
+    """Mean and scale, each `[R, D]`, from the whole input (positional, in
+    order) or named blocks."""
+    out = self._net_output(inputs, precomputed, named)
     loc, raw_scale = tf.split(out, 2, axis=-1)
     scale = tf.maximum(tf.nn.softplus(raw_scale + self.raw_scale_bias),
                        self.min_scale)
     return loc, scale
 
-  def __call__(self, *inputs, loc_offset=None, offset=None):
-    loc, scale = self.params(*inputs, offset=offset)
+  def __call__(self, *inputs, loc_offset=None, precomputed=None, **named):
+    loc, scale = self.params(*inputs, precomputed=precomputed, **named)
     if loc_offset is not None:
       loc = loc + loc_offset
     return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
 
-  def flops_per_row(self):
-    return self.net.flops_per_row()
 
-
-class ConditionalLogits(tf.Module):
+class ConditionalLogits(_Head):
   """Unnormalised log-probabilities `[R, K]` of a categorical, from an MLP.
 
   The model builds the distribution over them (a Concrete relaxation when
   training, the categorical itself when evaluating).
 
   Args:
-    input_size: int.
+    input_size: int, or (name, size) input blocks.
     hidden_sizes: list of ints.
     num_classes: int K.
   """
@@ -93,18 +107,15 @@ class ConditionalLogits(tf.Module):
     self.net = nets.MLP(input_size, hidden_sizes, num_classes, seed=seed,
                         dtype=dtype, name="net")
 
-  def __call__(self, *inputs, offset=None):
-    return self.net(tf.concat(inputs, axis=-1), offset=offset)
-
-  def flops_per_row(self):
-    return self.net.flops_per_row()
+  def __call__(self, *inputs, precomputed=None, **named):
+    return self._net_output(inputs, precomputed, named)
 
 
-class ConditionalBernoulli(tf.Module):
+class ConditionalBernoulli(_Head):
   """Independent Bernoullis whose logits an MLP computes from its inputs.
 
   Args:
-    input_size: int.
+    input_size: int, or (name, size) input blocks.
     hidden_sizes: list of ints.
     event_size: int D.
     bias_init: optional initial logit bias `[D]`; FIVO sets it to the logit
@@ -118,10 +129,40 @@ class ConditionalBernoulli(tf.Module):
     self.net = nets.MLP(input_size, hidden_sizes, event_size, seed=seed,
                         output_bias_init=bias_init, dtype=dtype, name="net")
 
-  def __call__(self, *inputs):
-    logits = self.net(tf.concat(inputs, axis=-1))
+  def logits(self, *inputs, precomputed=None, **named):
+    return self._net_output(inputs, precomputed, named)
+
+  def __call__(self, *inputs, precomputed=None, **named):
+    logits = self.logits(*inputs, precomputed=precomputed, **named)
     return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
                            reinterpreted_batch_ndims=1)
 
-  def flops_per_row(self):
-    return self.net.flops_per_row()
+
+def emission(kind, input_size, hidden_sizes, data_size, data_mean, mean,
+             seed, dtype, name="emission"):
+  """The emission head p(x_t | ...) of kind "bernoulli" or "gaussian".
+
+  Its bias starts at logit(mean) for Bernoulli emissions and at the mean for
+  Gaussian ones (FIVO's initialisation); with no `data_mean` a Bernoulli
+  bias starts at zero.
+
+  Args:
+    kind: "bernoulli" or "gaussian".
+    input_size: int, or (name, size) input blocks.
+    hidden_sizes: list of ints.
+    data_size: int D.
+    data_mean: the training mean as given (None: no centring).
+    mean: float64 `[D]`, the checked mean (`base.checked_mean`).
+    seed: int.
+    dtype: the float dtype.
+
+  Returns:
+    head: a `ConditionalBernoulli` or `ConditionalNormal`.
+  """
+  if kind == "bernoulli":
+    return ConditionalBernoulli(
+        input_size, hidden_sizes, data_size, seed=seed,
+        bias_init=None if data_mean is None else logit(mean), dtype=dtype,
+        name=name)
+  return ConditionalNormal(input_size, hidden_sizes, data_size, seed=seed,
+                           loc_bias_init=mean, dtype=dtype, name=name)

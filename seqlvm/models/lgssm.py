@@ -25,6 +25,8 @@ proportional to exp(-z' J_t z / 2 + z' h_t)):
 Padded steps (mask False) contribute no observation term.
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -33,9 +35,21 @@ from seqlvm.models import base
 
 tfd = tfp.distributions
 
-__all__ = ["LinearGaussianSSM", "PROPOSALS"]
+__all__ = ["LinearGaussianSSM", "LGSSMContext", "SmoothingContext",
+           "PROPOSALS"]
 
 PROPOSALS = ("bootstrap", "filtering", "smoothing")
+
+LGSSMContext = collections.namedtuple(
+    "LGSSMContext", ["first"])  # bool [T, B]: t == 0.
+SmoothingContext = collections.namedtuple(
+    "SmoothingContext",
+    [
+        "first",  # bool [T, B]: t == 0.
+        "mean_matrix",  # [T, B, Dz, Dz]: the exact posterior's mean is
+        "mean_offset",  # [T, B, Dz]:   mean_matrix z_{t-1} + mean_offset,
+        "scale_tril",  # [T, B, Dz, Dz]: with this Cholesky factor.
+    ])
 
 
 def _scale_matrix(scale, size, dtype, label):
@@ -164,7 +178,7 @@ class LinearGaussianSSM(base.SequenceModel):
         tf.equal(tf.range(num_steps), 0)[:, tf.newaxis],
         [num_steps, batch_size])
     if self.proposal != "smoothing":
-      return (first,)
+      return LGSSMContext(first)
     x = tf.cast(x, self.dtype)
     obs = tf.cast(mask, self.dtype)[..., tf.newaxis]  # [T, B, 1]
     eye = tf.eye(self.latent_size, batch_shape=[batch_size], dtype=self.dtype)
@@ -197,7 +211,7 @@ class LinearGaussianSSM(base.SequenceModel):
     _, (mean_matrix, mean_offset, scale_tril) = tf.scan(
         backward, (x, obs, first[:, 0]), initializer=(
             init, (init[0], init[1], init[0])), reverse=True)
-    return first, mean_matrix, mean_offset, scale_tril
+    return SmoothingContext(first, mean_matrix, mean_offset, scale_tril)
 
   def initial_state(self, batch_size):
     return tf.zeros([batch_size, self.latent_size], self.dtype)
@@ -211,7 +225,7 @@ class LinearGaussianSSM(base.SequenceModel):
 
   def step(self, state, context_t, x_t, seed):
     z_prev = state
-    first = context_t[0]
+    first = context_t.first
     x_t = tf.cast(x_t, self.dtype)
     p_z = self._prior(z_prev, first)
     if self.proposal == "bootstrap":
@@ -227,9 +241,9 @@ class LinearGaussianSSM(base.SequenceModel):
       scale = tf.where(cond[..., tf.newaxis], f_tril, r_tril)
       q_z = tfd.MultivariateNormalTriL(loc, scale)
     else:
-      _, mean_matrix, mean_offset, scale_tril = context_t
-      loc = tf.linalg.matvec(mean_matrix, z_prev) + mean_offset
-      q_z = tfd.MultivariateNormalTriL(loc, scale_tril)
+      loc = (tf.linalg.matvec(context_t.mean_matrix, z_prev) +
+             context_t.mean_offset)
+      q_z = tfd.MultivariateNormalTriL(loc, context_t.scale_tril)
     z = q_z.sample(seed=seed)
     p_x = tfd.MultivariateNormalTriL(tf.linalg.matvec(self.c, z), self.r_tril)
     return base.StepOutput(state=z, log_p_z=p_z.log_prob(z),

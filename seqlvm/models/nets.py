@@ -1,16 +1,33 @@
-"""Small networks as `tf.Module`s: affine maps, MLPs and an LSTM cell.
+"""Small networks as `tf.Module`s: affine maps with named input blocks, MLPs
+and an LSTM cell.
 
 They create their variables eagerly in the constructor (no lazy build), so a
 model is complete before any `tf.function` traces it and a checkpoint restores
 into it directly. Weights use Glorot-uniform initialisation and zero biases,
 as the FIVO reference code does.
+
+Named input blocks. A layer that reads several inputs declares them, in the
+order of its weight rows: `Linear([("h", 64), ("x", 64)], 32)`. Callers pass
+inputs by name, `layer(h=h, x=x)`; the layer concatenates them in its own
+order, so no call can put a column in the wrong place. Part of the input can
+be multiplied ahead, once per batch and outside the particle loop:
+
+    precomputed = layer.project(x=features_of_x)   # [T*B, out], no bias
+    y = layer(h=h, precomputed=precomputed_t)      # + h W_h + b, per particle
+
+The blocks given to one call must be adjacent in the declared order (they
+are one slice of the weight rows). The weights are one kernel `w` and one
+bias `b` whatever the blocks, so checkpoints do not depend on them.
 """
 
+import collections
 import math
 
 import tensorflow as tf
 
 __all__ = ["Linear", "MLP", "LSTMCell", "glorot_uniform"]
+
+_INPUTS = "inputs"  # The name of the single block of an unnamed input.
 
 
 def glorot_uniform(shape, seed, dtype=tf.float32):
@@ -19,11 +36,25 @@ def glorot_uniform(shape, seed, dtype=tf.float32):
   return tf.random.stateless_uniform(shape, seed, -limit, limit, dtype=dtype)
 
 
+def _blocks(input_size):
+  """OrderedDict name -> (first row, size) from an int or (name, size)s."""
+  if isinstance(input_size, int):
+    return collections.OrderedDict([(_INPUTS, (0, input_size))])
+  blocks, start = collections.OrderedDict(), 0
+  for name, size in input_size:
+    if name in blocks:
+      raise ValueError(f"Input block {name!r} is declared twice.")
+    blocks[name] = (start, int(size))
+    start += int(size)
+  return blocks
+
+
 class Linear(tf.Module):
-  """y = x W + b.
+  """y = x W + b, with the rows of W in named input blocks.
 
   Args:
-    input_size: int.
+    input_size: int, or a sequence of (name, size): the input blocks, in the
+      order of W's rows.
     output_size: int.
     seed: int, for the initial weights.
     bias_init: optional float or array `[output_size]` for the initial bias.
@@ -32,39 +63,73 @@ class Linear(tf.Module):
   def __init__(self, input_size, output_size, seed=0, bias_init=None,
                dtype=tf.float32, name=None):
     super().__init__(name=name)
-    self.input_size = input_size
+    self.blocks = _blocks(input_size)
+    self.input_size = sum(size for _, size in self.blocks.values())
     self.output_size = output_size
     self.w = tf.Variable(
-        glorot_uniform([input_size, output_size], (seed, 17), dtype), name="w")
+        glorot_uniform([self.input_size, output_size], (seed, 17), dtype),
+        name="w")
     b = tf.zeros([output_size], dtype) if bias_init is None else tf.cast(
         tf.broadcast_to(bias_init, [output_size]), dtype)
     self.b = tf.Variable(b, name="b")
 
-  def __call__(self, x, offset=None, start=0):
-    """x W[start:start + d] + b (+ offset), for x `[R, d]`.
+  def _stacked(self, inputs):
+    """The named inputs concatenated in block order, and their rows."""
+    unknown = sorted(set(inputs) - set(self.blocks))
+    if unknown or not inputs:
+      raise ValueError(f"{self.name}: unknown input block(s) {unknown} or "
+                       f"none given; its blocks are {list(self.blocks)}.")
+    names = [n for n in self.blocks if n in inputs]
+    start = self.blocks[names[0]][0]
+    stop = start
+    for name in names:
+      first, size = self.blocks[name]
+      width = inputs[name].shape[-1]
+      if first != stop:
+        raise ValueError(f"{self.name}: input blocks {names} are not adjacent "
+                         f"in {list(self.blocks)}.")
+      if width is not None and width != size:
+        raise ValueError(f"{self.name}: input block {name!r} has {width} "
+                         f"columns, expected {size}.")
+      stop = first + size
+    values = [inputs[n] for n in names]
+    x = values[0] if len(values) == 1 else tf.concat(values, axis=-1)
+    return x, start, stop
 
-    With `start` and `offset` a layer can take part of its input
-    precomputed: `offset` is `project` of the other rows' inputs.
+  def project(self, **inputs):
+    """The named inputs' part of x W, without the bias: `[R, out]`."""
+    x, start, stop = self._stacked(inputs)
+    return tf.matmul(x, self.w[start:stop])
+
+  def __call__(self, *whole, precomputed=None, **inputs):
+    """x W + b (+ precomputed).
+
+    Args:
+      *whole: optionally x `[R, input_size]`, the whole input.
+      precomputed: optional `[R, out]`, `project` of the blocks not given.
+      **inputs: named blocks `[R, size]`, instead of the whole input.
     """
-    if start == 0 and x.shape[-1] == self.input_size:
+    if whole:
+      (x,) = whole
+      if inputs or x.shape[-1] != self.input_size:
+        raise ValueError(f"{self.name}: a positional input must be the whole "
+                         f"input ({self.input_size} columns); pass blocks "
+                         f"{list(self.blocks)} by name.")
       y = tf.matmul(x, self.w) + self.b
     else:
-      y = tf.matmul(x, self.w[start:start + x.shape[-1]]) + self.b
-    return y if offset is None else y + offset
-
-  def project(self, x, start=0):
-    """x W[start:start + d] without the bias: a precomputable part."""
-    return tf.matmul(x, self.w[start:start + x.shape[-1]])
-
-  def flops_per_row(self):
-    return 2 * self.input_size * self.output_size
+      x, start, stop = self._stacked(inputs)
+      if start == 0 and stop == self.input_size:
+        y = tf.matmul(x, self.w) + self.b
+      else:
+        y = tf.matmul(x, self.w[start:stop]) + self.b
+    return y if precomputed is None else y + precomputed
 
 
 class MLP(tf.Module):
   """Hidden layers with ReLU, then a linear output layer.
 
   Args:
-    input_size: int.
+    input_size: int, or (name, size) blocks of the first layer.
     hidden_sizes: list of ints (possibly empty).
     output_size: int.
     seed: int.
@@ -82,50 +147,62 @@ class MLP(tf.Module):
     self.out = Linear(sizes[-1], output_size, seed=seed * 101 + 99,
                       bias_init=output_bias_init, dtype=dtype, name="out")
 
-  def __call__(self, x, offset=None, start=0):
-    """Applies the MLP; `offset` and `start` go to the first layer."""
+  @property
+  def first(self):
+    """The layer that reads the input (and owns its blocks)."""
+    return (self.layers + [self.out])[0]
+
+  def project(self, **inputs):
+    """The first layer's part of the named inputs (see `Linear.project`)."""
+    return self.first.project(**inputs)
+
+  def __call__(self, *whole, precomputed=None, **inputs):
+    """Applies the MLP; the whole input or the named blocks, and
+    `precomputed`, go to the first layer."""
     layers = self.layers + [self.out]
+    x = None
     for i, layer in enumerate(layers):
-      x = layer(x, offset, start) if i == 0 else layer(x)
+      x = (layer(*whole, precomputed=precomputed, **inputs) if i == 0 else
+           layer(x))
       if i < len(self.layers):
         x = tf.nn.relu(x)
     return x
-
-  def flops_per_row(self):
-    return sum(l.flops_per_row() for l in self.layers) + self.out.flops_per_row()
 
 
 class LSTMCell(tf.Module):
   """A standard LSTM cell (forget-gate bias 1), one fused matmul per step.
 
-  State is the pair (h, c), each `[R, hidden_size]`.
+  State is the pair (h, c), each `[R, hidden_size]`. The kernel's blocks are
+  the input's, then "h" (the recurrent input).
+
+  Args:
+    input_size: int, or (name, size) blocks of the input.
+    hidden_size: int.
   """
 
   def __init__(self, input_size, hidden_size, seed=0, dtype=tf.float32,
                name=None):
     super().__init__(name=name)
-    self.input_size = input_size
+    blocks = list(_blocks(input_size).items())
+    self.input_size = sum(size for _, (_, size) in blocks)
     self.hidden_size = hidden_size
     bias = tf.concat([tf.zeros([hidden_size]), tf.ones([hidden_size]),
                       tf.zeros([2 * hidden_size])], axis=0)
-    self.kernel = Linear(input_size + hidden_size, 4 * hidden_size, seed=seed,
-                         bias_init=bias, dtype=dtype, name="kernel")
+    self.kernel = Linear(
+        [(n, size) for n, (_, size) in blocks] + [("h", hidden_size)],
+        4 * hidden_size, seed=seed, bias_init=bias, dtype=dtype,
+        name="kernel")
 
   def initial_state(self, batch_size, dtype=tf.float32):
     zeros = tf.zeros([batch_size, self.hidden_size], dtype)
     return zeros, zeros
 
-  def __call__(self, inputs, state, projected=None, start=0):
-    """One step. `projected` is `kernel.project` of the first `start` input
-    columns, computed ahead (for inputs shared by many rows)."""
+  def __call__(self, state, precomputed=None, **inputs):
+    """One step on the named input blocks (those not in `precomputed`,
+    which is `kernel.project` of the others, computed ahead)."""
     h, c = state
-    gates = self.kernel(tf.concat([inputs, h], axis=-1), offset=projected,
-                        start=start)
+    gates = self.kernel(precomputed=precomputed, h=h, **inputs)
     i, f, g, o = tf.split(gates, 4, axis=-1)
     c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     h = tf.sigmoid(o) * tf.tanh(c)
     return h, (h, c)
-
-  def flops_per_row(self):
-    return self.kernel.flops_per_row()
-

@@ -68,9 +68,7 @@ from seqlvm.models import nets
 
 tfd = tfp.distributions
 
-__all__ = ["SRNN", "SRNNContext", "EMISSIONS"]
-
-EMISSIONS = base.EMISSIONS
+__all__ = ["SRNN", "SRNNContext"]
 
 SRNNContext = collections.namedtuple(
     "SRNNContext",
@@ -108,35 +106,29 @@ class SRNN(base.SequenceModel):
     self.residual_posterior = residual_posterior
     h, z, d = hidden_size, latent_size, data_size
     with self.name_scope:
-      self.forward_lstm = nets.LSTMCell(d, h, seed=seed + 1, dtype=dtype,
-                                        name="forward_lstm")
-      self.backward_lstm = nets.LSTMCell(h + d, h, seed=seed + 2,
-                                         dtype=dtype, name="backward_lstm")
-      # Every head reads [z, d_t] or [z, a_t]: z first, so the d_t or a_t
-      # part of its first layer is the weight rows from `latent_size` on.
-      self.prior = heads.ConditionalNormal(z + h, [h], z, seed=seed + 3,
-                                           dtype=dtype, name="prior")
-      self.proposal = heads.ConditionalNormal(z + h, [h], z, seed=seed + 4,
-                                              dtype=dtype, name="proposal")
-      if emission == "bernoulli":
-        self.emission = heads.ConditionalBernoulli(
-            z + h, [h], d, seed=seed + 5,
-            bias_init=None if data_mean is None else heads.logit(mean),
-            dtype=dtype, name="emission")
-      else:
-        self.emission = heads.ConditionalNormal(
-            z + h, [h], d, seed=seed + 5, loc_bias_init=mean, dtype=dtype,
-            name="emission")
+      self.forward_lstm = nets.LSTMCell([("x", d)], h, seed=seed + 1,
+                                        dtype=dtype, name="forward_lstm")
+      self.backward_lstm = nets.LSTMCell([("d", h), ("x", d)], h,
+                                         seed=seed + 2, dtype=dtype,
+                                         name="backward_lstm")
+      # The prior and the emission read [z, d_t], the proposal [z, a_t].
+      self.prior = heads.ConditionalNormal([("z", z), ("d", h)], [h], z,
+                                           seed=seed + 3, dtype=dtype,
+                                           name="prior")
+      self.proposal = heads.ConditionalNormal([("z", z), ("a", h)], [h], z,
+                                              seed=seed + 4, dtype=dtype,
+                                              name="proposal")
+      self.emission = heads.emission(
+          emission, [("z", z), ("d", h)], [h], d, data_mean, mean,
+          seed=seed + 5, dtype=dtype)
 
-  def _run_lstm(self, cell, projected, start, mask=None, reverse=False):
+  def _run_lstm(self, cell, projected, mask=None, reverse=False):
     """Runs `cell` over time on inputs projected ahead.
 
     Args:
       cell: a `nets.LSTMCell`.
       projected: `[T, B, 4H]`, `cell.kernel.project` of the inputs of every
         step (the step adds the recurrent part and the bias).
-      start: int, the input size: where the recurrent rows of the kernel
-        start.
       mask: optional bool `[T, B]`; where False the state is held.
       reverse: run from the last step to the first.
 
@@ -144,15 +136,13 @@ class SRNN(base.SequenceModel):
       outputs: `[T, B, H]`, the state h after each step (in time order).
     """
     batch_size = tf.shape(projected)[1]
-    no_inputs = tf.zeros([batch_size, 0], self.dtype)
     if mask is None:
       mask = tf.ones(tf.shape(projected)[:2], tf.bool)
 
     def body(state, elems):
       projected_t, mask_t = elems
       # All the inputs are in `projected_t`: the cell adds h W_h + b only.
-      _, new_state = cell(no_inputs, state, projected=projected_t,
-                          start=start)
+      _, new_state = cell(state, precomputed=projected_t)
       return tuple(tf.where(mask_t[:, tf.newaxis], new, old)
                    for new, old in zip(new_state, state))
 
@@ -183,20 +173,19 @@ class SRNN(base.SequenceModel):
     previous = tf.concat(
         [tf.zeros([batch_size, d_size], self.dtype), centred[:-batch_size]],
         axis=0)
-    forward_inputs = tf.reshape(self.forward_lstm.kernel.project(previous),
-                                [num_steps, batch_size, -1])
+    forward_inputs = tf.reshape(
+        self.forward_lstm.kernel.project(x=previous),
+        [num_steps, batch_size, -1])
     # The forward RNN is causal: padding after the real steps cannot reach
     # them, so it runs unmasked.
-    d = self._run_lstm(self.forward_lstm, forward_inputs, start=d_size)
+    d = self._run_lstm(self.forward_lstm, forward_inputs)
     backward_inputs = tf.reshape(
         self.backward_lstm.kernel.project(
-            tf.concat([tf.reshape(d, [-1, self.hidden_size]), centred],
-                      axis=-1)),
+            d=tf.reshape(d, [-1, self.hidden_size]), x=centred),
         [num_steps, batch_size, -1])
     if mask is not None:
       mask = tf.cast(mask, tf.bool)
-    a = self._run_lstm(self.backward_lstm, backward_inputs,
-                       start=self.hidden_size + d_size, mask=mask,
+    a = self._run_lstm(self.backward_lstm, backward_inputs, mask=mask,
                        reverse=True)
     return d, a
 
@@ -221,18 +210,13 @@ class SRNN(base.SequenceModel):
     shape = tf.shape(d)
     flat_d = tf.reshape(d, [-1, self.hidden_size])
     flat_a = tf.reshape(a, [-1, self.hidden_size])
-    z = self.latent_size
-
     def unflatten(projected):
       return tf.reshape(projected, [shape[0], shape[1], -1])
 
     return SRNNContext(
-        prior_inputs=unflatten(
-            self.prior.net.layers[0].project(flat_d, start=z)),
-        proposal_inputs=unflatten(
-            self.proposal.net.layers[0].project(flat_a, start=z)),
-        emission_inputs=unflatten(
-            self.emission.net.layers[0].project(flat_d, start=z)))
+        prior_inputs=unflatten(self.prior.project(d=flat_d)),
+        proposal_inputs=unflatten(self.proposal.project(a=flat_a)),
+        emission_inputs=unflatten(self.emission.project(d=flat_d)))
 
   def initial_state(self, batch_size):
     # z_0 = 0.
@@ -240,22 +224,18 @@ class SRNN(base.SequenceModel):
 
   def _emission(self, z, emission_inputs):
     """p(x_t | z_t, d_t), with the d_t part of the first layer given."""
-    if self.emission_type == "gaussian":
-      return self.emission(z, offset=emission_inputs)
-    logits = self.emission.net(z, offset=emission_inputs)
-    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
-                           reinterpreted_batch_ndims=1)
+    return self.emission(z=z, precomputed=emission_inputs)
 
   def step(self, state, context_t, x_t, seed):
-    prior_inputs, proposal_inputs, emission_inputs = context_t
     previous_z = state
-    prior_loc, prior_scale = self.prior.params(previous_z, offset=prior_inputs)
+    prior_loc, prior_scale = self.prior.params(
+        z=previous_z, precomputed=context_t.prior_inputs)
     p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
     q_z = self.proposal(
-        previous_z, offset=proposal_inputs,
+        z=previous_z, precomputed=context_t.proposal_inputs,
         loc_offset=prior_loc if self.residual_posterior else None)
     z = q_z.sample(seed=seed)
-    p_x = self._emission(z, emission_inputs)
+    p_x = self._emission(z, context_t.emission_inputs)
     return base.StepOutput(
         state=z,
         log_p_z=p_z.log_prob(z),
@@ -286,26 +266,12 @@ class SRNN(base.SequenceModel):
       lstm_state, previous_z = carry
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
-      d, lstm_state = self.forward_lstm(previous_x, lstm_state)
-      z = self.prior(previous_z, d).sample(seed=z_seed)
-      p_x = self.emission(z, d)
+      d, lstm_state = self.forward_lstm(lstm_state, x=previous_x)
+      z = self.prior(z=previous_z, d=d).sample(seed=z_seed)
+      p_x = self.emission(z=z, d=d)
       return (lstm_state, z), p_x.sample(seed=x_seed), p_x.mean()
 
     carry = (self.forward_lstm.initial_state(batch_size, self.dtype),
              self.initial_state(batch_size))
     return self._sample_loop(num_steps, batch_size, carry, step,
                              return_means, progress_fn)
-
-  def flops(self, num_steps, batch_size, num_particles):
-    """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.
-
-    Per particle row and step: the prior, proposal and emission MLPs less
-    their precomputed d_t or a_t parts; per sequence row and step
-    (`prepare`): both LSTMs and the three projections.
-    """
-    h, rows = self.hidden_size, num_steps * batch_size
-    loop = (self.prior.flops_per_row() + self.proposal.flops_per_row() +
-            self.emission.flops_per_row() - 3 * 2 * h * h)
-    prepared = (self.forward_lstm.flops_per_row() +
-                self.backward_lstm.flops_per_row() + 3 * 2 * h * h)
-    return rows * num_particles * loop + rows * prepared

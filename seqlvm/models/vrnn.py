@@ -47,6 +47,7 @@ equal the latent size; here the hidden width is `hidden_size`, separate from
     ICLR 2017. https://arxiv.org/abs/1611.01144
 """
 
+import collections
 import copy
 
 import tensorflow as tf
@@ -58,10 +59,16 @@ from seqlvm.models import nets
 
 tfd = tfp.distributions
 
-__all__ = ["VRNN", "EMISSIONS", "LATENTS"]
+__all__ = ["VRNN", "VRNNContext", "LATENTS"]
 
-EMISSIONS = base.EMISSIONS
 LATENTS = ("gaussian", "concrete")
+
+VRNNContext = collections.namedtuple(
+    "VRNNContext",
+    [
+        "lstm_inputs",  # [T, B, 4H]: the LSTM's product of phi_x(x_{t-1}).
+        "proposal_inputs",  # [T, B, H]: the proposal's product of phi_x(x_t).
+    ])
 
 
 class VRNN(base.SequenceModel):
@@ -124,35 +131,34 @@ class VRNN(base.SequenceModel):
                                 name="x_encoder")
       self.z_encoder = nets.MLP(z, [h], h, seed=seed + 2, dtype=dtype,
                                 name="z_encoder")
-      self.lstm = nets.LSTMCell(2 * h, h, seed=seed + 3, dtype=dtype,
-                                name="lstm")
+      # The LSTM reads [phi_x(x_{t-1}), phi_z(z_{t-1})] (and its h).
+      self.lstm = nets.LSTMCell([("x", h), ("z", h)], h, seed=seed + 3,
+                                dtype=dtype, name="lstm")
       self.prior = latent_head(h, [h], z, seed=seed + 4, dtype=dtype,
                                name="prior")
-      self.proposal = latent_head(2 * h, [h], z, seed=seed + 5, dtype=dtype,
-                                  name="proposal")
-      if emission == "bernoulli":
-        self.emission = heads.ConditionalBernoulli(
-            2 * h, [h], d, seed=seed + 6,
-            bias_init=None if data_mean is None else heads.logit(mean),
-            dtype=dtype, name="emission")
-      else:
-        self.emission = heads.ConditionalNormal(
-            2 * h, [h], d, seed=seed + 6, loc_bias_init=mean, dtype=dtype,
-            name="emission")
+      self.proposal = latent_head([("h", h), ("x", h)], [h], z,
+                                  seed=seed + 5, dtype=dtype, name="proposal")
+      self.emission = heads.emission(
+          emission, self._emission_blocks(), [h], d, data_mean, mean,
+          seed=seed + 6, dtype=dtype)
+
+  def _emission_blocks(self):
+    """The emission's inputs: [h_t, phi_z(z_t)] (subclasses add more)."""
+    return [("h", self.hidden_size), ("z", self.hidden_size)]
 
   def prepare(self, x, mask):
     """Everything that depends on x alone, for all steps at once.
 
     The LSTM reads [phi_x(x_{t-1}), phi_z(z_{t-1}), h] and the proposal's
-    first layer reads [h, phi_x(x_t)]; the phi_x parts of both products are
+    first layer reads [h, phi_x(x_t)]; the phi_x blocks of both products are
     the same for every particle, so they are computed here on `[T*B]` rows
     instead of on `[N*B]` rows at every step.
 
     Returns:
-      lstm_inputs: `[T, B, 4H]`, the LSTM pre-activations from phi_x(x_{t-1})
-        (without the LSTM bias, which the step adds).
-      proposal_inputs: `[T, B, H]`, the proposal's first-layer contribution
-        of phi_x(x_t).
+      context: a `VRNNContext`: lstm_inputs `[T, B, 4H]`, the LSTM
+        pre-activations from phi_x(x_{t-1}) (without the LSTM bias, which
+        the step adds), and proposal_inputs `[T, B, H]`, the proposal's
+        first-layer product of phi_x(x_t).
     """
     del mask  # Padded steps are ignored by the sweep.
     shape = tf.shape(x)
@@ -161,11 +167,11 @@ class VRNN(base.SequenceModel):
     first = self.x_encoder(tf.zeros([1, self.data_size], self.dtype))
     previous = tf.concat(
         [tf.tile(first, [shape[1], 1]), encoded[:-shape[1]]], axis=0)
-    lstm_inputs = self.lstm.kernel.project(previous)
-    proposal_inputs = self.proposal.net.layers[0].project(
-        encoded, start=self.hidden_size)
-    return (tf.reshape(lstm_inputs, [shape[0], shape[1], -1]),
-            tf.reshape(proposal_inputs, [shape[0], shape[1], -1]))
+    lstm_inputs = self.lstm.kernel.project(x=previous)
+    proposal_inputs = self.proposal.project(x=encoded)
+    return VRNNContext(
+        tf.reshape(lstm_inputs, [shape[0], shape[1], -1]),
+        tf.reshape(proposal_inputs, [shape[0], shape[1], -1]))
 
   def initial_state(self, batch_size):
     h, c = self.lstm.initial_state(batch_size, self.dtype)
@@ -175,8 +181,8 @@ class VRNN(base.SequenceModel):
   def _transition(self, state, lstm_inputs):
     h, c, encoded_previous_z = state
     # lstm_inputs holds phi_x(x_{t-1}) W_x; the cell adds [phi_z, h] W + b.
-    rnn_out, (h, c) = self.lstm(encoded_previous_z, (h, c),
-                                projected=lstm_inputs, start=self.hidden_size)
+    rnn_out, (h, c) = self.lstm((h, c), precomputed=lstm_inputs,
+                                z=encoded_previous_z)
     return rnn_out, h, c
 
   # The hard twin is not a dependency: checkpoint and walk the model itself.
@@ -203,12 +209,12 @@ class VRNN(base.SequenceModel):
       prior_loc, prior_scale = self.prior.params(rnn_out)
       p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
       q_z = self.proposal(
-          rnn_out, offset=proposal_inputs,
+          h=rnn_out, precomputed=proposal_inputs,
           loc_offset=prior_loc if self.residual_proposal else None)
       z = q_z.sample(seed=seed)
       return z, p_z.log_prob(z), q_z.log_prob(z)
     prior_logits = self.prior(rnn_out)
-    q_logits = self.proposal(rnn_out, offset=proposal_inputs)
+    q_logits = self.proposal(h=rnn_out, precomputed=proposal_inputs)
     if self.residual_proposal:
       q_logits += prior_logits
     if self.hard:
@@ -225,12 +231,12 @@ class VRNN(base.SequenceModel):
   def _emission_at(self, rnn_out, encoded_z, context_t):
     """p(x_t | h_t, phi_z(z_t)); subclasses may read more of `context_t`."""
     del context_t
-    return self.emission(rnn_out, encoded_z)
+    return self.emission(h=rnn_out, z=encoded_z)
 
   def step(self, state, context_t, x_t, seed):
-    lstm_inputs, proposal_inputs = context_t[:2]
-    rnn_out, h, c = self._transition(state, lstm_inputs)
-    z, log_p_z, log_q_z = self._latent_step(rnn_out, proposal_inputs, seed)
+    rnn_out, h, c = self._transition(state, context_t.lstm_inputs)
+    z, log_p_z, log_q_z = self._latent_step(rnn_out,
+                                            context_t.proposal_inputs, seed)
     encoded_z = self.z_encoder(z)
     p_x = self._emission_at(rnn_out, encoded_z, context_t)
     return base.StepOutput(
@@ -268,7 +274,7 @@ class VRNN(base.SequenceModel):
     def body(carry, inputs):
       state, total = carry
       context_t, x_t, z_t, mask_t = inputs
-      rnn_out, h, c = self._transition(state, context_t[0])
+      rnn_out, h, c = self._transition(state, context_t.lstm_inputs)
       encoded_z = self.z_encoder(z_t)
       log_p = (self._prior(rnn_out).log_prob(z_t) +
                self._emission_at(rnn_out, encoded_z, context_t).log_prob(x_t))
@@ -290,7 +296,7 @@ class VRNN(base.SequenceModel):
 
     previous_x is the centred previous sample; z_t is drawn from the prior.
     """
-    lstm_inputs = self.lstm.kernel.project(self.x_encoder(previous_x))
+    lstm_inputs = self.lstm.kernel.project(x=self.x_encoder(previous_x))
     rnn_out, h, c = self._transition(state, lstm_inputs)
     encoded_z = self.z_encoder(self._prior(rnn_out).sample(seed=seed))
     return rnn_out, (h, c, encoded_z)
@@ -317,23 +323,9 @@ class VRNN(base.SequenceModel):
       z_seed, x_seed = tfp.random.split_seed(
           tf.random.experimental.stateless_fold_in(seed, t), n=2)
       rnn_out, state = self._sample_latent(state, previous_x, z_seed)
-      p_x = self.emission(rnn_out, state[2])
+      p_x = self.emission(h=rnn_out, z=state[2])
       return state, p_x.sample(seed=x_seed), p_x.mean()
 
     return self._sample_loop(num_steps, batch_size,
                              self.initial_state(batch_size), step,
                              return_means, progress_fn)
-
-  def flops(self, num_steps, batch_size, num_particles):
-    """Dense-layer FLOPs (2 per multiply-add) of one sweep, for benchmarks.
-
-    Per particle row and step: the LSTM on [phi_z, h], the prior, the
-    proposal (less its precomputed phi_x part), phi_z and the emission; per
-    sequence row and step (`prepare`): phi_x and the two projections of it.
-    """
-    h, rows = self.hidden_size, num_steps * batch_size
-    loop = (2 * 2 * h * 4 * h + self.prior.flops_per_row() +
-            self.proposal.flops_per_row() - 2 * h * h +
-            self.z_encoder.flops_per_row() + self.emission.flops_per_row())
-    prepared = (self.x_encoder.flops_per_row() + 2 * h * 4 * h + 2 * h * h)
-    return rows * num_particles * loop + rows * prepared

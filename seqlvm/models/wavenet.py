@@ -81,8 +81,16 @@ from seqlvm.models import vrnn
 tfd = tfp.distributions
 
 __all__ = ["WaveNetStack", "WaveNet", "VRNNWaveNet", "QueueCache",
-           "PrefixCache", "SAMPLING_METHODS"]
+           "PrefixCache", "VRNNWaveNetContext", "SAMPLING_METHODS"]
 
+VRNNWaveNetContext = collections.namedtuple(
+    "VRNNWaveNetContext",
+    [
+        "lstm_inputs",  # [T, B, 4H], as VRNNContext.
+        "proposal_inputs",  # [T, B, H], as VRNNContext.
+        "emission_inputs",  # [T, B, H]: the emission's product of the
+                            # stack's feature of x_{<t}.
+    ])
 SAMPLING_METHODS = ("cached", "naive")
 
 QueueCache = collections.namedtuple(
@@ -278,11 +286,6 @@ class WaveNetStack(tf.Module):
       skips += skip
     return self._head(skips), QueueCache(t + 1, inputs, tuple(queues))
 
-  def flops_per_row(self):
-    """Dense FLOPs (2 per multiply-add) per time step and sequence."""
-    return (self.input_layer.flops_per_row() + self.output_layer.flops_per_row()
-            + sum(l.flops_per_row() for l in self.gates + self.outputs))
-
 
 class WaveNet(base.SequenceModel):
   """An autoregressive WaveNet-style model with no latent variables.
@@ -319,15 +322,9 @@ class WaveNet(base.SequenceModel):
     with self.name_scope:
       self.stack = WaveNetStack(data_size, channels, dilations, num_stacks,
                                 seed=seed + 1, dtype=dtype, name="stack")
-      if emission == "bernoulli":
-        self.emission = heads.ConditionalBernoulli(
-            channels, [], data_size, seed=seed + 2,
-            bias_init=None if data_mean is None else heads.logit(mean),
-            dtype=dtype, name="emission")
-      else:
-        self.emission = heads.ConditionalNormal(
-            channels, [], data_size, seed=seed + 2, loc_bias_init=mean,
-            dtype=dtype, name="emission")
+      self.emission = heads.emission(emission, channels, [], data_size,
+                                     data_mean, mean, seed=seed + 2,
+                                     dtype=dtype)
 
   @property
   def receptive_field(self):
@@ -338,7 +335,7 @@ class WaveNet(base.SequenceModel):
     """Emission parameters from features `[R, C]`: (logits,) or (loc,
     scale), each `[R, D]`."""
     if self.emission_type == "bernoulli":
-      return (self.emission.net(features),)
+      return (self.emission.logits(features),)
     return self.emission.params(features)
 
   def _emission(self, params):
@@ -429,13 +426,6 @@ class WaveNet(base.SequenceModel):
         self.stack.initial_cache(batch_size, method, num_steps), step,
         return_means, progress_fn)
 
-  def flops(self, num_steps, batch_size, num_particles):
-    """Dense-layer FLOPs of one sweep: all in `prepare`, on T*B rows."""
-    del num_particles  # The steps only evaluate a log density.
-    return num_steps * batch_size * (self.stack.flops_per_row() +
-                                     self.emission.flops_per_row())
-
-
 class VRNNWaveNet(vrnn.VRNN):
   """A VRNN whose emission also sees a WaveNet feature of x_{<t}.
 
@@ -473,27 +463,22 @@ class VRNNWaveNet(vrnn.VRNN):
                data_mean=None, residual_proposal=True, latent="gaussian",
                categories=16, temperature=0.67, seed=0, dtype=tf.float32,
                name="vrnn_wavenet"):
+    # Read by `_emission_blocks` while the VRNN builds the emission.
+    self._feature_channels = channels
     super().__init__(data_size, hidden_size=hidden_size,
                      latent_size=latent_size, emission=emission,
                      data_mean=data_mean, residual_proposal=residual_proposal,
                      latent=latent, categories=categories,
                      temperature=temperature, seed=seed, dtype=dtype,
                      name=name)
-    mean = base.checked_mean(data_mean, data_size)
-    h, d = hidden_size, data_size
     with self.name_scope:
-      self.stack = WaveNetStack(d, channels, dilations, num_stacks,
+      self.stack = WaveNetStack(data_size, channels, dilations, num_stacks,
                                 seed=seed + 7, dtype=dtype, name="stack")
-      # Replaces the VRNN's emission: it reads [h_t, phi_z(z_t), feature_t].
-      if emission == "bernoulli":
-        self.emission = heads.ConditionalBernoulli(
-            2 * h + channels, [h], d, seed=seed + 6,
-            bias_init=None if data_mean is None else heads.logit(mean),
-            dtype=dtype, name="emission")
-      else:
-        self.emission = heads.ConditionalNormal(
-            2 * h + channels, [h], d, seed=seed + 6, loc_bias_init=mean,
-            dtype=dtype, name="emission")
+
+  def _emission_blocks(self):
+    """The emission reads [h_t, phi_z(z_t), feature_t]."""
+    return super()._emission_blocks() + [("features",
+                                          self._feature_channels)]
 
   @property
   def receptive_field(self):
@@ -502,38 +487,33 @@ class VRNNWaveNet(vrnn.VRNN):
 
   def _project_features(self, features):
     """The emission's first-layer product of features `[R, C]`: `[R, H]`."""
-    return self.emission.net.layers[0].project(features,
-                                               start=2 * self.hidden_size)
+    return self.emission.project(features=features)
 
   def prepare(self, x, mask):
     """The VRNN's per-batch context plus the stack's contribution.
 
     Returns:
-      lstm_inputs: `[T, B, 4H]`, as `VRNN.prepare`.
-      proposal_inputs: `[T, B, H]`, as `VRNN.prepare`.
-      emission_inputs: `[T, B, H]`, the emission's first-layer product of
-        the stack's feature of x_{<t} (without bias, which the step adds).
+      context: a `VRNNWaveNetContext`: lstm_inputs `[T, B, 4H]` and
+        proposal_inputs `[T, B, H]` as `VRNN.prepare`, and emission_inputs
+        `[T, B, H]`, the emission's first-layer product of the stack's
+        feature of x_{<t} (without bias, which the step adds).
     """
     lstm_inputs, proposal_inputs = super().prepare(x, mask)
     features = self.stack(self._centre(x))
     shape = tf.shape(features)
     emission_inputs = self._project_features(
         tf.reshape(features, [-1, self.stack.channels]))
-    return (lstm_inputs, proposal_inputs,
-            tf.reshape(emission_inputs,
-                       [shape[0], shape[1], self.hidden_size]))
+    return VRNNWaveNetContext(
+        lstm_inputs, proposal_inputs,
+        tf.reshape(emission_inputs, [shape[0], shape[1], self.hidden_size]))
 
   def _emission_given(self, rnn_out, encoded_z, emission_inputs):
     """p(x_t | h_t, phi_z(z_t), feature_t), the feature part precomputed."""
-    if self.emission_type == "bernoulli":
-      logits = self.emission.net(tf.concat([rnn_out, encoded_z], axis=-1),
-                                 offset=emission_inputs)
-      return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=logits.dtype),
-                             reinterpreted_batch_ndims=1)
-    return self.emission(rnn_out, encoded_z, offset=emission_inputs)
+    return self.emission(h=rnn_out, z=encoded_z, precomputed=emission_inputs)
 
   def _emission_at(self, rnn_out, encoded_z, context_t):
-    return self._emission_given(rnn_out, encoded_z, context_t[2])
+    return self._emission_given(rnn_out, encoded_z,
+                                context_t.emission_inputs)
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False,
              method="cached", progress_fn=None):
@@ -570,13 +550,3 @@ class VRNNWaveNet(vrnn.VRNN):
              self.stack.initial_cache(batch_size, method, num_steps))
     return self._sample_loop(num_steps, batch_size, carry, step,
                              return_means, progress_fn)
-
-  def flops(self, num_steps, batch_size, num_particles):
-    """Dense-layer FLOPs of one sweep: the VRNN's, with the emission's
-    feature columns moved from the particle loop to `prepare`, plus the
-    stack (on T*B rows)."""
-    rows = num_steps * batch_size
-    feature_columns = 2 * self.stack.channels * self.hidden_size
-    return (super().flops(num_steps, batch_size, num_particles)
-            - rows * num_particles * feature_columns
-            + rows * (feature_columns + self.stack.flops_per_row()))
