@@ -172,15 +172,7 @@ def smc(model,
   Raises:
     ValueError: on a bad particle count, reduction, or observation rank.
   """
-  if not isinstance(num_particles, int) or num_particles < 1:
-    raise ValueError(f"num_particles must be a positive Python int, got "
-                     f"{num_particles!r}.")
-  if loop not in ("while_loop", "python"):
-    raise ValueError(f"loop must be 'while_loop' or 'python', got {loop!r}.")
-  if final_reduction not in FINAL_REDUCTIONS:
-    raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
-                     f"{final_reduction!r}.")
-  estimator = resampling_gradient or gradients_lib.Stop()
+  _check_arguments(num_particles, loop, final_reduction)
   with tf.name_scope(name or "smc"):
     x = tf.convert_to_tensor(x)
     if x.shape.rank is not None and x.shape.rank != 3:
@@ -190,101 +182,19 @@ def smc(model,
     if mask is None:
       mask = tf.ones([num_steps, batch_size], tf.bool)
     mask = tf.cast(mask, tf.bool)
-    seed = tfp.random.sanitize_seed(seed, salt="smc")
-    dtype = x.dtype
-    never_resample = not getattr(resample_criterion_fn, "can_fire", True)
-    n = num_particles
-
-    context = model.prepare(x, mask)
-    state = model.initial_state(n * batch_size)
-
-    def sweep_step(t, state, log_weights, log_p_hat, extra):
-      """One step: propose, weight, maybe resample. Returns the new carry and
-      this step's traces (weights before any reset, fired flags, ESS).
-
-      `extra` is the estimator's own state, carried and not looked into."""
-      step_seed = tf.random.experimental.stateless_fold_in(seed, t)
-      proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
-      mask_t = mask[t]  # [B]
-      x_t = shapes.tile_particles(x[t], n)  # [N*B, D]
-      context_t = tf.nest.map_structure(
-          lambda c: shapes.tile_particles(c[t], n), context)
-      out = model.step(state, context_t, x_t, proposal_seed)
-      log_alpha = tf.cast(shapes.split_particles(
-          out.log_p_z + out.log_p_x_given_z - out.log_q_z, n), dtype)  # [N,B]
-      log_alpha = tf.where(mask_t[tf.newaxis], log_alpha,
-                           tf.zeros_like(log_alpha))
-      mask_rows = shapes.tile_particles(mask_t, n)  # [N*B]
-      state = tf.nest.map_structure(
-          lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
-      log_weights = log_weights + log_alpha
-      traced_weights = log_weights
-      ess = criteria_lib.effective_sample_size(log_weights)
-      if never_resample:
-        fire = tf.zeros([batch_size], tf.bool)
-      else:
-        fire = tf.logical_and(resample_criterion_fn(log_weights), mask_t)
-        increment = _logmeanexp(log_weights)
-        log_p_hat = log_p_hat + tf.where(fire, increment,
-                                         tf.zeros_like(log_p_hat))
-        # A filter whose weights are all zero (log p_hat = -inf) has nothing
-        # to resample from; it keeps its particles and stays at -inf.
-        fire = tf.logical_and(fire, tf.math.is_finite(increment))
-        new = estimator.resample(log_weights, resample_seed, resample_fn)
-        ancestors = tf.where(fire[tf.newaxis], new.ancestors,
-                             tf.range(n)[:, tf.newaxis])
-        if new.mixing is None:
-          state = _gather_particles(state, ancestors, batch_size)
-        else:
-          mixed = _mix_particles(state, new.mixing, ancestors, batch_size)
-          fire_rows = shapes.tile_particles(fire, n)
-          state = tf.nest.map_structure(
-              lambda new, old: _where_rows(fire_rows, new, old), mixed, state)
-        log_weights = tf.where(fire[tf.newaxis], new.log_weights, log_weights)
-        extra = estimator.update_extra(extra, new, fire, mask_t, log_p_hat)
-      return (state, log_weights, log_p_hat, extra), (traced_weights, fire,
-                                                      ess)
-
-    extra = () if never_resample else estimator.initial_extra(mask, dtype)
-    carry = (state, tf.zeros([n, batch_size], dtype),
-             tf.zeros([batch_size], dtype), extra)
-    if loop == "python":
-      # Benchmark baseline: a Python loop over time, one compiled step each.
-      if int(num_steps) < 1:
-        raise ValueError("loop='python' needs at least one time step.")
-      compiled_step = tf.function(sweep_step)
-      traces = []
-      for t in range(int(num_steps)):
-        carry, trace = compiled_step(tf.constant(t), *carry)
-        traces.append(trace)
-      state, log_weights, log_p_hat, extra = carry
-      traced_weights, fired, ess = [tf.stack(list(v)) for v in zip(*traces)]
-    else:
-      def body(t, carry, weights_ta, resampled_ta, ess_ta):
-        carry, (traced, fire, ess) = sweep_step(t, *carry)
-        return (t + 1, carry, weights_ta.write(t, traced),
-                resampled_ta.write(t, fire), ess_ta.write(t, ess))
-
-      loop_vars = (
-          tf.constant(0), carry,
-          tf.TensorArray(dtype, size=num_steps, element_shape=[n, None]),
-          tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
-          tf.TensorArray(dtype, size=num_steps, element_shape=[None]),
-      )
-      _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
-          lambda t, *_: t < num_steps, body, loop_vars,
-          maximum_iterations=num_steps)
-      state, log_weights, log_p_hat, extra = carry
-      traced_weights = weights_ta.stack()
-      fired = resampled_ta.stack()
-      ess = ess_ta.stack()
-
+    sweep = _Sweep(model, x, mask, tfp.random.sanitize_seed(seed, salt="smc"),
+                   num_particles, batch_size, resample_criterion_fn,
+                   resample_fn, resampling_gradient or gradients_lib.Stop())
+    run_loop = _python_loop if loop == "python" else _while_loop
+    carry, traces = run_loop(sweep, num_steps)
+    state, log_weights, log_p_hat, extra = carry
     if final_reduction == "logmeanexp":
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
     else:
       log_p_hat = log_p_hat + tf.reduce_mean(log_weights, axis=0)
-    if not never_resample:
-      log_p_hat = estimator.finalize(log_p_hat, extra)
+    if not sweep.never_resample:
+      log_p_hat = sweep.estimator.finalize(log_p_hat, extra)
+    traced_weights, fired, ess = traces
     return SMCResult(
         log_marginal=log_p_hat,
         log_weights=traced_weights,
@@ -293,3 +203,135 @@ def smc(model,
         final_state=state)
 
 
+def _check_arguments(num_particles, loop, final_reduction):
+  if not isinstance(num_particles, int) or num_particles < 1:
+    raise ValueError(f"num_particles must be a positive Python int, got "
+                     f"{num_particles!r}.")
+  if loop not in ("while_loop", "python"):
+    raise ValueError(f"loop must be 'while_loop' or 'python', got {loop!r}.")
+  if final_reduction not in FINAL_REDUCTIONS:
+    raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
+                     f"{final_reduction!r}.")
+
+
+class _Sweep:
+  """One sweep's fixed parts (model, data, options) and its step.
+
+  The carry is (state, log_weights `[N, B]`, log_p_hat `[B]`, extra): the
+  particles, their weights, the estimate so far and the estimator's own
+  state, which the sweep passes on without looking inside.
+  """
+
+  def __init__(self, model, x, mask, seed, num_particles, batch_size,
+               resample_criterion_fn, resample_fn, estimator):
+    self.model = model
+    self.x = x
+    self.mask = mask
+    self.seed = seed
+    self.n = num_particles
+    self.batch_size = batch_size
+    self.dtype = x.dtype
+    self.resample_criterion_fn = resample_criterion_fn
+    self.resample_fn = resample_fn
+    self.estimator = estimator
+    self.never_resample = not getattr(resample_criterion_fn, "can_fire",
+                                      True)
+    self.context = model.prepare(x, mask)
+    self.initial_state = model.initial_state(num_particles * batch_size)
+
+  def initial_carry(self):
+    extra = () if self.never_resample else self.estimator.initial_extra(
+        self.mask, self.dtype)
+    return (self.initial_state,
+            tf.zeros([self.n, self.batch_size], self.dtype),
+            tf.zeros([self.batch_size], self.dtype), extra)
+
+  def _propose(self, t, state, log_weights, proposal_seed):
+    """Step t's proposal and weights: the new state and log weights."""
+    n, mask_t = self.n, self.mask[t]  # [B]
+    x_t = shapes.tile_particles(self.x[t], n)  # [N*B, D]
+    context_t = tf.nest.map_structure(
+        lambda c: shapes.tile_particles(c[t], n), self.context)
+    out = self.model.step(state, context_t, x_t, proposal_seed)
+    log_alpha = tf.cast(shapes.split_particles(
+        out.log_p_z + out.log_p_x_given_z - out.log_q_z, n),
+                        self.dtype)  # [N, B]
+    log_alpha = tf.where(mask_t[tf.newaxis], log_alpha,
+                         tf.zeros_like(log_alpha))
+    mask_rows = shapes.tile_particles(mask_t, n)  # [N*B]
+    state = tf.nest.map_structure(
+        lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
+    return state, log_weights + log_alpha
+
+  def _resample(self, t, state, log_weights, log_p_hat, extra, seed):
+    """Where the criterion fires: log p_hat += logmeanexp(w), resample."""
+    n, mask_t = self.n, self.mask[t]
+    fire = tf.logical_and(self.resample_criterion_fn(log_weights), mask_t)
+    increment = _logmeanexp(log_weights)
+    log_p_hat = log_p_hat + tf.where(fire, increment,
+                                     tf.zeros_like(log_p_hat))
+    # A filter whose weights are all zero (log p_hat = -inf) has nothing
+    # to resample from; it keeps its particles and stays at -inf.
+    fire = tf.logical_and(fire, tf.math.is_finite(increment))
+    new = self.estimator.resample(log_weights, seed, self.resample_fn)
+    ancestors = tf.where(fire[tf.newaxis], new.ancestors,
+                         tf.range(n)[:, tf.newaxis])
+    if new.mixing is None:
+      state = _gather_particles(state, ancestors, self.batch_size)
+    else:
+      mixed = _mix_particles(state, new.mixing, ancestors, self.batch_size)
+      fire_rows = shapes.tile_particles(fire, n)
+      state = tf.nest.map_structure(
+          lambda new, old: _where_rows(fire_rows, new, old), mixed, state)
+    log_weights = tf.where(fire[tf.newaxis], new.log_weights, log_weights)
+    extra = self.estimator.update_extra(extra, new, fire, mask_t, log_p_hat)
+    return state, log_weights, log_p_hat, extra, fire
+
+  def step(self, t, state, log_weights, log_p_hat, extra):
+    """One step: propose, weight, maybe resample. Returns the new carry and
+    this step's traces (weights before any reset, fired flags, ESS)."""
+    step_seed = tf.random.experimental.stateless_fold_in(self.seed, t)
+    proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
+    state, log_weights = self._propose(t, state, log_weights, proposal_seed)
+    traced_weights = log_weights
+    ess = criteria_lib.effective_sample_size(log_weights)
+    if self.never_resample:
+      fire = tf.zeros([self.batch_size], tf.bool)
+    else:
+      state, log_weights, log_p_hat, extra, fire = self._resample(
+          t, state, log_weights, log_p_hat, extra, resample_seed)
+    return (state, log_weights, log_p_hat, extra), (traced_weights, fire,
+                                                    ess)
+
+
+def _while_loop(sweep, num_steps):
+  """The sweep as one `tf.while_loop` over time: (carry, stacked traces)."""
+  def body(t, carry, weights_ta, resampled_ta, ess_ta):
+    carry, (traced, fire, ess) = sweep.step(t, *carry)
+    return (t + 1, carry, weights_ta.write(t, traced),
+            resampled_ta.write(t, fire), ess_ta.write(t, ess))
+
+  loop_vars = (
+      tf.constant(0), sweep.initial_carry(),
+      tf.TensorArray(sweep.dtype, size=num_steps,
+                     element_shape=[sweep.n, None]),
+      tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
+      tf.TensorArray(sweep.dtype, size=num_steps, element_shape=[None]),
+  )
+  _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
+      lambda t, *_: t < num_steps, body, loop_vars,
+      maximum_iterations=num_steps)
+  return carry, (weights_ta.stack(), resampled_ta.stack(), ess_ta.stack())
+
+
+def _python_loop(sweep, num_steps):
+  """The benchmarks' per-timestep baseline (and a test of the while loop):
+  a Python loop over time calling one compiled step each, eagerly."""
+  if int(num_steps) < 1:
+    raise ValueError("loop='python' needs at least one time step.")
+  compiled_step = tf.function(sweep.step)
+  carry, traces = sweep.initial_carry(), []
+  for t in range(int(num_steps)):
+    carry, trace = compiled_step(tf.constant(t), *carry)
+    traces.append(trace)
+  return carry, tuple(tf.stack(list(v)) for v in zip(*traces))
