@@ -43,8 +43,8 @@ def _tile_demo(demo_dir, out_dir, target_bytes, seed=0):
   size of their samples reaches target_bytes. Returns that size."""
   import soundfile  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
-  manifest = audio.read_manifest(demo_dir)
+  from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
+  manifest = speech.read_manifest(demo_dir)
   rate = manifest["sample_rate"]
   waves = []
   for shard in manifest["splits"]["train"]["shards"]:
@@ -81,7 +81,7 @@ def main(argv=None):
   env = dict(os.environ, SEQLVM_DATA_DIR=os.path.join(args.work, "data"),
              TF_CPP_MIN_LOG_LEVEL="2")
   seqlvm = [sys.executable, "-m", "seqlvm.cli"]
-  from seqlvm.data import speech_demo  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import speech_demo  # pylint: disable=g-import-not-at-top
   demo = speech_demo.prepare_speech_demo(directory=env["SEQLVM_DATA_DIR"],
                                          progress=False)
   wav_dir = os.path.join(args.work, "wav")

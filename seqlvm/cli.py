@@ -221,12 +221,12 @@ def _out_path(out, suffix=""):
     return out
   if suffix and not out.endswith(suffix):
     out += suffix
-  from seqlvm.data import chorales  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import chorales  # pylint: disable=g-import-not-at-top
   return os.path.join(chorales.data_dir(), out)
 
 
 def _cmd_fetch(args):
-  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import fetch  # pylint: disable=g-import-not-at-top
   names = sorted(fetch.load_manifest()) if args.name == "all" else [args.name]
   if args.source and len(names) > 1:
     print("seqlvm data fetch: --from takes one dataset, not all.",
@@ -240,8 +240,8 @@ def _cmd_fetch(args):
 
 
 def _cmd_from_midi(args):
-  from seqlvm.data import midi_import  # pylint: disable=g-import-not-at-top
-  report = midi_import.from_midi(
+  from seqlvm.data.prepare import from_midi  # pylint: disable=g-import-not-at-top
+  report = from_midi.from_midi(
       args.directory, _out_path(args.out, ".pkl"),
       resolution=args.resolution, seed=args.seed,
       valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
@@ -251,9 +251,9 @@ def _cmd_from_midi(args):
 
 
 def _cmd_from_audio(args):
-  from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import from_audio  # pylint: disable=g-import-not-at-top
   out = _out_path(args.out)
-  audio.from_audio(
+  from_audio.from_audio(
       args.directory, out, frame_size=args.frame_size,
       sample_rate=args.sample_rate, seed=args.seed,
       valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
@@ -265,8 +265,8 @@ def _cmd_from_audio(args):
 
 def _cmd_list(args):
   del args
-  from seqlvm.data import chorales  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import chorales  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import fetch  # pylint: disable=g-import-not-at-top
   from seqlvm.data import registry  # pylint: disable=g-import-not-at-top
   directory = chorales.data_dir()
   print(f"Data directory: {directory} (set SEQLVM_DATA_DIR to change it)")
@@ -291,7 +291,7 @@ def _cmd_list(args):
 
 def _data_parser(sub):
   from seqlvm import registry  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import fetch  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import fetch  # pylint: disable=g-import-not-at-top
   p = sub.add_parser("data", help="get and prepare datasets")
   data_sub = p.add_subparsers(dest="data_command", required=True)
 

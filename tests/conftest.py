@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+import soundfile  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_PIANOROLLS = os.path.join(os.path.dirname(REPO), "shared", "data",
@@ -51,3 +52,20 @@ def shared_pianoroll(name):
     pytest.skip(f"{path} is not here (it lies in ../shared/data beside the "
                 "repository)")
   return path
+
+
+# Speech test data: frames of FRAME samples at RATE Hz.
+FRAME = 40
+RATE = 8000
+
+
+def write_utterances(directory, count, seed):
+  """Noisy chirps of different lengths, as 16-bit WAV files."""
+  rng = np.random.RandomState(seed)
+  directory.mkdir(parents=True)
+  for i in range(count):
+    n = rng.randint(6, 30) * FRAME + rng.randint(FRAME)
+    t = np.arange(n) / RATE
+    f0 = rng.uniform(100, 300)
+    x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + t)) + 0.02 * rng.randn(n)
+    soundfile.write(directory / f"utt{i:02d}.wav", x, RATE, subtype="PCM_16")

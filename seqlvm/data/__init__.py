@@ -1,13 +1,15 @@
 """Datasets: pianorolls, prepared speech and the runtime input pipeline.
 
-- Formats: `pianoroll` (the Boulanger-Lewandowski pickles), `midi` (MIDI
-  files), `audio` (WAV/NIST SPHERE reading and the speech shards).
-- Preparation: `fetch` (the four standard sets), `midi_import` (`seqlvm data
-  from-midi`), `audio.from_audio` (`from-audio`), `chorales` and
-  `speech_demo` (the embedded defaults), `collect` (finding and splitting
-  files).
-- Input pipeline: `sources` (the `Source` interface, tf.data batches),
-  `registry` (dataset names and the data directory), `batching`.
+- `formats/`: reading and writing files: `pianoroll` (the
+  Boulanger-Lewandowski pickles), `midi` (MIDI files), `recordings` (WAV,
+  NIST SPHERE, FLAC), `speech` (the prepared speech shards and manifest).
+- `prepare/`: making datasets: `fetch` (the four standard sets),
+  `from_midi` and `from_audio` (`seqlvm data from-midi|from-audio`),
+  `chorales` and `speech_demo` (the embedded defaults), `collect` (finding
+  and splitting files).
+- The input pipeline: `sources` (the `Source` interface and its tf.data
+  batches), `registry` (dataset names and the data directory), `batching`
+  (a numpy padding helper).
 
 Output (MIDI, WAV and PNG of samples) is `seqlvm.render`. Names are imported
 on first use, so importing this package does not import TensorFlow.
@@ -17,15 +19,15 @@ import importlib
 
 _LAZY = {
     "pad_batch": "seqlvm.data.batching",
-    "data_dir": "seqlvm.data.chorales",
-    "prepare_chorales": "seqlvm.data.chorales",
+    "data_dir": "seqlvm.data.prepare.chorales",
+    "prepare_chorales": "seqlvm.data.prepare.chorales",
     "DataError": "seqlvm.errors",
-    "Pianorolls": "seqlvm.data.pianoroll",
-    "SPLITS": "seqlvm.data.pianoroll",
-    "load_pianoroll": "seqlvm.data.pianoroll",
-    "notes_to_roll": "seqlvm.data.pianoroll",
-    "roll_to_notes": "seqlvm.data.pianoroll",
-    "save_pianoroll": "seqlvm.data.pianoroll",
+    "Pianorolls": "seqlvm.data.formats.pianoroll",
+    "SPLITS": "seqlvm.registry",
+    "load_pianoroll": "seqlvm.data.formats.pianoroll",
+    "notes_to_roll": "seqlvm.data.formats.pianoroll",
+    "roll_to_notes": "seqlvm.data.formats.pianoroll",
+    "save_pianoroll": "seqlvm.data.formats.pianoroll",
     "canonical": "seqlvm.data.registry",
     "resolve": "seqlvm.data.registry",
     "Source": "seqlvm.data.sources",
@@ -34,9 +36,7 @@ _LAZY = {
     "as_source": "seqlvm.data.sources",
     "open_source": "seqlvm.data.sources",
 }
-_SUBMODULES = ("audio", "batching", "chorales", "collect", "fetch", "midi",
-               "midi_import", "pianoroll", "registry", "sources",
-               "speech_demo")
+_SUBMODULES = ("batching", "formats", "prepare", "registry", "sources")
 
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 

@@ -14,8 +14,8 @@ Anything else is taken as a path to a pickle or a prepared speech folder.
 import os
 import re
 
-from seqlvm.data import chorales
-from seqlvm.data import pianoroll
+from seqlvm.data.prepare import chorales
+from seqlvm.data.formats import pianoroll
 
 __all__ = ["resolve", "canonical", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
            "named_path", "is_bare_name"]
@@ -78,7 +78,7 @@ def resolve(data, progress=True):
   if data == DEFAULT:
     return chorales.prepare_chorales(progress=progress)
   if data == SPEECH_DEFAULT:
-    from seqlvm.data import speech_demo  # pylint: disable=g-import-not-at-top
+    from seqlvm.data.prepare import speech_demo  # pylint: disable=g-import-not-at-top
     return speech_demo.prepare_speech_demo(progress=progress)
   if is_bare_name(data):
     found = named_path(data)

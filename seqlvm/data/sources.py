@@ -31,7 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from seqlvm.data import pianoroll
+from seqlvm.data.formats import pianoroll
 
 __all__ = ["Source", "InMemorySource", "SpeechSource", "as_source",
            "open_source",
@@ -282,8 +282,8 @@ class SpeechSource(Source):
   pipeline_id = "speech-shards/1"
 
   def __init__(self, path):
-    from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
-    self.manifest = audio.read_manifest(path)
+    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
+    self.manifest = speech.read_manifest(path)
     self.directory = (os.path.dirname(path) if os.path.isfile(path)
                       else path)
     self.name = self.directory
@@ -298,7 +298,8 @@ class SpeechSource(Source):
 
   def fingerprint(self):
     """sha256 of the manifest, which lists every shard's utterances."""
-    with open(os.path.join(self.directory, "manifest.json"), "rb") as f:
+    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(self.directory, speech.MANIFEST_NAME), "rb") as f:
       return hashlib.sha256(f.read()).hexdigest()
 
   def _split(self, split):
@@ -326,10 +327,8 @@ class SpeechSource(Source):
             for f in self._split(split)["shards"]]
 
   def _parse(self, record):
-    features = tf.io.parse_single_example(
-        record, {"samples": tf.io.FixedLenFeature([], tf.string)})
-    samples = tf.io.decode_raw(features["samples"], tf.float32,
-                               little_endian=True)
+    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
+    samples = speech.parse_utterance(record)
     with tf.control_dependencies([tf.debugging.assert_equal(
         tf.size(samples) % self.data_size, 0, message=(
             f"a record's length is not a multiple of the manifest's "

@@ -42,7 +42,7 @@ def _write_speech(x, out_dir, checkpoint_name, source):
 
 
 def _write_pianorolls(x, means, out_dir, checkpoint_name, audio):
-  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.formats import midi  # pylint: disable=g-import-not-at-top
   from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
   from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
   paths = []

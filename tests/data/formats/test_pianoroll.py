@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from seqlvm import data
-from seqlvm.data import midi
+from seqlvm.data.formats import midi
 from tests.conftest import shared_pianoroll
 from tests.conftest import write_tiny_pianorolls
 

@@ -6,7 +6,7 @@ on the spot: 72 short sentences in the style of the Harvard sentences
 British, Scottish, Caribbean, and two female variants) at a speed and pitch
 drawn per sentence and voice from a fixed seed. The recordings go to a
 temporary folder laid out train/ valid/ test/ and through
-`audio.from_audio(..., sample_rate=16000, frame_size=200)`.
+`from_audio.from_audio(..., sample_rate=16000, frame_size=200)`.
 
 The split is by sentence, so valid and test sentences are never heard in
 training: sentence i goes to 'valid' if i % 9 == 7, to 'test' if i % 9 == 8,
@@ -18,7 +18,7 @@ espeak-ng's output differs slightly between its versions, so two machines
 may prepare slightly different sets; the sentences, voices and split do not
 change.
 
-Recommended import: `from seqlvm.data import speech_demo`.
+Recommended import: `from seqlvm.data.prepare import speech_demo`.
 """
 
 import concurrent.futures
@@ -32,9 +32,10 @@ import tempfile
 import time
 
 from seqlvm import fileio
-from seqlvm.data import audio
-from seqlvm.data import chorales
-from seqlvm.data.pianoroll import DataError
+from seqlvm.data.prepare import from_audio
+from seqlvm.data.formats import speech
+from seqlvm.data.prepare import chorales
+from seqlvm.data.formats.pianoroll import DataError
 
 __all__ = ["prepare_speech_demo", "SENTENCES", "VOICES", "CACHE_NAME",
            "SAMPLE_RATE", "FRAME_SIZE"]
@@ -202,7 +203,7 @@ def prepare_speech_demo(directory=None, progress=True, force=False,
 
   Returns:
     path: the prepared folder (manifest.json and TFRecord shards, see
-      `audio.from_audio`).
+      `from_audio.from_audio`).
 
   Raises:
     DataError: if espeak-ng is not installed or fails.
@@ -210,7 +211,7 @@ def prepare_speech_demo(directory=None, progress=True, force=False,
   directory = directory or chorales.data_dir()
   name = CACHE_NAME if limit is None else f"{CACHE_NAME}-first{limit}"
   path = os.path.join(directory, name)
-  if os.path.exists(os.path.join(path, audio.MANIFEST_NAME)) and not force:
+  if os.path.exists(os.path.join(path, speech.MANIFEST_NAME)) and not force:
     return path
   program = _check_espeak()
   voices = _available(program, VOICES)
@@ -235,12 +236,12 @@ def prepare_speech_demo(directory=None, progress=True, force=False,
       if progress:
         print(message.replace(tmp, "espeak-ng recordings"), file=sys.stderr)
 
-    manifest = audio.from_audio(tmp, path, frame_size=FRAME_SIZE,
+    manifest = from_audio.from_audio(tmp, path, frame_size=FRAME_SIZE,
                                 sample_rate=SAMPLE_RATE, force=True,
                                 progress=progress, log=log)
   # The temporary folder is gone; name the generator instead.
   manifest["source"] = f"espeak-ng ({', '.join(VOICES)}): seqlvm speech demo"
-  fileio.write_json(manifest, os.path.join(path, audio.MANIFEST_NAME))
+  speech.write_manifest(manifest, path)
   if progress:
     print(f"  done in {time.time() - start:.1f} s", file=sys.stderr)
   return path

@@ -9,7 +9,7 @@ with `--strict`).
 import os
 import random
 
-from seqlvm.data.pianoroll import DataError
+from seqlvm.data.formats.pianoroll import DataError
 
 __all__ = ["SPLITS", "find_files", "split_files", "Problems"]
 

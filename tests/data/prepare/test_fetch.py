@@ -16,7 +16,7 @@ import pytest
 
 from seqlvm import cli
 from seqlvm import data
-from seqlvm.data import fetch
+from seqlvm.data.prepare import fetch
 from seqlvm.data import registry
 from tests.conftest import SHARED_PIANOROLLS
 

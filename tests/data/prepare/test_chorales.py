@@ -3,7 +3,7 @@
 import numpy as np
 
 from seqlvm import data
-from seqlvm.data import chorales
+from seqlvm.data.prepare import chorales
 
 
 def test_corpus_is_there():

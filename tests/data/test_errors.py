@@ -13,10 +13,11 @@ from seqlvm.run import factory
 from seqlvm.run import training
 from seqlvm.config import Config
 from seqlvm.config import ConfigError
-from seqlvm.data import audio
+from seqlvm.data.prepare import from_audio
+from seqlvm.data.formats import speech
 from seqlvm.data import sources
-from tests.test_speech_cli import FRAME
-from tests.test_speech_cli import _write_utterances
+from tests.conftest import FRAME
+from tests.conftest import write_utterances
 
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--batch-size", "2",
          "--no-jit", "--no-progress"]
@@ -27,9 +28,9 @@ def _prepared(tmp_path):
   corpus = tmp_path / "corpus"
   for split, count, seed in (("train", 8, 0), ("valid", 3, 1),
                              ("test", 3, 2)):
-    _write_utterances(corpus / split, count, seed)
+    write_utterances(corpus / split, count, seed)
   out = tmp_path / "prepared"
-  audio.from_audio(str(corpus), str(out), frame_size=FRAME, progress=False,
+  from_audio.from_audio(str(corpus), str(out), frame_size=FRAME, progress=False,
                    log=lambda m: None)
   return out
 
@@ -80,7 +81,7 @@ def test_manifest_that_disagrees_with_its_shards(prepared, tmp_path,
     broken = dict(manifest, **{key: value})
     manifest_path.write_text(json.dumps(broken))
     with pytest.raises(data.DataError, match=f"{manifest_path}: {key}"):
-      audio.read_manifest(str(prepared))
+      speech.read_manifest(str(prepared))
   del capsys, tmp_path
 
 
@@ -180,7 +181,7 @@ def test_output_names_and_paths(tmp_path, monkeypatch, prepared, capsys):
   # A bare name with .pkl lands in the data directory and resolves by name.
   midi_dir = tmp_path / "midi"
   midi_dir.mkdir()
-  from seqlvm.data import midi  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.formats import midi  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   for i in range(10):
     roll = (rng.rand(12, 88) < 0.05).astype(np.float32)

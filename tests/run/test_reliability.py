@@ -24,9 +24,9 @@ from seqlvm import errors
 from seqlvm.run import factory
 from seqlvm.run import training
 from seqlvm.config import Config
-from seqlvm.data import audio
+from seqlvm.data.prepare import from_audio
 from seqlvm.data import load_pianoroll
-from seqlvm.data import midi_import
+from seqlvm.data.prepare import from_midi
 from tests.conftest import write_tiny_pianorolls
 
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--no-jit",
@@ -413,16 +413,16 @@ def test_a_small_timit_tree_gets_one_valid_utterance(tmp_path):
       path.parent.mkdir(parents=True, exist_ok=True)
       soundfile.write(path, (rng.randn(800) * 0.1).clip(-1, 1), 8000,
                       format="NIST", subtype="PCM_16")
-  manifest = audio.from_audio(str(tmp_path / "timit"), str(tmp_path / "out"),
+  manifest = from_audio.from_audio(str(tmp_path / "timit"), str(tmp_path / "out"),
                               frame_size=40, progress=False,
                               log=lambda m: None)
   sizes = {s: manifest["splits"][s]["num_sequences"] for s in manifest[
       "splits"]}
   assert sizes == {"train": 15, "valid": 1, "test": 4}
-  two = audio.timit_split(["TRAIN/D/S/SX1.WAV", "TRAIN/D/S/SX2.WAV",
+  two = from_audio.timit_split(["TRAIN/D/S/SX1.WAV", "TRAIN/D/S/SX2.WAV",
                             "TEST/D/S/SX3.WAV"])
   assert len(two["valid"]) == 1 and len(two["train"]) == 1
-  one = audio.timit_split(["TRAIN/D/S/SX1.WAV", "TEST/D/S/SX3.WAV"])
+  one = from_audio.timit_split(["TRAIN/D/S/SX1.WAV", "TEST/D/S/SX3.WAV"])
   assert not one["valid"] and len(one["train"]) == 1
 
 

@@ -13,14 +13,14 @@ ticks_per_beat`, a note from tick `on` to tick `off` sounds from step
 lasts at least one step. Reading a file that `write_midi` wrote, at the same
 step length, gives the roll back (less any silent steps at its end).
 
-Recommended import: `from seqlvm.data import midi`.
+Recommended import: `from seqlvm.data.formats import midi`.
 """
 
 import mido
 import numpy as np
 
 from seqlvm import fileio
-from seqlvm.data import pianoroll
+from seqlvm.data.formats import pianoroll
 
 __all__ = ["write_midi", "read_midi", "read_midi_roll", "RESOLUTIONS",
            "DRUM_CHANNEL", "MAX_STEPS"]

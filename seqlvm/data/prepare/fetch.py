@@ -25,15 +25,16 @@ import urllib.request
 import numpy as np
 
 from seqlvm import fileio
-from seqlvm.data import chorales
-from seqlvm.data import pianoroll
+from seqlvm.data.prepare import chorales
+from seqlvm.data.formats import pianoroll
 from seqlvm.errors import FetchError
 
 __all__ = ["MANIFEST", "load_manifest", "content_sha256", "fetch",
            "FetchError"]
 
-MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        "pianorolls.json")
+# seqlvm/data/pianorolls.json (a link to the repository's data/).
+MANIFEST = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "pianorolls.json")
 _TIMEOUT_S = 60
 
 

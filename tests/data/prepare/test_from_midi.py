@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from seqlvm import data
-from seqlvm.data import midi
-from seqlvm.data import midi_import
+from seqlvm.data.formats import midi
+from seqlvm.data.prepare import from_midi
 from tests.conftest import shared_pianoroll
 
 
@@ -220,7 +220,7 @@ def test_from_midi_with_split_folders(tmp_path):
   _song(root / "test" / "e.mid", 44)
   _song(root / "elsewhere.mid", 45)  # Not in a split folder: ignored.
   messages = []
-  report = midi_import.from_midi(root, tmp_path / "out.pkl", progress=False,
+  report = from_midi.from_midi(root, tmp_path / "out.pkl", progress=False,
                                  log=messages.append)
   assert report["layout"] == "folders"
   assert report["splits"] == {"train": 3, "valid": 1, "test": 1}
@@ -244,7 +244,7 @@ def test_from_midi_shuffles_with_a_seed(tmp_path, capsys):
     _song(root / f"song{i:02d}.mid", 40 + i)
   splits = {}
   for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
-    report = midi_import.from_midi(root, tmp_path / f"{name}.pkl", seed=seed,
+    report = from_midi.from_midi(root, tmp_path / f"{name}.pkl", seed=seed,
                                    resolution="eighth")
     assert report["layout"] == "shuffled"
     assert report["splits"] == {"train": 8, "valid": 1, "test": 1}
@@ -268,7 +268,7 @@ def test_from_midi_skips_bad_files_and_names_them(tmp_path):
   _write(root / "valid" / "noisy.mid",
          [_note(60, 0, 2) + _note(38, 0, 1, channel=9) + _note(10, 1, 2)])
   messages = []
-  report = midi_import.from_midi(root, tmp_path / "out.pkl", progress=False,
+  report = from_midi.from_midi(root, tmp_path / "out.pkl", progress=False,
                                  log=messages.append)
   assert report["splits"] == {"train": 2, "valid": 2, "test": 1}
   assert (report["out_of_range"], report["drums"]) == (1, 1)
@@ -282,7 +282,7 @@ def test_from_midi_skips_bad_files_and_names_them(tmp_path):
   assert "1 notes outside 21..108 and 1 drum notes" in messages[0]
   assert len(data.load_pianoroll(tmp_path / "out.pkl").train) == 2
   with pytest.raises(data.DataError, match="bad.mid.*--strict"):
-    midi_import.from_midi(root, tmp_path / "strict.pkl", strict=True,
+    from_midi.from_midi(root, tmp_path / "strict.pkl", strict=True,
                           progress=False, log=messages.append)
   assert not (tmp_path / "strict.pkl").exists()
 
@@ -292,26 +292,26 @@ def test_from_midi_refuses_empty_folders_and_splits(tmp_path):
   empty.mkdir()
   (empty / "notes.txt").write_text("no MIDI here")
   with pytest.raises(data.DataError, match="no MIDI files") as info:
-    midi_import.from_midi(empty, tmp_path / "x.pkl", progress=False)
+    from_midi.from_midi(empty, tmp_path / "x.pkl", progress=False)
   assert str(empty) in str(info.value)
   # No test folder.
   root = tmp_path / "folders"
   _song(root / "train" / "a.mid", 40)
   _song(root / "valid" / "b.mid", 41)
   with pytest.raises(data.DataError, match="split 'test'.*add MIDI files"):
-    midi_import.from_midi(root, tmp_path / "x.pkl", progress=False)
+    from_midi.from_midi(root, tmp_path / "x.pkl", progress=False)
   # A test folder whose only file is bad.
   (root / "test").mkdir()
   (root / "test" / "bad.mid").write_text("not MIDI")
   with pytest.raises(data.DataError, match="split 'test' has no readable"):
-    midi_import.from_midi(root, tmp_path / "x.pkl", progress=False,
+    from_midi.from_midi(root, tmp_path / "x.pkl", progress=False,
                           log=lambda _: None)
   # Too few files for a 10% valid split.
   flat = tmp_path / "flat"
   for i in range(3):
     _song(flat / f"{i}.mid", 40 + i)
   with pytest.raises(data.DataError, match="split 'valid'.*fractions"):
-    midi_import.from_midi(flat, tmp_path / "x.pkl", progress=False)
+    from_midi.from_midi(flat, tmp_path / "x.pkl", progress=False)
   assert not (tmp_path / "x.pkl").exists()
   with pytest.raises(ValueError, match="resolution"):
-    midi_import.from_midi(flat, tmp_path / "x.pkl", resolution="whole")
+    from_midi.from_midi(flat, tmp_path / "x.pkl", resolution="whole")

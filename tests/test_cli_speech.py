@@ -4,33 +4,19 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
 
 from seqlvm import cli
 from seqlvm import data
-
-FRAME = 40
-RATE = 8000
-
-
-def _write_utterances(directory, count, seed):
-  """Noisy chirps of different lengths, as 16-bit WAV files."""
-  rng = np.random.RandomState(seed)
-  directory.mkdir(parents=True)
-  for i in range(count):
-    n = rng.randint(6, 30) * FRAME + rng.randint(FRAME)
-    t = np.arange(n) / RATE
-    f0 = rng.uniform(100, 300)
-    x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + t)) + 0.02 * rng.randn(n)
-    soundfile.write(directory / f"utt{i:02d}.wav", x, RATE, subtype="PCM_16")
-
+from tests.conftest import FRAME
+from tests.conftest import RATE
+from tests.conftest import write_utterances
 
 @pytest.fixture(name="speech_folder")
 def _speech_folder(tmp_path):
   root = tmp_path / "corpus"
   for split, count, seed in (("train", 12, 0), ("valid", 4, 1),
                              ("test", 5, 2)):
-    _write_utterances(root / split, count, seed)
+    write_utterances(root / split, count, seed)
   return root
 
 
@@ -78,9 +64,9 @@ def test_prepare_train_eval_sample(speech_folder, tmp_path, monkeypatch,
 
 
 def test_gaussian_model_sees_normalised_frames(speech_folder, tmp_path):
-  from seqlvm.data import audio  # pylint: disable=g-import-not-at-top
+  from seqlvm.data.prepare import from_audio  # pylint: disable=g-import-not-at-top
   out = tmp_path / "prepared"
-  audio.from_audio(str(speech_folder), str(out), frame_size=FRAME,
+  from_audio.from_audio(str(speech_folder), str(out), frame_size=FRAME,
                    progress=False, log=lambda m: None)
   src = data.open_source(str(out))
   assert src.kind == "speech" and src.default_emission == "gaussian"

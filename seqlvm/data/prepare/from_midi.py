@@ -6,7 +6,7 @@ from `collect.split_files`: sub-folders train / valid / test if present, else
 a seeded shuffle. A file that cannot be read, or has no notes to keep, is
 skipped and named at the end (or stops the run with `strict=True`).
 
-Recommended import: `from seqlvm.data import midi_import`.
+Recommended import: `from seqlvm.data.prepare import from_midi`.
 """
 
 import os
@@ -14,9 +14,9 @@ import sys
 
 import tqdm
 
-from seqlvm.data import collect
-from seqlvm.data import midi
-from seqlvm.data import pianoroll
+from seqlvm.data.prepare import collect
+from seqlvm.data.formats import midi
+from seqlvm.data.formats import pianoroll
 
 __all__ = ["from_midi", "MIDI_EXTENSIONS"]
 

@@ -1,23 +1,9 @@
-"""Speech preparation: a folder of recordings -> sharded TFRecords + manifest.
+"""`seqlvm data from-audio`: a folder of recordings -> prepared speech.
 
 `from_audio` turns any folder of .wav / .sph / .flac files (WAV and NIST
 SPHERE are both read by libsndfile, so a TIMIT tree works as it comes) into
-the format the speech reader consumes:
-
-```
-OUT/manifest.json          # see `from_audio` for the schema
-OUT/train-00000.tfrecord   # one record per utterance
-OUT/train-00001.tfrecord   # a new shard every `shard_mb` MiB
-OUT/valid-00000.tfrecord
-OUT/test-00000.tfrecord
-```
-
-Each record is a serialized `tf.train.Example` with one feature, "samples":
-a bytes_list holding the float32 little-endian waveform `[L]`, mono, at the
-manifest's sample rate, values in [-1, 1] as read (not yet normalised), with
-L a multiple of `frame_size` (the trailing partial frame is dropped). The
-reader cuts it into frames `[L / frame_size, frame_size]` and normalises with
-the manifest's training `mean` and `std` (FIVO, DESIGN.md section 6).
+the prepared speech format of `seqlvm.data.formats.speech` (TFRecord shards
+of utterances and a manifest with the training statistics).
 
 Splits:
   - A TIMIT tree (top-level folders TRAIN and TEST, any case, and no valid
@@ -34,7 +20,7 @@ Bad files (unreadable, not audio, shorter than one frame, non-finite
 samples) are skipped and listed at the end and in the manifest, or stop the
 run with `strict=True`. The output folder appears whole or not at all.
 
-Recommended import: `from seqlvm.data import audio`.
+Recommended import: `from seqlvm.data.prepare import from_audio`.
 
 #### References
 [1] Maddison, Lawson, Tucker, Heess, Norouzi, Mnih, Doucet, Teh. Filtering
@@ -44,49 +30,27 @@ Recommended import: `from seqlvm.data import audio`.
 
 import collections
 import functools
-import json
-import math
 import os
 import random
 import shutil
 import sys
 
 import numpy as np
-import soundfile
 import soxr
-import tensorflow as tf
 import tqdm
 
-from seqlvm import fileio
-from seqlvm.data import collect
-from seqlvm.data.pianoroll import DataError
+from seqlvm.data.formats import recordings
+from seqlvm.data.formats import speech
+from seqlvm.data.prepare import collect
+from seqlvm.errors import DataError
 
-__all__ = [
-    "from_audio",
-    "read_manifest",
-    "timit_split",
-    "AUDIO_EXTENSIONS",
-    "FORMAT",
-    "VERSION",
-    "MANIFEST_NAME",
-    "FEATURE",
-]
+__all__ = ["from_audio", "timit_split", "TIMIT_SEED",
+           "TIMIT_VALID_FRACTION"]
 
-AUDIO_EXTENSIONS = (".wav", ".sph", ".flac")
-FORMAT = "seqlvm-speech"
-VERSION = 1
-MANIFEST_NAME = "manifest.json"
-FEATURE = "samples"  # The one tf.train.Example feature: float32 LE bytes.
 
 # FIVO's create_timit_dataset.py: random.seed(1234), valid_frac 0.05.
 TIMIT_SEED = 1234
 TIMIT_VALID_FRACTION = 0.05
-
-_RECORD_OVERHEAD = 16  # TFRecord framing: length, its CRC, the data CRC.
-_MANIFEST_KEYS = ("format", "version", "source", "layout", "sample_rate",
-                  "frame_size", "mean", "std", "exclude_sa", "splits",
-                  "skipped", "resampled")
-_SPLIT_KEYS = ("shards", "num_sequences", "num_frames", "lengths", "files")
 
 
 def _top(path):
@@ -134,7 +98,7 @@ def _drop_converted_copies(paths):
   """
   have = set(paths)
   return [p for p in paths if not (
-      os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS and
+      os.path.splitext(p)[1].lower() in recordings.AUDIO_EXTENSIONS and
       os.path.splitext(p)[0] in have)]
 
 
@@ -171,48 +135,6 @@ def _check_rates(infos, sample_rate):
         "\nPass --sample-rate RATE (sample_rate=RATE) to resample them all "
         "to one rate.")
   return int(next(iter(by_rate)))
-
-
-def _read_mono(path):
-  """float64 `[L]`, channels averaged."""
-  samples, rate = soundfile.read(path, dtype="float64", always_2d=True)
-  return samples.mean(axis=1), rate
-
-
-def _example(waveform):
-  return tf.train.Example(features=tf.train.Features(feature={
-      FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(
-          value=[waveform.astype("<f4").tobytes()]))
-  })).SerializeToString()
-
-
-class _ShardWriter:
-  """Writes records to SPLIT-00000.tfrecord, ...; a new shard past a size."""
-
-  def __init__(self, folder, split, shard_bytes):
-    self.folder = folder
-    self.split = split
-    self.shard_bytes = shard_bytes
-    self.shards = []
-    self.total_bytes = 0
-    self._writer = None
-    self._size = 0
-
-  def write(self, record):
-    if self._writer is None or self._size >= self.shard_bytes:
-      self.close()
-      name = f"{self.split}-{len(self.shards):05d}.tfrecord"
-      self._writer = tf.io.TFRecordWriter(os.path.join(self.folder, name))
-      self.shards.append(name)
-      self._size = 0
-    self._writer.write(record)
-    self._size += len(record) + _RECORD_OVERHEAD
-    self.total_bytes += len(record) + _RECORD_OVERHEAD
-
-  def close(self):
-    if self._writer is not None:
-      self._writer.close()
-      self._writer = None
 
 
 class _Moments:
@@ -267,9 +189,9 @@ def _check_output(directory, out, force):
     raise DataError(f"{out} already exists; pass --force (force=True) to "
                     "replace it.")
   if os.path.exists(out) and not os.path.isfile(
-      os.path.join(out, MANIFEST_NAME)):
+      os.path.join(out, speech.MANIFEST_NAME)):
     raise DataError(f"{out} exists and is not a prepared speech folder (no "
-                    f"{MANIFEST_NAME}); refusing to replace it even with "
+                    f"{speech.MANIFEST_NAME}); refusing to replace it even with "
                     "--force. Choose another output folder.")
 
 
@@ -339,23 +261,7 @@ def from_audio(directory, out, frame_size=200, sample_rate=None, seed=0,
   stored (float32), accumulated in float64. Files are streamed one at a
   time: memory does not grow with the corpus.
 
-  The manifest, OUT/manifest.json:
-
-  ```
-  {"format": "seqlvm-speech", "version": 1,
-   "source": absolute input folder,
-   "layout": "timit" | "folders" | "shuffled",
-   "sample_rate": int, "frame_size": int,
-   "mean": float, "std": float,        # training samples, population std
-   "exclude_sa": bool,
-   "splits": {"train" | "valid" | "test": {
-       "shards": ["train-00000.tfrecord", ...],   # relative to OUT
-       "num_sequences": int, "num_frames": int,
-       "lengths": [frames per record, in record order],
-       "files": [input paths relative to `directory`, in record order]}},
-   "skipped": [{"file": relative path, "reason": str}, ...],
-   "resampled": int}                   # files resampled
-  ```
+  The output is the format of `seqlvm.data.formats.speech`.
 
   Args:
     directory: the input folder (searched recursively for .wav, .sph and
@@ -395,36 +301,10 @@ def from_audio(directory, out, frame_size=200, sample_rate=None, seed=0,
   directory = os.path.abspath(os.fspath(directory))
   out = os.path.abspath(os.fspath(out))
   _check_output(directory, out, force)
-
-  paths = collect.find_files(directory, AUDIO_EXTENSIONS)
-  if not paths:
-    raise DataError(f"{directory}: no audio files (.wav, .sph or .flac) "
-                    "found in this folder or below it.")
-  if _is_timit(paths):
-    layout = "timit"
-    splits = timit_split(_drop_converted_copies(paths), exclude_sa)
-  else:
-    if exclude_sa:
-      raise DataError(f"{directory}: exclude_sa (--exclude-sa) applies to a "
-                      "TIMIT tree (top-level TRAIN and TEST folders) only.")
-    splits, layout = collect.split_files(paths, seed, valid_fraction,
-                                         test_fraction)
-    _check_not_nested(directory, paths, layout)
-
-  # First pass: headers only. The rates decide the target rate.
+  splits, layout, num_files = _assign_splits(
+      directory, seed, valid_fraction, test_fraction, exclude_sa)
   problems = collect.Problems(strict=strict)
-  infos = {}
-  for path in tqdm.tqdm([p for s in collect.SPLITS for p in splits[s]],
-                        desc="Checking", unit="file", file=sys.stderr,
-                        disable=not progress):
-    try:
-      infos[path] = soundfile.info(os.path.join(directory, path))
-    except (soundfile.SoundFileError, RuntimeError, OSError,
-            ValueError) as e:
-      problems.add(path, f"not readable as audio: {_reason(e)}")
-  if not infos:
-    raise DataError(f"{directory}: none of the {len(paths)} audio file(s) "
-                    f"could be read.\n{problems.report()}")
+  infos = _read_headers(directory, splits, problems, progress, num_files)
   target_rate = _check_rates(infos, sample_rate)
   for split in collect.SPLITS:
     if not any(p in infos for p in splits[split]):
@@ -435,147 +315,136 @@ def from_audio(directory, out, frame_size=200, sample_rate=None, seed=0,
     shutil.rmtree(tmp)
   os.makedirs(tmp)
   try:
-    moments = _Moments()
-    entries = {}
-    total_bytes = 0
-    resampled = 0
+    writer = _SplitWriter(directory, tmp, frame_size, target_rate,
+                          int(shard_mb * 2**20), problems)
     bar = tqdm.tqdm(total=len(infos), desc="Writing", unit="file",
                     file=sys.stderr, disable=not progress)
     with bar:
-      for split in collect.SPLITS:
-        writer = _ShardWriter(tmp, split, int(shard_mb * 2**20))
-        lengths, files = [], []
-        try:
-          for path in splits[split]:
-            if path not in infos:
-              continue
-            bar.update(1)
-            try:
-              waveform, rate = _read_mono(os.path.join(directory, path))
-            except (soundfile.SoundFileError, RuntimeError, OSError,
-                    ValueError) as e:
-              problems.add(path, f"not readable as audio: {_reason(e)}")
-              continue
-            if not np.all(np.isfinite(waveform)):
-              problems.add(path, "has non-finite samples (NaN or inf)")
-              continue
-            if rate != target_rate:
-              waveform = soxr.resample(waveform, rate, target_rate)
-              resampled += 1
-            num_frames = len(waveform) // frame_size
-            if not num_frames:
-              problems.add(path, f"shorter than one frame of {frame_size} "
-                           f"samples ({len(waveform)} samples at "
-                           f"{target_rate} Hz)")
-              continue
-            waveform = waveform[:num_frames * frame_size].astype(np.float32)
-            writer.write(_example(waveform))
-            if split == "train":
-              moments.add(waveform)
-            lengths.append(num_frames)
-            files.append(path)
-        finally:
-          writer.close()
-        if not lengths:
-          raise DataError(
-              _empty_split(directory, split, layout, splits, problems))
-        total_bytes += writer.total_bytes
-        entries[split] = {"shards": writer.shards,
-                          "num_sequences": len(lengths),
-                          "num_frames": int(sum(lengths)),
-                          "lengths": lengths,
-                          "files": files}
-    if moments.std == 0:
+      entries = {split: writer.write_split(
+          split, [p for p in splits[split] if p in infos], bar,
+          lambda s=split: _empty_split(directory, s, layout, splits,
+                                       problems))
+                 for split in collect.SPLITS}
+    if writer.moments.std == 0:
       raise DataError(f"{directory}: the training samples have zero "
                       "variance (all silent?); they cannot be normalised.")
     manifest = {
-        "format": FORMAT,
-        "version": VERSION,
+        "format": speech.FORMAT,
+        "version": speech.VERSION,
         "source": directory,
         "layout": layout,
         "sample_rate": target_rate,
         "frame_size": frame_size,
-        "mean": moments.mean,
-        "std": moments.std,
+        "mean": writer.moments.mean,
+        "std": writer.moments.std,
         "exclude_sa": bool(exclude_sa),
         "splits": entries,
         "skipped": problems.to_list(),
-        "resampled": resampled,
+        "resampled": writer.resampled,
     }
-    fileio.write_json(manifest, os.path.join(tmp, MANIFEST_NAME))
+    speech.write_manifest(manifest, tmp)
     _replace_folder(tmp, out, force)
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
-  log(_summary(manifest, total_bytes, problems))
+  log(_summary(manifest, writer.total_bytes, problems))
   return manifest
 
 
-def read_manifest(path_or_dir):
-  """Reads and checks a prepared speech folder's manifest.
+def _assign_splits(directory, seed, valid_fraction, test_fraction,
+                   exclude_sa):
+  """The files of each split, the layout that decided them, and the count
+  of files found."""
+  paths = collect.find_files(directory, recordings.AUDIO_EXTENSIONS)
+  if not paths:
+    raise DataError(f"{directory}: no audio files (.wav, .sph or .flac) "
+                    "found in this folder or below it.")
+  if _is_timit(paths):
+    return (timit_split(_drop_converted_copies(paths), exclude_sa), "timit",
+            len(paths))
+  if exclude_sa:
+    raise DataError(f"{directory}: exclude_sa (--exclude-sa) applies to a "
+                    "TIMIT tree (top-level TRAIN and TEST folders) only.")
+  splits, layout = collect.split_files(paths, seed, valid_fraction,
+                                       test_fraction)
+  _check_not_nested(directory, paths, layout)
+  return splits, layout, len(paths)
 
-  Args:
-    path_or_dir: the prepared folder or its manifest.json.
 
-  Returns:
-    manifest: the dict described in `from_audio`; shard names are relative
-      to the manifest's folder.
+def _read_headers(directory, splits, problems, progress, num_files):
+  """First pass, headers only: {path: soundfile info} of readable files."""
+  infos = {}
+  for path in tqdm.tqdm([p for s in collect.SPLITS for p in splits[s]],
+                        desc="Checking", unit="file", file=sys.stderr,
+                        disable=not progress):
+    try:
+      infos[path] = recordings.info(os.path.join(directory, path))
+    except recordings.READ_ERRORS as e:
+      problems.add(path, f"not readable as audio: {_reason(e)}")
+  if not infos:
+    raise DataError(f"{directory}: none of the {num_files} audio file(s) "
+                    f"could be read.\n{problems.report()}")
+  return infos
 
-  Raises:
-    DataError: naming the file, if the manifest is missing, not JSON, not a
-      seqlvm-speech manifest, lacks a key, or lists a shard that is missing.
-  """
-  path = os.fspath(path_or_dir)
-  if os.path.isdir(path):
-    path = os.path.join(path, MANIFEST_NAME)
-  if not os.path.exists(path):
-    raise DataError(f"{path}: no such file; prepare the folder with "
-                    "`seqlvm data from-audio DIR --out NAME`.")
-  try:
-    with open(path, encoding="utf-8") as f:
-      manifest = json.load(f)
-  except (ValueError, UnicodeDecodeError) as e:
-    raise DataError(f"{path}: not valid JSON ({e}).") from e
-  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-    found = manifest.get("format") if isinstance(manifest, dict) else None
-    raise DataError(f"{path}: not a {FORMAT} manifest (format is "
-                    f"{found!r}).")
-  if manifest.get("version") != VERSION:
-    raise DataError(f"{path}: version {manifest.get('version')!r}; this "
-                    f"seqlvm reads version {VERSION}. Prepare it again.")
-  missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-  if missing:
-    raise DataError(f"{path}: missing key(s) {', '.join(missing)}.")
-  def positive(key, kind):
-    value = manifest[key]
-    return (isinstance(value, kind) and not isinstance(value, bool) and
-            math.isfinite(value) and value > 0)
 
-  for key, kind in (("frame_size", int), ("sample_rate", int),
-                    ("std", (int, float))):
-    if not positive(key, kind):
-      raise DataError(f"{path}: {key} must be a positive number, got "
-                      f"{manifest[key]!r}.")
-  if not (isinstance(manifest["mean"], (int, float)) and
-          math.isfinite(manifest["mean"])):
-    raise DataError(f"{path}: mean must be a finite number, got "
-                    f"{manifest['mean']!r}.")
-  folder = os.path.dirname(os.path.abspath(path))
-  splits = manifest["splits"]
-  for split in collect.SPLITS:
-    entry = splits.get(split) if isinstance(splits, dict) else None
-    if not isinstance(entry, dict):
-      raise DataError(f"{path}: no {split!r} split.")
-    missing = [k for k in _SPLIT_KEYS if k not in entry]
-    if missing:
-      raise DataError(f"{path}: split {split!r} lacks "
-                      f"{', '.join(missing)}.")
-    if (len(entry["lengths"]) != entry["num_sequences"] or
-        sum(entry["lengths"]) != entry["num_frames"]):
-      raise DataError(f"{path}: split {split!r}: lengths disagree with "
-                      "num_sequences / num_frames.")
-    for shard in entry["shards"]:
-      if not os.path.isfile(os.path.join(folder, shard)):
-        raise DataError(f"{os.path.join(folder, shard)}: shard listed in "
-                        f"{path} is missing; prepare the folder again.")
-  return manifest
+class _SplitWriter:
+  """Second pass: reads, resamples and frames each file, writes the shards
+  and accumulates the training moments."""
+
+  def __init__(self, directory, folder, frame_size, target_rate,
+               shard_bytes, problems):
+    self.directory = directory
+    self.folder = folder
+    self.frame_size = frame_size
+    self.target_rate = target_rate
+    self.shard_bytes = shard_bytes
+    self.problems = problems
+    self.moments = _Moments()
+    self.total_bytes = 0
+    self.resampled = 0
+
+  def _frames(self, path):
+    """The file's samples cut to whole frames, or None (a problem noted)."""
+    try:
+      waveform, rate = recordings.read_mono(os.path.join(self.directory,
+                                                         path))
+    except recordings.READ_ERRORS as e:
+      self.problems.add(path, f"not readable as audio: {_reason(e)}")
+      return None
+    if not np.all(np.isfinite(waveform)):
+      self.problems.add(path, "has non-finite samples (NaN or inf)")
+      return None
+    if rate != self.target_rate:
+      waveform = soxr.resample(waveform, rate, self.target_rate)
+      self.resampled += 1
+    num_frames = len(waveform) // self.frame_size
+    if not num_frames:
+      self.problems.add(
+          path, f"shorter than one frame of {self.frame_size} samples "
+          f"({len(waveform)} samples at {self.target_rate} Hz)")
+      return None
+    return waveform[:num_frames * self.frame_size].astype(np.float32)
+
+  def write_split(self, split, paths, bar, empty_message):
+    """Writes `split`'s shards; returns its manifest entry."""
+    writer = speech.ShardWriter(self.folder, split, self.shard_bytes)
+    lengths, files = [], []
+    try:
+      for path in paths:
+        bar.update(1)
+        waveform = self._frames(path)
+        if waveform is None:
+          continue
+        writer.write(speech.encode_utterance(waveform))
+        if split == "train":
+          self.moments.add(waveform)
+        lengths.append(len(waveform) // self.frame_size)
+        files.append(path)
+    finally:
+      writer.close()
+    if not lengths:
+      raise DataError(empty_message())
+    self.total_bytes += writer.total_bytes
+    return {"shards": writer.shards, "num_sequences": len(lengths),
+            "num_frames": int(sum(lengths)), "lengths": lengths,
+            "files": files}

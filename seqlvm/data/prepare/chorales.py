@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import sys
 
-from seqlvm.data import pianoroll
+from seqlvm.data.formats import pianoroll
 
 __all__ = ["prepare_chorales", "chorale_files", "data_dir", "CACHE_NAME"]
 

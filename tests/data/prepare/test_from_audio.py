@@ -10,9 +10,10 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from seqlvm.data import audio
-from seqlvm.data import speech_demo
-from seqlvm.data.pianoroll import DataError
+from seqlvm.data.prepare import from_audio
+from seqlvm.data.formats import speech
+from seqlvm.data.prepare import speech_demo
+from seqlvm.data.formats.pianoroll import DataError
 
 RATE = 16000
 FRAME = 200
@@ -59,14 +60,14 @@ def _folders_tree(root, names=("train/a", "train/b", "valid/c", "test/d"),
 
 
 def _records(out, split):
-  manifest = audio.read_manifest(out)
+  manifest = speech.read_manifest(out)
   files = [os.path.join(out, s) for s in manifest["splits"][split]["shards"]]
   waveforms = []
   for record in tf.data.TFRecordDataset(files):
     example = tf.io.parse_single_example(
-        record, {audio.FEATURE: tf.io.FixedLenFeature([], tf.string)})
+        record, {speech.FEATURE: tf.io.FixedLenFeature([], tf.string)})
     waveforms.append(
-        tf.io.decode_raw(example[audio.FEATURE], tf.float32).numpy())
+        tf.io.decode_raw(example[speech.FEATURE], tf.float32).numpy())
   return waveforms
 
 
@@ -78,8 +79,8 @@ def _trimmed(path, frame_size=FRAME):
 def test_timit_split_records_and_statistics(tmp_path):
   src = _timit_tree(tmp_path / "timit")
   out = str(tmp_path / "out")
-  manifest = audio.from_audio(src, out, **_quiet())
-  assert manifest == audio.read_manifest(out)
+  manifest = from_audio.from_audio(src, out, **_quiet())
+  assert manifest == speech.read_manifest(out)
   assert manifest["format"] == "seqlvm-speech" and manifest["version"] == 1
   assert manifest["layout"] == "timit"
   assert manifest["source"] == os.path.abspath(src)
@@ -121,9 +122,9 @@ def test_timit_split_sizes():
                                 "SX2", "SX3", "SX4", "SX5")]
 
   paths = tree("TRAIN", 462) + tree("TEST", 168) + ["README.wav"]
-  sizes = {k: len(v) for k, v in audio.timit_split(paths).items()}
+  sizes = {k: len(v) for k, v in from_audio.timit_split(paths).items()}
   assert sizes == {"train": 4389, "valid": 231, "test": 1680}
-  sizes = {k: len(v) for k, v in audio.timit_split(
+  sizes = {k: len(v) for k, v in from_audio.timit_split(
       paths, exclude_sa=True).items()}
   assert sizes == {"train": 3512, "valid": 184, "test": 1344}
 
@@ -132,7 +133,7 @@ def test_timit_converted_copies_are_dropped(tmp_path):
   src = _timit_tree(tmp_path / "timit")
   copy = os.path.join(src, "TEST", "DR1", "MDAB0", "SA1.WAV.wav")
   _write(copy, np.full(800, 0.1))
-  manifest = audio.from_audio(src, str(tmp_path / "out"), **_quiet())
+  manifest = from_audio.from_audio(src, str(tmp_path / "out"), **_quiet())
   assert manifest["splits"]["test"]["num_sequences"] == 12
   assert "TEST/DR1/MDAB0/SA1.WAV" in manifest["splits"]["test"]["files"]
 
@@ -141,12 +142,12 @@ def test_nested_timit_is_refused(tmp_path):
   src = _folders_tree(tmp_path / "src", names=("TIMIT/TRAIN/DR1/A/SI1",
                                                "TIMIT/TEST/DR1/B/SI2"))
   with pytest.raises(DataError, match="inside TIMIT/; pass that folder"):
-    audio.from_audio(src, str(tmp_path / "out"), **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "out"), **_quiet())
 
 
 def test_exclude_sa(tmp_path):
   src = _timit_tree(tmp_path / "timit")
-  manifest = audio.from_audio(src, str(tmp_path / "out"), exclude_sa=True,
+  manifest = from_audio.from_audio(src, str(tmp_path / "out"), exclude_sa=True,
                               **_quiet())
   assert manifest["exclude_sa"] is True
   train = sorted(f"TRAIN/DR1/{s}/{n}.WAV" for s in SPEAKERS["TRAIN"]
@@ -163,14 +164,14 @@ def test_exclude_sa(tmp_path):
 def test_exclude_sa_needs_timit(tmp_path):
   src = _folders_tree(tmp_path / "src")
   with pytest.raises(DataError, match="TIMIT"):
-    audio.from_audio(src, str(tmp_path / "out"), exclude_sa=True, **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "out"), exclude_sa=True, **_quiet())
 
 
 def test_shards_roll_over(tmp_path):
   src = _timit_tree(tmp_path / "timit")
   out = str(tmp_path / "out")
   # About 1 KiB per shard: records of 400..1400 float32 samples overflow it.
-  manifest = audio.from_audio(src, out, shard_mb=0.001, **_quiet())
+  manifest = from_audio.from_audio(src, out, shard_mb=0.001, **_quiet())
   shards = manifest["splits"]["train"]["shards"]
   assert len(shards) == manifest["splits"]["train"]["num_sequences"] > 1
   assert shards[:2] == ["train-00000.tfrecord", "train-00001.tfrecord"]
@@ -189,7 +190,7 @@ def test_folders_layout_mono_mix_and_flac(tmp_path):
   _write(os.path.join(src, "train", "stereo.flac"), stereo, subtype="PCM_16")
   _folders_tree(src, names=("train/b", "valid/c", "test/d"))
   out = str(tmp_path / "out")
-  manifest = audio.from_audio(src, out, **_quiet())
+  manifest = from_audio.from_audio(src, out, **_quiet())
   assert manifest["layout"] == "folders"
   splits = manifest["splits"]
   assert splits["train"]["files"] == ["train/b.wav", "train/stereo.flac"]
@@ -205,7 +206,7 @@ def test_resampling_keeps_the_pitch(tmp_path):
     _write(os.path.join(src, split, "sine.wav"),
            0.5 * np.sin(2 * np.pi * 1000 * t), subtype="FLOAT")
   out = str(tmp_path / "out")
-  manifest = audio.from_audio(src, out, sample_rate=8000, **_quiet())
+  manifest = from_audio.from_audio(src, out, sample_rate=8000, **_quiet())
   assert manifest["sample_rate"] == 8000 and manifest["resampled"] == 3
   (waveform,) = _records(out, "train")
   assert len(waveform) == RATE // 2
@@ -219,7 +220,7 @@ def test_mixed_rates_need_sample_rate(tmp_path):
   src = _folders_tree(tmp_path / "src")
   _write(os.path.join(src, "train", "low.wav"), np.zeros(800) + 0.1, 8000)
   with pytest.raises(DataError) as error:
-    audio.from_audio(src, str(tmp_path / "out"), **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "out"), **_quiet())
   message = str(error.value)
   assert "16000 Hz: 4 file(s)" in message and "8000 Hz: 1 file(s)" in message
   assert "train/low.wav" in message and "--sample-rate" in message
@@ -232,7 +233,7 @@ def test_bad_and_short_files_are_skipped(tmp_path):
     f.write("not a wave file\n")
   _write(os.path.join(src, "train", "short.wav"), np.full(150, 0.1))
   messages = []
-  manifest = audio.from_audio(src, str(tmp_path / "out"), progress=False,
+  manifest = from_audio.from_audio(src, str(tmp_path / "out"), progress=False,
                               log=messages.append)
   skipped = {item["file"]: item["reason"] for item in manifest["skipped"]}
   assert set(skipped) == {"train/junk.wav", "train/short.wav"}
@@ -242,22 +243,22 @@ def test_bad_and_short_files_are_skipped(tmp_path):
   assert "train: 2 utterances" in messages[0]
 
   with pytest.raises(DataError, match="junk.wav"):
-    audio.from_audio(src, str(tmp_path / "strict"), strict=True, **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "strict"), strict=True, **_quiet())
   # A problem found while writing: the partial output is removed.
   os.remove(os.path.join(src, "train", "junk.wav"))
   with pytest.raises(DataError, match="short.wav: shorter than one frame"):
-    audio.from_audio(src, str(tmp_path / "strict"), strict=True, **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "strict"), strict=True, **_quiet())
   assert sorted(os.listdir(tmp_path)) == ["out", "src"]
 
 
 def test_empty_folder_and_empty_split(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(DataError, match="empty: no audio files"):
-    audio.from_audio(str(tmp_path / "empty"), str(tmp_path / "out"),
+    from_audio.from_audio(str(tmp_path / "empty"), str(tmp_path / "out"),
                      **_quiet())
   src = _folders_tree(tmp_path / "src", names=("train/a", "test/b"))
   with pytest.raises(DataError, match="valid split has no utterances"):
-    audio.from_audio(src, str(tmp_path / "out"), **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "out"), **_quiet())
   assert not [p for p in os.listdir(tmp_path) if "out" in p]
 
 
@@ -266,7 +267,7 @@ def test_silence_has_no_std(tmp_path):
   for split in ("train", "valid", "test"):
     _write(os.path.join(src, split, "quiet.wav"), np.zeros(400))
   with pytest.raises(DataError, match="zero variance"):
-    audio.from_audio(src, str(tmp_path / "out"), **_quiet())
+    from_audio.from_audio(src, str(tmp_path / "out"), **_quiet())
 
 
 def test_existing_output_needs_force(tmp_path):
@@ -275,28 +276,28 @@ def test_existing_output_needs_force(tmp_path):
   out.mkdir()
   (out / "old.txt").write_text("old")
   with pytest.raises(DataError, match="--force"):
-    audio.from_audio(src, str(out), **_quiet())
+    from_audio.from_audio(src, str(out), **_quiet())
   assert (out / "old.txt").exists()
   # Not a prepared set: even --force leaves it alone.
   with pytest.raises(DataError, match="not a prepared speech folder"):
-    audio.from_audio(src, str(out), force=True, **_quiet())
+    from_audio.from_audio(src, str(out), force=True, **_quiet())
   assert (out / "old.txt").read_text() == "old"
   # A prepared set is replaced with --force.
   out = tmp_path / "prepared"
-  audio.from_audio(src, str(out), **_quiet())
+  from_audio.from_audio(src, str(out), **_quiet())
   (out / "old.txt").write_text("old")
-  audio.from_audio(src, str(out), force=True, **_quiet())
+  from_audio.from_audio(src, str(out), force=True, **_quiet())
   assert not (out / "old.txt").exists()
-  assert audio.read_manifest(str(out))["splits"]["train"]["num_sequences"] == 2
+  assert speech.read_manifest(str(out))["splits"]["train"]["num_sequences"] == 2
   assert sorted(os.listdir(tmp_path)) == ["out", "prepared", "src"]
   with pytest.raises(DataError, match="contain the input"):
-    audio.from_audio(src, str(tmp_path), force=True, **_quiet())
+    from_audio.from_audio(src, str(tmp_path), force=True, **_quiet())
 
 
 def test_shuffled_split(tmp_path):
   names = [f"clip{i:02d}" for i in range(20)]
   src = _folders_tree(tmp_path / "src", names=names)
-  manifest = audio.from_audio(src, str(tmp_path / "out"), seed=5,
+  manifest = from_audio.from_audio(src, str(tmp_path / "out"), seed=5,
                               valid_fraction=0.1, test_fraction=0.2,
                               **_quiet())
   assert manifest["layout"] == "shuffled"
@@ -307,26 +308,26 @@ def test_shuffled_split(tmp_path):
 
 def test_read_manifest_errors(tmp_path):
   with pytest.raises(DataError, match="manifest.json: no such file"):
-    audio.read_manifest(str(tmp_path))
+    speech.read_manifest(str(tmp_path))
   src = _folders_tree(tmp_path / "src")
   out = tmp_path / "out"
-  audio.from_audio(src, str(out), **_quiet())
+  from_audio.from_audio(src, str(out), **_quiet())
   path = out / "manifest.json"
   manifest = json.loads(path.read_text())
 
   os.remove(out / "valid-00000.tfrecord")
   with pytest.raises(DataError, match="valid-00000.tfrecord: shard listed"):
-    audio.read_manifest(str(path))
+    speech.read_manifest(str(path))
   path.write_text(json.dumps(dict(manifest, format="pianoroll")))
   with pytest.raises(DataError, match="not a seqlvm-speech manifest"):
-    audio.read_manifest(str(out))
+    speech.read_manifest(str(out))
   path.write_text(json.dumps({k: v for k, v in manifest.items()
                               if k != "mean"}))
   with pytest.raises(DataError, match="missing key.*mean"):
-    audio.read_manifest(str(out))
+    speech.read_manifest(str(out))
   path.write_text("{not json")
   with pytest.raises(DataError, match="not valid JSON"):
-    audio.read_manifest(str(out))
+    speech.read_manifest(str(out))
 
 
 def test_speech_demo_needs_espeak(tmp_path, monkeypatch):
@@ -340,7 +341,7 @@ def test_speech_demo_needs_espeak(tmp_path, monkeypatch):
 def test_speech_demo(tmp_path):
   path = speech_demo.prepare_speech_demo(str(tmp_path), progress=False,
                                          limit=1)
-  manifest = audio.read_manifest(path)
+  manifest = speech.read_manifest(path)
   assert manifest["sample_rate"] == 16000 and manifest["frame_size"] == 200
   assert manifest["layout"] == "folders" and manifest["skipped"] == []
   assert manifest["source"].startswith("espeak-ng")
