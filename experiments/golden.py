@@ -67,7 +67,7 @@ def _data(emission, data_size=D):
   return tf.constant(x * mask[..., None]), tf.constant(mask)
 
 
-def _models():
+def golden_models():
   """name -> (model, emission)."""
   mean = np.linspace(0.1, 0.4, D)
   wavenet = dict(channels=C, dilations=(1, 2, 4))
@@ -128,7 +128,7 @@ def _bound_calls():
 def bound_numbers():
   out = {}
   calls = _bound_calls()
-  for name, (model, emission) in _models().items():
+  for name, (model, emission) in golden_models().items():
     x, mask = _data(emission)
     variables = model.trainable_variables
     for label, call in calls.items():
@@ -154,7 +154,7 @@ def bound_numbers():
 
 def samples_and_checkpoints(directory):
   out = {}
-  for name, (model, _) in _models().items():
+  for name, (model, _) in golden_models().items():
     sample = model.sample(7, 2, seed=SEED)
     out[f"{name}/sample"] = _digest(sample.numpy())
     prefix = tf.train.Checkpoint(model=model).write(

@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from seqlvm.run import evaluation
 from seqlvm.run import training
 from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
-from seqlvm.config import MODELS  # pylint: disable=g-import-not-at-top
+from seqlvm import registry  # pylint: disable=g-import-not-at-top
 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                             "data", "pianorolls", "jsb.pkl")
@@ -49,7 +49,7 @@ def main():
   parser.add_argument("--out", default="runs/jsb_models")
   parser.add_argument("--steps", type=int, default=1000,
                       help="training steps per run [1000]")
-  parser.add_argument("--models", nargs="+", default=list(MODELS))
+  parser.add_argument("--models", nargs="+", default=list(registry.MODELS.names))
   parser.add_argument("--bounds", nargs="+", default=list(BOUNDS))
   parser.add_argument("--hidden-size", type=int, default=64)
   parser.add_argument("--latent-size", type=int, default=32)

@@ -9,22 +9,16 @@ re-exports), so `import seqlvm` and `seqlvm --help` do not import
 TensorFlow.
 """
 
-import importlib
 import os
+
+from seqlvm import lazy
 
 # Quiet TensorFlow's C++ start-up logging (set the variable to override).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = ["bounds", "config", "data", "errors", "models", "registry",
-           "render", "run", "shapes", "smc"]
+           "render", "run", "shapes", "smc", "__version__"]
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-  if name in __all__:
-    return importlib.import_module(f"seqlvm.{name}")
-  raise AttributeError(f"module 'seqlvm' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(__all__ + ["__version__"])
+__getattr__, __dir__ = lazy.attach(__name__, submodules=__all__[:-1])

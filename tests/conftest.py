@@ -69,3 +69,12 @@ def write_utterances(directory, count, seed):
     f0 = rng.uniform(100, 300)
     x = 0.3 * np.sin(2 * np.pi * f0 * t * (1 + t)) + 0.02 * rng.randn(n)
     soundfile.write(directory / f"utt{i:02d}.wav", x, RATE, subtype="PCM_16")
+
+
+def write_corpus(root, sizes=(("train", 12, 0), ("valid", 4, 1),
+                              ("test", 5, 2))):
+  """A folder of recordings in train/, valid/ and test/ sub-folders:
+  (split, number of utterances, seed) each."""
+  for split, count, seed in sizes:
+    write_utterances(root / split, count, seed)
+  return root

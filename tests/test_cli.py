@@ -67,14 +67,14 @@ def test_concrete_latent_and_resampling_gradients_round_trip(
 
 
 def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
-  from seqlvm.run import evaluation
-  from seqlvm.run import factory
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
   config = Config(latent="concrete", categories=3, hidden_size=6,
                   resampling_gradient="concrete", resampling="always")
   model = factory.build_model(config, data_size=5, data_mean=None)
   evaluator = evaluation.Evaluator(model, config, 5)
-  assert evaluator._model.hard and not model.hard
+  assert evaluator.model.hard and not model.hard
   x = tf.constant((np.random.RandomState(0).rand(6, 2, 5) < 0.3), tf.float32)
   mask = tf.ones([6, 2], tf.bool)
   # Evaluation's FIVO is the particle filter's log p_hat ("stop"), whatever
@@ -86,8 +86,8 @@ def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
   np.testing.assert_array_equal(evaluate(model.for_evaluation(), x, mask,
                                          (1, 1)), plain)
   # The evaluator's compiled function computes exactly that.
-  compiled = evaluator._fn("fivo", 3, 2)(x, tf.constant([6, 6]),
-                                         tf.constant([1, 1]))
+  compiled = evaluator.batch_fn("fivo", 3, 2)(x, tf.constant([6, 6]),
+                                              tf.constant([1, 1]))
   np.testing.assert_allclose(compiled, plain, rtol=1e-5)
   relaxed_model = bounds.fivo(model, x, mask, num_particles=3,
                               resampling="always", seed=(1, 1))
@@ -101,7 +101,7 @@ def test_evaluation_uses_the_hard_model_and_the_plain_particle_filter():
 
 @pytest.mark.parametrize("flags,message", [
     (["--resampling-gradient", "score", "--scheme", "systematic"],
-     "resampling_gradient score needs scheme multinomial"),
+     "the 'score' resampling gradient needs the multinomial scheme"),
     (["--soft-mixing", "1.5"], r"soft_mixing must be in \[0, 1\]"),
     (["--latent", "concrete", "--model", "srnn"],
      "latent concrete is only offered by models vrnn and vrnn-wavenet"),

@@ -4,20 +4,17 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 
 from seqlvm import cli
 from seqlvm import data
 from tests.conftest import FRAME
 from tests.conftest import RATE
-from tests.conftest import write_utterances
+from tests.conftest import write_corpus
 
 @pytest.fixture(name="speech_folder")
 def _speech_folder(tmp_path):
-  root = tmp_path / "corpus"
-  for split, count, seed in (("train", 12, 0), ("valid", 4, 1),
-                             ("test", 5, 2)):
-    write_utterances(root / split, count, seed)
-  return root
+  return write_corpus(tmp_path / "corpus")
 
 
 def test_prepare_train_eval_sample(speech_folder, tmp_path, monkeypatch,

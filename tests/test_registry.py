@@ -78,18 +78,22 @@ def test_latent_rule():
       registry.latent_problem("srnn", "concrete"))
 
 
-def test_cli_choices_are_the_registries():
+@pytest.mark.parametrize("flag, reg", [
+    ("--model", registry.MODELS), ("--bound", registry.BOUNDS),
+    ("--resampling", registry.CRITERIA), ("--scheme", registry.SCHEMES),
+    ("--resampling-gradient", registry.GRADIENTS),
+    ("--latent", registry.LATENTS), ("--on-nonfinite", registry.ON_NONFINITE)])
+def test_cli_offers_exactly_the_registered_names(flag, reg, capsys):
   from seqlvm import cli  # pylint: disable=g-import-not-at-top
   parser = cli.build_parser()
-  train = parser._subparsers._group_actions[0].choices["train"]  # pylint: disable=protected-access
-  choices = {a.dest: a.choices for a in train._actions if a.choices}  # pylint: disable=protected-access
-  assert choices["model"] == registry.MODELS.names
-  assert choices["bound"] == registry.BOUNDS.names
-  assert choices["resampling"] == registry.CRITERIA.names
-  assert choices["scheme"] == registry.SCHEMES.names
-  assert choices["resampling_gradient"] == registry.GRADIENTS.names
-  assert choices["latent"] == registry.LATENTS.names
-  assert choices["emission"] == registry.EMISSION_CHOICES
+  dest = flag[2:].replace("-", "_")
+  for name in reg:
+    args = parser.parse_args(["train", "--run-dir", "r", flag, name])
+    assert getattr(args, dest) == name
+  with pytest.raises(SystemExit):
+    parser.parse_args(["train", "--run-dir", "r", flag, "not-registered"])
+  assert f"choose from {', '.join(map(repr, reg.names))}" in (
+      capsys.readouterr().err.replace("\n", " "))
 
 
 def test_parsing_and_help_import_no_tensorflow():

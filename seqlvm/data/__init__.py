@@ -15,7 +15,7 @@ Output (MIDI, WAV and PNG of samples) is `seqlvm.render`. Names are imported
 on first use, so importing this package does not import TensorFlow.
 """
 
-import importlib
+from seqlvm import lazy
 
 _LAZY = {
     "pad_batch": "seqlvm.data.batching",
@@ -41,13 +41,4 @@ _SUBMODULES = ("batching", "formats", "prepare", "registry", "sources")
 __all__ = sorted(_LAZY) + list(_SUBMODULES)
 
 
-def __getattr__(name):
-  if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
-  if name in _SUBMODULES:
-    return importlib.import_module(f"seqlvm.data.{name}")
-  raise AttributeError(f"module 'seqlvm.data' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(__all__)
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)

@@ -178,7 +178,9 @@ class VRNN(base.SequenceModel):
     # phi_z of the previous latent; zero before the first step.
     return h, c, tf.zeros([batch_size, self.hidden_size], self.dtype)
 
-  def _transition(self, state, lstm_inputs):
+  def transition(self, state, lstm_inputs):
+    """The LSTM step: (h_t, new h, new c) from the state and the
+    precomputed LSTM inputs of phi_x(x_{t-1})."""
     h, c, encoded_previous_z = state
     # lstm_inputs holds phi_x(x_{t-1}) W_x; the cell adds [phi_z, h] W + b.
     rnn_out, (h, c) = self.lstm((h, c), precomputed=lstm_inputs,
@@ -203,8 +205,9 @@ class VRNN(base.SequenceModel):
       self.__dict__["_hard_twin"] = hard  # untracked
     return self.__dict__["_hard_twin"]
 
-  def _latent_step(self, rnn_out, proposal_inputs, seed):
-    """Draws z_t from the proposal: (z, log p(z), log q(z))."""
+  def propose(self, rnn_out, proposal_inputs, seed):
+    """Draws z_t from the proposal: (z, log p(z), log q(z)), each per row;
+    relaxed for a concrete latent unless this is the hard twin."""
     if self.latent == "gaussian":
       prior_loc, prior_scale = self.prior.params(rnn_out)
       p_z = tfd.Independent(tfd.Normal(prior_loc, prior_scale), 1)
@@ -234,8 +237,8 @@ class VRNN(base.SequenceModel):
     return self.emission(h=rnn_out, z=encoded_z)
 
   def step(self, state, context_t, x_t, seed):
-    rnn_out, h, c = self._transition(state, context_t.lstm_inputs)
-    z, log_p_z, log_q_z = self._latent_step(rnn_out,
+    rnn_out, h, c = self.transition(state, context_t.lstm_inputs)
+    z, log_p_z, log_q_z = self.propose(rnn_out,
                                             context_t.proposal_inputs, seed)
     encoded_z = self.z_encoder(z)
     p_x = self._emission_at(rnn_out, encoded_z, context_t)
@@ -245,7 +248,7 @@ class VRNN(base.SequenceModel):
         log_p_x_given_z=p_x.log_prob(tf.cast(x_t, self.dtype)),
         log_q_z=log_q_z)
 
-  def _prior(self, rnn_out):
+  def prior_distribution(self, rnn_out):
     """p(z_t | h_t) of the generative model (hard for a concrete latent)."""
     if self.latent == "gaussian":
       return self.prior(rnn_out)
@@ -274,9 +277,9 @@ class VRNN(base.SequenceModel):
     def body(carry, inputs):
       state, total = carry
       context_t, x_t, z_t, mask_t = inputs
-      rnn_out, h, c = self._transition(state, context_t.lstm_inputs)
+      rnn_out, h, c = self.transition(state, context_t.lstm_inputs)
       encoded_z = self.z_encoder(z_t)
-      log_p = (self._prior(rnn_out).log_prob(z_t) +
+      log_p = (self.prior_distribution(rnn_out).log_prob(z_t) +
                self._emission_at(rnn_out, encoded_z, context_t).log_prob(x_t))
       new_state = (h, c, encoded_z)
       state = tf.nest.map_structure(
@@ -297,8 +300,8 @@ class VRNN(base.SequenceModel):
     previous_x is the centred previous sample; z_t is drawn from the prior.
     """
     lstm_inputs = self.lstm.kernel.project(x=self.x_encoder(previous_x))
-    rnn_out, h, c = self._transition(state, lstm_inputs)
-    encoded_z = self.z_encoder(self._prior(rnn_out).sample(seed=seed))
+    rnn_out, h, c = self.transition(state, lstm_inputs)
+    encoded_z = self.z_encoder(self.prior_distribution(rnn_out).sample(seed=seed))
     return rnn_out, (h, c, encoded_z)
 
   def sample(self, num_steps, batch_size, seed=None, return_means=False,

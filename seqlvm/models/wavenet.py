@@ -331,14 +331,15 @@ class WaveNet(base.SequenceModel):
     """How many past frames p(x_t | x_{<t}) sees."""
     return self.stack.receptive_field
 
-  def _emission_params(self, features):
+  def emission_params(self, features):
     """Emission parameters from features `[R, C]`: (logits,) or (loc,
     scale), each `[R, D]`."""
     if self.emission_type == "bernoulli":
       return (self.emission.logits(features),)
     return self.emission.params(features)
 
-  def _emission(self, params):
+  def emission_distribution(self, params):
+    """p(x_t | x_{<t}) from `emission_params` (batch `[R]`, event `[D]`)."""
     if self.emission_type == "bernoulli":
       (logits,) = params
       dist = tfd.Bernoulli(logits=logits, dtype=logits.dtype)
@@ -359,7 +360,7 @@ class WaveNet(base.SequenceModel):
     del mask  # Padded steps are ignored by the sweep; causality does the rest.
     features = self.stack(self._centre(x))
     shape = tf.shape(features)
-    params = self._emission_params(
+    params = self.emission_params(
         tf.reshape(features, [-1, self.stack.channels]))
     return tuple(tf.reshape(p, [shape[0], shape[1], self.data_size])
                  for p in params)
@@ -372,7 +373,7 @@ class WaveNet(base.SequenceModel):
     """log p(x_t | x_{<t}) from the prepared parameters; no latent, so
     log p(z) = log q(z) = 0 and the (empty) state is unchanged."""
     del seed  # Nothing to sample.
-    log_p_x = self._emission(context_t).log_prob(tf.cast(x_t, self.dtype))
+    log_p_x = self.emission_distribution(context_t).log_prob(tf.cast(x_t, self.dtype))
     zeros = tf.zeros_like(log_p_x)
     return base.StepOutput(state=state, log_p_z=zeros,
                            log_p_x_given_z=log_p_x, log_q_z=zeros)
@@ -387,7 +388,7 @@ class WaveNet(base.SequenceModel):
     Returns:
       log_likelihood: `[B]`.
     """
-    log_p = self._emission(self.prepare(x, mask)).log_prob(
+    log_p = self.emission_distribution(self.prepare(x, mask)).log_prob(
         tf.cast(x, self.dtype))  # [T, B]
     if mask is not None:
       log_p = tf.where(tf.cast(mask, tf.bool), log_p, tf.zeros_like(log_p))
@@ -417,7 +418,7 @@ class WaveNet(base.SequenceModel):
 
     def step(t, cache, previous_x):
       feature, cache = self.stack.step(previous_x, cache)
-      p_x = self._emission(self._emission_params(feature))
+      p_x = self.emission_distribution(self.emission_params(feature))
       x = p_x.sample(seed=tf.random.experimental.stateless_fold_in(seed, t))
       return cache, x, p_x.mean()
 

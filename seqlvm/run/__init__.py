@@ -11,7 +11,7 @@ Recommended import: `from seqlvm import run` then `run.train(config,
 run_dir)`, `run.evaluate(run_dir)`, `run.sample(run_dir)`.
 """
 
-import importlib
+from seqlvm import lazy
 
 __all__ = ["train", "evaluate", "sample", "TrainResult", "Evaluator",
            "make_dataset_and_model", "build_model", "rundir", "factory",
@@ -29,13 +29,4 @@ _LAZY = {
 _SUBMODULES = ("rundir", "factory", "training", "evaluation", "sampling")
 
 
-def __getattr__(name):
-  if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
-  if name in _SUBMODULES:
-    return importlib.import_module(f"seqlvm.run.{name}")
-  raise AttributeError(f"module 'seqlvm.run' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(__all__)
+__getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)

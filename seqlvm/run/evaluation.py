@@ -87,7 +87,13 @@ class Evaluator:
     self._data_size = data_size
     self._fns = {}
 
-  def _fn(self, name, num_particles, batch_size):
+  @property
+  def model(self):
+    """The model evaluated (the hard twin of a relaxed one)."""
+    return self._model
+
+  def batch_fn(self, name, num_particles, batch_size):
+    """The compiled (x, lengths, seed) -> bound `[B]` of one batch."""
     key = (name, num_particles, batch_size)
     if key not in self._fns:
       spec = factory.bound_spec(self._config, name, num_particles,
@@ -112,7 +118,7 @@ class Evaluator:
       DataError: if reading the data fails.
       TrainingError: if the bound is not finite for some sequence.
     """
-    fn = self._fn(name, num_particles, batch_size)
+    fn = self.batch_fn(name, num_particles, batch_size)
     ds = source.eval_dataset(split, batch_size,
                              pad_to_multiple=self._config.pad_to_multiple)
     bar = None

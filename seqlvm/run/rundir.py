@@ -382,13 +382,16 @@ class RunDir:
       fileio.write_json(current, self.file(DATA_RECORD))
     return stored
 
-  def record_versions(self):
-    """Writes versions.json: the versions that created the run (kept) and
-    those that trained it last."""
+  def record_versions(self, resuming):
+    """Writes versions.json: the versions that created the run (kept; None
+    for a run an older seqlvm created without this record) and those that
+    trained it last."""
     path = self.file(VERSIONS_RECORD)
     current = versions()
     record = read_record(path)
-    fileio.write_json({"created_with": record.get("created_with", current),
+    created = record["created_with"] if "created_with" in record else (
+        None if resuming else current)
+    fileio.write_json({"created_with": created,
                        "last_trained_with": current}, path)
 
   def checkpoint_manager(self, checkpoint, max_to_keep=3):

@@ -557,7 +557,7 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
   same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
       source)
   run.save_config(config)
-  run.record_versions()
+  run.record_versions(resuming)
 
   optimizer = tf_keras.optimizers.Adam(config.learning_rate)
   optimizer.build(model.trainable_variables)

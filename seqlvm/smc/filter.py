@@ -72,7 +72,8 @@ from seqlvm.smc import criteria as criteria_lib
 from seqlvm.smc import gradients as gradients_lib
 from seqlvm.smc import resampling as resampling_lib
 
-__all__ = ["smc", "SMCResult", "FINAL_REDUCTIONS"]
+__all__ = ["smc", "SMCResult", "FINAL_REDUCTIONS", "gather_particles",
+           "mix_particles"]
 
 SMCResult = collections.namedtuple(
     "SMCResult",
@@ -94,7 +95,7 @@ def _where_rows(cond, new, old):
   return tf.where(cond, new, old)
 
 
-def _gather_particles(state, ancestors, batch_size):
+def gather_particles(state, ancestors, batch_size):
   """Gathers a nest of `[N*B, ...]` by ancestors `[N, B]` (particle-major)."""
   # Row n*B + b takes row ancestors[n, b]*B + b.
   flat = tf.reshape(ancestors * batch_size + tf.range(batch_size)[tf.newaxis],
@@ -103,7 +104,7 @@ def _gather_particles(state, ancestors, batch_size):
       lambda s: tf.ensure_shape(tf.gather(s, flat), s.shape), state)
 
 
-def _mix_particles(state, mixing, ancestors, batch_size):
+def mix_particles(state, mixing, ancestors, batch_size):
   """Relaxed resampling: new particle n is sum_k mixing[n, k] * particle k.
 
   Float leaves of the `[N*B, ...]` state are mixed; other leaves (integer
@@ -113,7 +114,7 @@ def _mix_particles(state, mixing, ancestors, batch_size):
 
   def mix(s):
     if not s.dtype.is_floating:
-      return _gather_particles(s, ancestors, batch_size)
+      return gather_particles(s, ancestors, batch_size)
     # [B, N, K] @ [B, K, S] -> [B, N, S]; constant permutations only (XLA
     # cannot compile computed ones in a while-loop gradient).
     parents = tf.transpose(tf.reshape(s, [n, batch_size, -1]), [1, 0, 2])
@@ -277,9 +278,9 @@ class _Sweep:
     ancestors = tf.where(fire[tf.newaxis], new.ancestors,
                          tf.range(n)[:, tf.newaxis])
     if new.mixing is None:
-      state = _gather_particles(state, ancestors, self.batch_size)
+      state = gather_particles(state, ancestors, self.batch_size)
     else:
-      mixed = _mix_particles(state, new.mixing, ancestors, self.batch_size)
+      mixed = mix_particles(state, new.mixing, ancestors, self.batch_size)
       fire_rows = shapes.tile_particles(fire, n)
       state = tf.nest.map_structure(
           lambda new, old: _where_rows(fire_rows, new, old), mixed, state)

@@ -17,7 +17,7 @@ from seqlvm.data.prepare import from_audio
 from seqlvm.data.formats import speech
 from seqlvm.data import sources
 from tests.conftest import FRAME
-from tests.conftest import write_utterances
+from tests.conftest import write_corpus
 
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--batch-size", "2",
          "--no-jit", "--no-progress"]
@@ -25,10 +25,8 @@ SMALL = ["--hidden-size", "8", "--latent-size", "4", "--batch-size", "2",
 
 @pytest.fixture(name="prepared")
 def _prepared(tmp_path):
-  corpus = tmp_path / "corpus"
-  for split, count, seed in (("train", 8, 0), ("valid", 3, 1),
-                             ("test", 3, 2)):
-    write_utterances(corpus / split, count, seed)
+  corpus = write_corpus(tmp_path / "corpus", (("train", 8, 0),
+                                              ("valid", 3, 1), ("test", 3, 2)))
   out = tmp_path / "prepared"
   from_audio.from_audio(str(corpus), str(out), frame_size=FRAME, progress=False,
                    log=lambda m: None)

@@ -123,7 +123,8 @@ def test_concrete_vrnn_meets_the_model_contract():
   contract.check_seeds(hard, "bernoulli")
 
 
-def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation():
+def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation(
+    tmp_path):
   model = _concrete(categories=5)
   hard = model.for_evaluation()
   assert hard is not model and hard.hard and not model.hard
@@ -132,23 +133,25 @@ def test_concrete_latents_are_relaxed_in_training_and_one_hot_in_evaluation():
   # without it.
   assert len(model.trainable_variables) == len(
       _concrete(categories=5).trainable_variables)
-  assert "_hard_twin" not in [
-      name for name, _ in model._trackable_children().items()]  # pylint: disable=protected-access
+  prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+  assert not [k for k, _ in tf.train.list_variables(prefix) if "twin" in k]
   # The same variables: evaluation sees what training learned.
   assert [v.ref() for v in hard.trainable_variables] == [
       v.ref() for v in model.trainable_variables]
   x, mask = _data()
   prepared = model.prepare(x, mask)
-  rnn_out, _, _ = model._transition(model.initial_state(B), prepared[0][0])  # pylint: disable=protected-access
-  relaxed, log_p, log_q = model._latent_step(rnn_out, prepared[1][0], (1, 2))  # pylint: disable=protected-access
+  rnn_out, _, _ = model.transition(model.initial_state(B),
+                                  prepared.lstm_inputs[0])
+  relaxed, log_p, log_q = model.propose(rnn_out, prepared.proposal_inputs[0],
+                                         (1, 2))
   np.testing.assert_allclose(tf.reduce_sum(relaxed, -1), 1., rtol=1e-5)
   assert np.all(relaxed.numpy().max(-1) < 1. - 1e-4)  # not one-hot
   assert np.all(np.isfinite(log_p)) and np.all(np.isfinite(log_q))
-  one_hot, _, _ = hard._latent_step(rnn_out, prepared[1][0], (1, 2))  # pylint: disable=protected-access
+  one_hot, _, _ = hard.propose(rnn_out, prepared.proposal_inputs[0], (1, 2))
   assert set(np.unique(one_hot.numpy())) == {0., 1.}
   np.testing.assert_array_equal(tf.reduce_sum(one_hot, -1), 1.)
   # The generative model's prior (for sampling and log_joint) is hard.
-  prior_draw = model._prior(rnn_out).sample(seed=(3, 4))  # pylint: disable=protected-access
+  prior_draw = model.prior_distribution(rnn_out).sample(seed=(3, 4))
   assert set(np.unique(prior_draw.numpy())) == {0., 1.}
   np.testing.assert_array_equal(tf.reduce_sum(prior_draw, -1), 1.)
 

@@ -1,4 +1,3 @@
-# pylint: disable=protected-access
 import itertools
 
 import numpy as np
@@ -115,7 +114,7 @@ def test_log_likelihood_matches_the_incremental_pass():
   previous, total = tf.zeros([B, D], tf.float64), 0.
   for t in range(12):
     feature, cache = model.stack.step(previous, cache)
-    p_x = model._emission(model._emission_params(feature))
+    p_x = model.emission_distribution(model.emission_params(feature))
     total += p_x.log_prob(x[t])
     previous = x[t] - model.data_mean
   np.testing.assert_allclose(model.log_likelihood(x, mask), total, rtol=1e-12)
@@ -206,7 +205,7 @@ def test_samples_follow_the_likelihood(emission):
   model = _wavenet(emission)
   x, means = model.sample(12, B, seed=(2, 3), return_means=True)
   params = model.prepare(x, shapes.sequence_mask([12] * B, 12))
-  np.testing.assert_allclose(model._emission(params).mean(), means,
+  np.testing.assert_allclose(model.emission_distribution(params).mean(), means,
                              rtol=1e-5, atol=1e-6)
 
 

@@ -94,3 +94,22 @@ def test_canonical_data(tmp_path, monkeypatch):
 def test_checkpoint_number():
   assert rundir.checkpoint_number("/x/ckpt-12") == 12
   assert rundir.checkpoint_number("/x/ckpt") == -1
+
+
+def test_versions_record_the_creator_and_the_last_trainer(tmp_path):
+  current = rundir.versions()
+  assert set(current) == {"seqlvm", "tensorflow", "tensorflow_probability",
+                          "python"}
+  new = rundir.RunDir(tmp_path / "new")
+  os.makedirs(new.path)
+  new.record_versions(resuming=False)
+  record = rundir.read_record(new.file(rundir.VERSIONS_RECORD))
+  assert record == {"created_with": current, "last_trained_with": current}
+  # A run an older seqlvm made has no record: its creator is unknown, and
+  # stays so when it is resumed again.
+  old = rundir.RunDir(tmp_path / "old")
+  os.makedirs(old.path)
+  for _ in range(2):
+    old.record_versions(resuming=True)
+    record = rundir.read_record(old.file(rundir.VERSIONS_RECORD))
+    assert record == {"created_with": None, "last_trained_with": current}

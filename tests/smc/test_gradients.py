@@ -157,7 +157,7 @@ def test_concrete_mixes_float_states_and_gathers_integer_ones():
   mixing = tf.constant([[[0.25], [0.75]], [[1.], [0.]]], tf.float64)  # [2,2,1]
   ancestors = tf.constant([[1], [0]], tf.int32)
   state = (tf.constant([[0.], [4.]], tf.float64), tf.constant([3, 9]))
-  mixed = filter_lib._mix_particles(state, mixing, ancestors, 1)  # pylint: disable=protected-access
+  mixed = filter_lib.mix_particles(state, mixing, ancestors, 1)
   np.testing.assert_allclose(mixed[0].numpy(), [[3.], [0.]])
   np.testing.assert_array_equal(mixed[1].numpy(), [9, 3])
 
@@ -254,3 +254,36 @@ def test_the_python_loop_gives_the_same_score_gradient():
     results.append((value.numpy(), tape.gradient(total, a).numpy()))
   np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
   np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10)
+
+
+class _CountResamplings(gradients.Stop):
+  """A new estimator with its own carried state, written without touching
+  the sweep: it counts each filter's resamplings and returns the count."""
+
+  def initial_extra(self, mask, dtype):
+    return {"count": tf.zeros(tf.shape(mask)[1:], dtype)}
+
+  def update_extra(self, extra, resampled, fire, mask_t, log_p_hat):
+    return {"count": extra["count"] + tf.cast(fire, extra["count"].dtype)}
+
+  def finalize(self, log_p_hat, extra):
+    return extra["count"]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_sweep_carries_an_estimators_state_without_looking_inside(
+    compiled):
+  model, _ = _oracle(proposal="bootstrap")
+  x = model.sample(9, 3, seed=(5, 5))
+  mask = shapes.sequence_mask([9, 6, 2], 9)
+
+  def run(x):
+    return filter_lib.smc(
+        model, x, mask, num_particles=N,
+        resample_criterion_fn=criteria.ess_below_threshold(0.9),
+        resampling_gradient=_CountResamplings(), seed=(3, 3))
+
+  result = tf.function(run)(x) if compiled else run(x)
+  counts = tf.reduce_sum(tf.cast(result.resampled, tf.float64), axis=0)
+  np.testing.assert_array_equal(result.log_marginal, counts)
+  assert counts.numpy().max() > 0

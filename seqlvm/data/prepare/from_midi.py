@@ -59,6 +59,42 @@ def _reason(error, path):
   return reason[len(path) + 2:] if reason.startswith(f"{path}: ") else reason
 
 
+def _read_all(directory, jobs, resolution, problems, progress):
+  """Reads every (split, path) job: the note lists per split and the
+  counts of dropped notes and of timesteps."""
+  sequences = {name: [] for name in collect.SPLITS}
+  out_of_range = drums = timesteps = 0
+  for name, path in tqdm.tqdm(jobs, desc="Reading MIDI", unit="file",
+                              file=sys.stderr, disable=not progress):
+    full = os.path.join(directory, path)
+    try:
+      roll, counts = midi.read_midi(full, resolution)
+    except pianoroll.DataError as e:
+      problems.add(full, _reason(e, full))
+      continue
+    sequences[name].append(pianoroll.roll_to_notes(roll))
+    out_of_range += counts["out_of_range"]
+    drums += counts["drums"]
+    timesteps += len(roll)
+  return sequences, out_of_range, drums, timesteps
+
+
+def _summary(out, splits, layout, timesteps, resolution, out_of_range, drums,
+             ignored, problems):
+  lines = [
+      f"Wrote {out}: " + ", ".join(f"{k} {v}" for k, v in splits.items()) +
+      f" sequences ({layout} split), {timesteps} {resolution} steps.",
+      f"Dropped {out_of_range} notes outside {pianoroll.LOWEST_NOTE}.."
+      f"{pianoroll.HIGHEST_NOTE} and {drums} drum notes (channel 10).",
+  ]
+  if ignored:
+    lines.append(f"Ignored {ignored} MIDI file(s) outside the train/valid/"
+                 "test folders.")
+  if problems.report():
+    lines.append(problems.report())
+  return "\n".join(lines)
+
+
 def from_midi(directory, out, resolution="quarter", seed=0,
               valid_fraction=0.1, test_fraction=0.1, strict=False,
               progress=True, log=None):
@@ -115,37 +151,14 @@ def from_midi(directory, out, resolution="quarter", seed=0,
         problems.add(full, _reason(e, full))
   _check_splits(directory, {k: len(v) for k, v in assigned.items()}, layout,
                 "would get no files", problems)
-  sequences = {name: [] for name in collect.SPLITS}
-  out_of_range = drums = timesteps = 0
-  for name, path in tqdm.tqdm(jobs, desc="Reading MIDI", unit="file",
-                              file=sys.stderr, disable=not progress):
-    full = os.path.join(directory, path)
-    try:
-      roll, counts = midi.read_midi(full, resolution)
-    except pianoroll.DataError as e:
-      problems.add(full, _reason(e, full))
-      continue
-    sequences[name].append(pianoroll.roll_to_notes(roll))
-    out_of_range += counts["out_of_range"]
-    drums += counts["drums"]
-    timesteps += len(roll)
+  sequences, out_of_range, drums, timesteps = _read_all(
+      directory, jobs, resolution, problems, progress)
   _check_splits(directory, {k: len(v) for k, v in sequences.items()}, layout,
                 "has no readable MIDI files", problems)
   pianoroll.save_pianoroll(sequences, out)
   splits = {name: len(sequences[name]) for name in collect.SPLITS}
-  lines = [
-      f"Wrote {out}: " + ", ".join(f"{k} {v}" for k, v in splits.items()) +
-      f" sequences ({layout} split), {timesteps} {resolution} steps.",
-      f"Dropped {out_of_range} notes outside {pianoroll.LOWEST_NOTE}.."
-      f"{pianoroll.HIGHEST_NOTE} and {drums} drum notes (channel 10).",
-  ]
-  ignored = len(paths) - len(jobs)
-  if ignored:
-    lines.append(f"Ignored {ignored} MIDI file(s) outside the train/valid/"
-                 "test folders.")
-  if problems.report():
-    lines.append(problems.report())
-  log("\n".join(lines))
+  log(_summary(out, splits, layout, timesteps, resolution, out_of_range,
+               drums, len(paths) - len(jobs), problems))
   return {
       "path": os.fspath(out),
       "resolution": resolution,

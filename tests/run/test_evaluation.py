@@ -1,0 +1,62 @@
+"""The public Evaluator: a bound over a whole split."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqlvm import data
+from seqlvm import shapes
+from seqlvm.config import Config
+from seqlvm.data import sources
+from seqlvm.errors import TrainingError
+from seqlvm.run import evaluation
+from seqlvm.run import factory
+
+
+def _source(seed=0):
+  rng = np.random.RandomState(seed)
+  split = [(rng.rand(n, 5) < 0.3).astype(np.float32) for n in (7, 3, 5)]
+  return sources.InMemorySource({"train": split, "valid": split,
+                                 "test": split})
+
+
+def test_evaluator_sums_the_bounds_of_every_sequence():
+  source = _source()
+  config = Config(hidden_size=6, latent_size=3, pad_to_multiple=1)
+  model = factory.build_model(config, 5, source.train_mean)
+  evaluator = evaluation.Evaluator(model, config, 5)
+  result = evaluator(source, "test", "iwae", num_particles=2, batch_size=2)
+  assert isinstance(result, evaluation.SplitBound)
+  assert result.values.shape == (3,)
+  np.testing.assert_allclose(result.per_timestep,
+                             result.values.sum() / (7 + 3 + 5))
+  np.testing.assert_allclose(result.per_sequence, result.values.mean())
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+def test_exact_model_gives_its_log_likelihood_at_any_batch_size(batch_size):
+  # WaveNet has no latents: every bound is its exact log p(x), so the split
+  # total is known whatever the batching and padding.
+  source = _source(1)
+  config = Config(model="wavenet", wavenet_channels=4, wavenet_layers=2,
+                  pad_to_multiple=4)
+  model = factory.build_model(config, 5, source.train_mean)
+  x, lengths = data.pad_batch(source.sequences("test"))
+  mask = shapes.sequence_mask(lengths, x.shape[0])
+  exact = model.log_likelihood(tf.constant(x), mask).numpy().sum()
+  evaluator = evaluation.Evaluator(model, config, 5)
+  for name in ("elbo", "iwae", "fivo"):
+    result = evaluator(source, "test", name, num_particles=3,
+                       batch_size=batch_size)
+    np.testing.assert_allclose(result.values.sum(), exact, rtol=1e-5)
+    np.testing.assert_allclose(result.per_timestep, exact / 15, rtol=1e-5)
+
+
+def test_a_non_finite_bound_is_an_error_not_a_number():
+  source = _source()
+  config = Config(hidden_size=6, latent_size=3, emission="gaussian")
+  model = factory.build_model(config, 5, None)
+  model.emission.net.out.b.assign(tf.fill([10], np.float32(np.nan)))
+  evaluator = evaluation.Evaluator(model, config, 5)
+  with pytest.raises(TrainingError, match="not finite for 3 sequence"):
+    evaluator(source, "valid", "fivo", num_particles=2, batch_size=3)

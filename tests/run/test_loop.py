@@ -1,0 +1,101 @@
+"""The training loop and its hooks, with a stand-in compiled step."""
+
+import math
+
+import pytest
+import tensorflow as tf
+
+from seqlvm.errors import TrainingError
+from seqlvm.run import training
+
+
+class _Recorder(training.Hook):
+  """Records the calls the loop makes, in order."""
+
+  def __init__(self):
+    self.calls = []
+
+  def begin(self, loop):
+    self.calls.append(("begin", int(loop.step)))
+
+  def on_result(self, loop, result):
+    self.calls.append(("result", int(loop.step), result.step))
+
+  def after_step(self, loop, result):
+    self.calls.append(("after", int(loop.step)))
+
+  def close(self, loop):
+    self.calls.append(("close", int(loop.step)))
+
+  def end(self, loop):
+    self.calls.append(("end", int(loop.step)))
+
+
+class _Manager:
+  """A CheckpointManager stand-in that remembers the steps it saved."""
+  directory = "ckpt"
+
+  def __init__(self):
+    self.saved = []
+
+  def save(self, checkpoint_number):
+    self.saved.append(checkpoint_number)
+    return f"ckpt/ckpt-{checkpoint_number}"
+
+
+def _loop(bounds, hooks, num_steps=4, start=0):
+  """A loop whose step k returns bounds[k] (NaN: not applied)."""
+  step = tf.Variable(start, dtype=tf.int64)
+  manager = _Manager()
+
+  def train_step(x, lengths, seed):
+    del x, lengths
+    value = bounds[int(seed[1])]
+    return (tf.constant(value), tf.constant(1.),
+            tf.constant(math.isfinite(value)))
+
+  loop = training.TrainingLoop(
+      train_step, lambda: (tf.zeros([1, 1, 1]), tf.ones([1], tf.int32)),
+      step, num_steps, seed=0,
+      checkpointer=training.Checkpointer(manager, step, None), hooks=hooks,
+      log=lambda message: None, source=None)
+  return loop, manager
+
+
+def test_hooks_see_each_step_before_and_after_the_counter_moves():
+  recorder = _Recorder()
+  loop, manager = _loop([-1., -2., -3.], [recorder], num_steps=3)
+  loop.run()
+  assert recorder.calls == [
+      ("begin", 0), ("result", 0, 1), ("after", 1), ("result", 1, 2),
+      ("after", 2), ("result", 2, 3), ("after", 3), ("close", 3),
+      ("end", 3)]
+  assert manager.saved == [3]  # the final checkpoint
+
+
+def test_periodic_checkpoints_only_after_applied_updates():
+  nan = float("nan")
+  policy = training.NonFinitePolicy("skip", "fivo")
+  loop, manager = _loop([-1., nan, nan, -2.], [
+      policy, training.PeriodicCheckpoint(1)], num_steps=4)
+  loop.run()
+  # Steps 2 and 3 applied nothing: no checkpoint of theirs.
+  assert manager.saved == [1, 4] and policy.skipped == 2
+  assert loop.checkpointer.last_applied == 4
+
+
+def test_stop_policy_names_the_step_and_saves_the_last_good_state():
+  recorder = _Recorder()
+  loop, manager = _loop([-1., float("nan")],
+                        [training.NonFinitePolicy("stop", "fivo"), recorder],
+                        num_steps=4)
+  with pytest.raises(TrainingError, match="at step 2.*update of step 1"):
+    loop.run()
+  assert manager.saved == [1]
+  assert recorder.calls[-1] == ("close", 1)  # closed, not ended
+
+
+def test_time_budget_stops_before_a_step():
+  loop, manager = _loop([-1.] * 4, [training.TimeBudget(-1.)], num_steps=4)
+  loop.run()
+  assert int(loop.step) == 0 and manager.saved == [0]
