@@ -14,16 +14,18 @@ Anything else is taken as a path to a pickle or a prepared speech folder.
 import os
 import re
 
-from seqlvm.data.prepare import chorales
 from seqlvm.data.formats import pianoroll
+from seqlvm.data.formats import speech
+from seqlvm.data.prepare import chorales
+from seqlvm.data.prepare import fetch
 
 __all__ = ["resolve", "canonical", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
            "named_path", "is_bare_name"]
 
 DEFAULT = "chorales"
 SPEECH_DEFAULT = "speech-demo"
-# The four standard sets (`seqlvm data fetch NAME`).
-NAMED_SETS = ("jsb", "nottingham", "musedata", "piano-midi")
+# The four standard sets (`seqlvm data fetch NAME`), from its manifest.
+NAMED_SETS = tuple(fetch.load_manifest())
 
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -40,7 +42,7 @@ def named_path(name, directory=None):
   directory = directory or chorales.data_dir()
   pickles = [f"{name}.pkl"] + ([name] if name.endswith(".pkl") else [])
   for candidate in [os.path.join(directory, p) for p in pickles] + [
-      os.path.join(directory, name, "manifest.json")]:
+      os.path.join(directory, name, speech.MANIFEST_NAME)]:
     if os.path.exists(candidate):
       return (candidate if candidate.endswith(".pkl")
               else os.path.dirname(candidate))

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqlvm.data.formats import pianoroll
+from seqlvm.data.formats import speech
 
 __all__ = ["Source", "InMemorySource", "SpeechSource", "as_source",
            "open_source",
@@ -282,7 +283,6 @@ class SpeechSource(Source):
   pipeline_id = "speech-shards/1"
 
   def __init__(self, path):
-    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
     self.manifest = speech.read_manifest(path)
     self.directory = (os.path.dirname(path) if os.path.isfile(path)
                       else path)
@@ -298,7 +298,6 @@ class SpeechSource(Source):
 
   def fingerprint(self):
     """sha256 of the manifest, which lists every shard's utterances."""
-    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
     with open(os.path.join(self.directory, speech.MANIFEST_NAME), "rb") as f:
       return hashlib.sha256(f.read()).hexdigest()
 
@@ -327,7 +326,6 @@ class SpeechSource(Source):
             for f in self._split(split)["shards"]]
 
   def _parse(self, record):
-    from seqlvm.data.formats import speech  # pylint: disable=g-import-not-at-top
     samples = speech.parse_utterance(record)
     with tf.control_dependencies([tf.debugging.assert_equal(
         tf.size(samples) % self.data_size, 0, message=(
@@ -383,7 +381,7 @@ def as_source(dataset):
 
 def open_source(path):
   """A pianoroll pickle or a prepared speech folder (or its manifest)."""
-  if os.path.isdir(path) or os.path.basename(path) == "manifest.json":
+  if os.path.isdir(path) or os.path.basename(path) == speech.MANIFEST_NAME:
     return SpeechSource(path)
   rolls = pianoroll.load_pianoroll(path)
   return InMemorySource({s: rolls.split(s) for s in pianoroll.SPLITS},

@@ -37,14 +37,15 @@ The manifest, OUT/manifest.json:
  "resampled": int}                   # files resampled
 ```
 
+TensorFlow is imported only by the functions that need it, so the names of
+the format can be read without it.
+
 Recommended import: `from seqlvm.data.formats import speech`.
 """
 
 import json
 import math
 import os
-
-import tensorflow as tf
 
 from seqlvm import fileio
 from seqlvm import registry
@@ -68,6 +69,7 @@ _SPLIT_KEYS = ("shards", "num_sequences", "num_frames", "lengths", "files")
 
 def encode_utterance(waveform):
   """One record: the float32 little-endian samples `[L]` as an Example."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.train.Example(features=tf.train.Features(feature={
       FEATURE: tf.train.Feature(bytes_list=tf.train.BytesList(
           value=[waveform.astype("<f4").tobytes()]))
@@ -76,6 +78,7 @@ def encode_utterance(waveform):
 
 def parse_utterance(record):
   """The samples float32 `[L]` of a serialized record (inside tf.data)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   features = tf.io.parse_single_example(
       record, {FEATURE: tf.io.FixedLenFeature([], tf.string)})
   return tf.io.decode_raw(features[FEATURE], tf.float32, little_endian=True)
@@ -101,6 +104,7 @@ class ShardWriter:
 
   def write(self, record):
     if self._writer is None or self._size >= self.shard_bytes:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
       self.close()
       name = f"{self.split}-{len(self.shards):05d}.tfrecord"
       self._writer = tf.io.TFRecordWriter(os.path.join(self.folder, name))
