@@ -88,7 +88,7 @@ def bound_spec(name, num_particles=4, resampling="ess", threshold=0.5,
   registry.GRADIENTS.check(resampling_gradient)
   problem = registry.gradient_scheme_problem(resampling_gradient, scheme)
   if problem:
-    raise registry.ConfigError(problem[0].upper() + problem[1:])
+    raise registry.ConfigError(problem[0].upper() + problem[1:] + ".")
   options = dict(threshold=threshold, soft_mixing=soft_mixing,
                  resampling_temperature=resampling_temperature,
                  score_baseline=score_baseline)

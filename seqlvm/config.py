@@ -157,11 +157,14 @@ class Config:
     for name in ("valid_every", "max_length"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
-    if not errors:  # The rules between fields, each written once.
-      errors = [problem for problem in (
-          registry.gradient_scheme_problem(self.resampling_gradient,
-                                           self.scheme),
-          registry.latent_problem(self.model, self.latent)) if problem]
+    # The rules between fields, each written once (for known names).
+    if self.resampling_gradient in registry.GRADIENTS and (
+        self.scheme in registry.SCHEMES):
+      errors.append(registry.gradient_scheme_problem(
+          self.resampling_gradient, self.scheme))
+    if self.model in registry.MODELS and self.latent in registry.LATENTS:
+      errors.append(registry.latent_problem(self.model, self.latent))
+    errors = [e for e in errors if e]
     if errors:
       raise ConfigError("Invalid configuration: " + "; ".join(errors) + ".")
 

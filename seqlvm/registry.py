@@ -162,14 +162,14 @@ GRADIENTS = Registry("resampling gradient", [
            "seqlvm.smc.gradients:Score",
            params={"baseline": "score_baseline"},
            multinomial_only="its score term is the log-probability of "
-           "independent categorical draws."),
+           "independent categorical draws"),
     _entry("soft", "mixture with the uniform, reweighted; --soft-mixing",
            "seqlvm.smc.gradients:Soft",
            params={"mixing": "soft_mixing"}),
     _entry("concrete", "relaxed draw, particles mix their parents; "
            "--resampling-temperature", "seqlvm.smc.gradients:Concrete",
            params={"temperature": "resampling_temperature"},
-           multinomial_only="it relaxes independent categorical draws."),
+           multinomial_only="it relaxes independent categorical draws"),
 ])
 
 ON_NONFINITE = Registry("non-finite policy", [
@@ -185,7 +185,7 @@ RESOLUTIONS = Registry("resolution", [
 
 
 def gradient_scheme_problem(gradient, scheme):
-  """Why `gradient` cannot use `scheme`, or None if it can.
+  """Why `gradient` cannot use `scheme` (no final period), or None.
 
   The one place of the rule "score and concrete need the multinomial
   scheme": the config, the command line and `seqlvm.bounds.fivo` ask here.
@@ -199,7 +199,7 @@ def gradient_scheme_problem(gradient, scheme):
 
 
 def latent_problem(model, latent):
-  """Why `model` cannot have a `latent` latent, or None if it can."""
+  """Why `model` cannot have a `latent` latent (no final period), or None."""
   LATENTS.check(latent)
   offered = MODELS.meta(model, "latents", ("gaussian",))
   if latent not in offered:

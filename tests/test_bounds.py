@@ -230,10 +230,15 @@ def test_bound_spec_and_errors(name):
   model = _model("bootstrap")
   x = model.sample(4, 2, seed=(1, 2))
   spec = bounds.bound_spec(name, num_particles=2)
+  result = spec.sweep(model, x, seed=(1, 1))
+  assert result.log_weights.shape == (4, 2, 2)
+  np.testing.assert_array_equal(spec(model, x, seed=(1, 1)),
+                                result.log_marginal)
+  # FIVO that never resamples is the IWAE, draw for draw.
   np.testing.assert_array_equal(
-      spec(model, x, seed=(1, 1)),
-      getattr(bounds, name)(model, x, num_particles=2, seed=(1, 1)))
-  assert spec.sweep(model, x, seed=(1, 1)).log_weights.shape == (4, 2, 2)
+      bounds.bound_spec("fivo", 2, resampling="never")(model, x,
+                                                       seed=(1, 1)),
+      bounds.bound_spec("iwae", 2)(model, x, seed=(1, 1)))
   with pytest.raises(ValueError, match="Unknown bound"):
     bounds.bound_spec("vi")
   with pytest.raises(ValueError, match="Unknown resampling gradient"):

@@ -1,4 +1,4 @@
-"""Datasets as the runners see them: sources of time-major tf.data batches.
+"""Datasets as a run sees them: sources of time-major tf.data batches.
 
 Two kinds of source give the same batches, x float32 `[T, B, D]` and lengths
 int32 `[B]` (time-major; the mask is `shapes.sequence_mask(lengths, T)`):
@@ -370,9 +370,19 @@ class SpeechSource(Source):
 
 
 def as_source(dataset):
-  """A source as is; an object with .train / .valid / .test lists wrapped."""
-  if hasattr(dataset, "train_dataset"):
+  """A `Source` as is; an object with .train / .valid / .test lists wrapped.
+
+  Raises:
+    TypeError: for an object with its own `train_dataset` that is not a
+      `Source` (derive it from `Source`, which declares what a run reads).
+  """
+  if isinstance(dataset, Source):
     return dataset
+  if hasattr(dataset, "train_dataset"):
+    raise TypeError(
+        f"{type(dataset).__name__} has a train_dataset but is not a "
+        "seqlvm.data.sources.Source: derive it from Source (or from "
+        "InMemorySource), which declares what a run reads of its data.")
   return InMemorySource(
       {s: getattr(dataset, s, None) for s in pianoroll.SPLITS},
       train_mean=getattr(dataset, "train_mean", None),

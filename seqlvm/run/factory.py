@@ -7,9 +7,11 @@ and `build_model` the model name into its class (`seqlvm.registry.MODELS`),
 constructed with the config's settings that its constructor accepts. A new
 model needs a registry entry and its class, nothing here.
 
-The runners take an injectable `make_dataset_and_model(config)` (as FIVO's
-`create_dataset_and_model_fn`) so tests and other datasets can plug in;
-`make_dataset_and_model` below is the default.
+`train`, `evaluate` and `sample` take an injectable
+`make_dataset_and_model(config)` (as FIVO's `create_dataset_and_model_fn`) so
+tests and other datasets can plug in; `make_dataset_and_model` below is the
+default. It returns a `seqlvm.data.sources.Source` (or an object with
+.train / .valid / .test lists) and the model.
 
 Recommended import: `from seqlvm.run import factory`.
 """

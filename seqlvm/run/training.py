@@ -45,7 +45,7 @@ from seqlvm.run import rundir as rundir_lib
 __all__ = ["train", "TrainResult", "make_train_step", "TrainingLoop",
            "Hook", "StepResult", "Checkpointer", "TimeBudget",
            "NonFinitePolicy", "ProgressBar", "Summaries",
-           "PeriodicCheckpoint", "Validation"]
+           "PeriodicCheckpoint", "Validation", "default_hooks"]
 
 # The most consecutive non-finite batches --on-nonfinite skip tolerates.
 MAX_CONSECUTIVE_SKIPS = 20
@@ -557,7 +557,6 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
   same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
       source)
   run.save_config(config)
-  run.record_versions(resuming)
 
   optimizer = tf_keras.optimizers.Adam(config.learning_rate)
   optimizer.build(model.trainable_variables)
@@ -582,6 +581,9 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
         "to train further.")
     return TrainResult(step=int(step), checkpoint=restored or "",
                        train_bound_per_timestep=float("nan"))
+  # A run restored from a checkpoint without a record was made by an older
+  # seqlvm: its creator is unknown.
+  run.record_versions(resuming=restored is not None)
   train_step = make_train_step(model, optimizer, config, source.data_size,
                                mode="xla" if config.jit_compile else "graph")
   return _run_loop(config, run, source, model, train_step,
@@ -590,20 +592,46 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
                    max_seconds)
 
 
-def _run_loop(config, run, source, model, train_step, next_batch, step,
-              checkpointer, progress, log, max_seconds):
-  """Builds the hooks of `config` and runs the loop; the `TrainResult`."""
+def default_hooks(config, run, source, model, initial_step, progress=True,
+                  max_seconds=None):
+  """The hooks `train` runs, in their order.
+
+  The order is behaviour: the time budget and the non-finite policy act
+  first; after a step the bar moves, then the summaries, the periodic
+  checkpoint and the validation, in that order.
+
+  Args:
+    config: the run's `Config`.
+    run: its `RunDir`.
+    source: the data (`Source`).
+    model: the model (validated through an `Evaluator`).
+    initial_step: the step training starts from (the bar's start).
+    progress: show the bar. Default value: True.
+    max_seconds: optional time budget. Default value: None.
+
+  Returns:
+    hooks: a list of `Hook`s.
+  """
   evaluator = evaluation.Evaluator(model, config, source.data_size)
-  validation = Validation(evaluator, source, config, run.file("valid"))
-  bar = ProgressBar(config.num_steps, int(step), progress)
+  bar = ProgressBar(config.num_steps, initial_step, progress)
   summaries = Summaries(
       run.file("train"), config.bound, config.summary_every,
       config.num_steps, on_window=lambda mean: bar.bar.set_postfix(
           {f"{config.bound}/step": f"{mean:.3f}"}))
-  nonfinite = NonFinitePolicy(config.on_nonfinite, config.bound)
-  hooks = ([TimeBudget(max_seconds)] if max_seconds is not None else []) + [
-      nonfinite, bar, summaries, PeriodicCheckpoint(config.checkpoint_every),
-      validation]
+  return ([TimeBudget(max_seconds)] if max_seconds is not None else []) + [
+      NonFinitePolicy(config.on_nonfinite, config.bound), bar, summaries,
+      PeriodicCheckpoint(config.checkpoint_every),
+      Validation(evaluator, source, config, run.file("valid"))]
+
+
+def _run_loop(config, run, source, model, train_step, next_batch, step,
+              checkpointer, progress, log, max_seconds):
+  """Runs the loop with the default hooks; the `TrainResult`."""
+  hooks = default_hooks(config, run, source, model, int(step), progress,
+                        max_seconds)
+  by_type = {type(h): h for h in hooks}
+  summaries, validation = by_type[Summaries], by_type[Validation]
+  nonfinite = by_type[NonFinitePolicy]
   loop = TrainingLoop(train_step, next_batch, step, config.num_steps,
                       config.seed, checkpointer, hooks, log, source)
   loop.run()

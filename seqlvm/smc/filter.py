@@ -174,6 +174,14 @@ def smc(model,
     ValueError: on a bad particle count, reduction, or observation rank.
   """
   _check_arguments(num_particles, loop, final_reduction)
+  estimator = resampling_gradient or gradients_lib.Stop()
+  if estimator.needs_independent_draws and not getattr(
+      resample_fn, "independent_draws", False):
+    raise ValueError(
+        f"The {estimator.name!r} resampling gradient needs multinomial "
+        "resampling: its score term is the log-probability of independent "
+        f"categorical draws (got resample_fn "
+        f"{getattr(resample_fn, '__name__', resample_fn)}).")
   with tf.name_scope(name or "smc"):
     x = tf.convert_to_tensor(x)
     if x.shape.rank is not None and x.shape.rank != 3:
@@ -185,7 +193,7 @@ def smc(model,
     mask = tf.cast(mask, tf.bool)
     sweep = _Sweep(model, x, mask, tfp.random.sanitize_seed(seed, salt="smc"),
                    num_particles, batch_size, resample_criterion_fn,
-                   resample_fn, resampling_gradient or gradients_lib.Stop())
+                   resample_fn, estimator)
     run_loop = _python_loop if loop == "python" else _while_loop
     carry, traces = run_loop(sweep, num_steps)
     state, log_weights, log_p_hat, extra = carry

@@ -108,6 +108,8 @@ class ResamplingGradient:
   """
 
   name = None
+  # True: the estimator needs a scheme that declares `independent_draws`.
+  needs_independent_draws = False
 
   def resample(self, log_weights, seed, resample_fn):
     """Draws ancestors for log_weights `[N, B]`: a `Resampled`."""
@@ -162,6 +164,7 @@ class Score(ResamplingGradient):
   """
 
   name = "score"
+  needs_independent_draws = True
 
   def __init__(self, baseline="running_mean"):
     if baseline not in SCORE_BASELINES:

@@ -83,6 +83,9 @@ systematic = _wrap(tfp.experimental.mcmc.resample_systematic, "systematic")
 systematic.__doc__ = "Systematic resampling: one uniform offset for all draws."
 stratified = _wrap(tfp.experimental.mcmc.resample_stratified, "stratified")
 stratified.__doc__ = "Stratified resampling: one uniform per stratum."
+# Declared by the schemes whose ancestors are independent draws from
+# softmax(w): what the score-function estimator's log P(a) assumes.
+multinomial.independent_draws = True
 
 
 def _count_below(cdf, points):
@@ -161,3 +164,6 @@ def multinomial_gumbel(log_weights, seed):
   log_probs = criteria.log_normalize(tf.stop_gradient(log_weights))
   perturbed = log_probs[tf.newaxis] + gumbel_noise(log_weights, seed)
   return tf.argmax(perturbed, axis=1, output_type=tf.int32)
+
+
+multinomial_gumbel.independent_draws = True

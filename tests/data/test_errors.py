@@ -108,19 +108,17 @@ def test_resuming_on_changed_data_is_refused(tiny_pianorolls, tmp_path,
   assert "data.json" in err and "The data changed" in err
 
 
-class _OtherPipeline:
+class _OtherPipeline(sources.InMemorySource):
   """The same data behind a differently built input pipeline."""
 
   pipeline_id = "other/1"
 
   def __init__(self, source):
-    self._source = source
-
-  def __getattr__(self, name):
-    return getattr(self._source, name)
+    super().__init__(source.splits, train_mean=source.train_mean,
+                     name=source.name)
 
   def train_dataset(self, *args, **kwargs):
-    return self._source.train_dataset(*args, **kwargs).map(
+    return super().train_dataset(*args, **kwargs).map(
         lambda x, n: (x + 0., n))
 
 

@@ -42,3 +42,5 @@ def test_missing_sets_say_how_to_get_them(tmp_path, monkeypatch):
     registry.resolve(os.path.join(str(tmp_path), "none.pkl"))
   assert registry.NAMED_SETS == ("jsb", "nottingham", "musedata",
                                  "piano-midi")
+  from seqlvm.data.prepare import fetch  # pylint: disable=g-import-not-at-top
+  assert set(registry.NAMED_SETS) == set(fetch.load_manifest())

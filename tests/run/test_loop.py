@@ -99,3 +99,36 @@ def test_time_budget_stops_before_a_step():
   loop, manager = _loop([-1.] * 4, [training.TimeBudget(-1.)], num_steps=4)
   loop.run()
   assert int(loop.step) == 0 and manager.saved == [0]
+
+
+def test_an_interrupt_saves_what_was_trained_and_is_raised_again():
+  messages = []
+  loop, manager = _loop([-1., -2., -3.], [], num_steps=3)
+
+  def interrupted(x, lengths, seed):
+    if int(seed[1]) == 2:
+      raise KeyboardInterrupt
+    return tf.constant(-1.), tf.constant(1.), tf.constant(True)
+
+  loop.train_step, loop.log = interrupted, messages.append
+  with pytest.raises(KeyboardInterrupt):
+    loop.run()
+  assert manager.saved == [2]
+  assert messages == ["Interrupted at step 2; saved ckpt/ckpt-2."]
+
+
+def test_train_runs_its_hooks_in_the_order_that_is_its_behaviour(tmp_path):
+  from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
+  from seqlvm.data import sources  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
+  config = Config(hidden_size=4, latent_size=2)
+  source = sources.InMemorySource({"train": [tf.ones([3, 5]).numpy()]})
+  model = factory.build_model(config, 5, source.train_mean)
+  hooks = training.default_hooks(config, rundir.RunDir(tmp_path), source,
+                                 model, 0, progress=False, max_seconds=60)
+  assert [type(h) for h in hooks] == [
+      training.TimeBudget, training.NonFinitePolicy, training.ProgressBar,
+      training.Summaries, training.PeriodicCheckpoint, training.Validation]
+  assert training.TimeBudget not in [type(h) for h in training.default_hooks(
+      config, rundir.RunDir(tmp_path), source, model, 0, progress=False)]

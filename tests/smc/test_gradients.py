@@ -228,6 +228,10 @@ def test_bad_estimator_arguments_name_the_problem():
                 resampling_temperature=0.)
   with pytest.raises(ValueError, match="score_baseline"):
     gradients.Score(baseline="vimco")
+  with pytest.raises(ValueError, match="needs multinomial resampling"):
+    filter_lib.smc(model, x, resample_fn=resampling.systematic,
+                   resample_criterion_fn=criteria.always,
+                   resampling_gradient=gradients.Score())
 
 
 def test_a_zero_likelihood_stays_minus_infinity():
