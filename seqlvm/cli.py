@@ -389,6 +389,9 @@ def build_parser():
   parser = argparse.ArgumentParser(
       prog="seqlvm", description="Sequential latent-variable models trained "
       "with ELBO, IWAE and FIVO.")
+  import seqlvm  # pylint: disable=g-import-not-at-top
+  parser.add_argument("--version", action="version",
+                      version=f"seqlvm {seqlvm.__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
   _train_parser(sub).set_defaults(func=_cmd_train)
 

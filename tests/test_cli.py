@@ -116,3 +116,11 @@ def test_bad_gradient_and_latent_flags_are_refused(flags, message,
   err = capsys.readouterr().err
   assert re.search(message, err), err
   assert "Traceback" not in err
+
+
+def test_version(capsys):
+  import seqlvm  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--version"])
+  assert info.value.code == 0
+  assert capsys.readouterr().out.strip() == f"seqlvm {seqlvm.__version__}"
