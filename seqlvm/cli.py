@@ -291,11 +291,10 @@ def _cmd_list(args):
 
 def _data_parser(sub):
   from seqlvm import registry  # pylint: disable=g-import-not-at-top
-  from seqlvm.data import registry as data_registry  # pylint: disable=g-import-not-at-top
   p = sub.add_parser("data", help="get and prepare datasets")
   data_sub = p.add_subparsers(dest="data_command", required=True)
 
-  _fetch_parser(data_sub, data_registry)
+  _fetch_parser(data_sub, registry)
   _from_midi_parser(data_sub, registry)
   _from_audio_parser(data_sub)
   q = data_sub.add_parser("list", help="the named datasets and which are "
@@ -317,13 +316,13 @@ def _preparation_flags(q, valid_fraction, test_fraction):
   q.add_argument("--no-progress", action="store_true")
 
 
-def _fetch_parser(data_sub, data_registry):
+def _fetch_parser(data_sub, registry):
   q = data_sub.add_parser(
       "fetch", help="download a standard pianoroll set and verify it",
       description="Download one of the four Boulanger-Lewandowski et al. "
       "(ICML 2012) pianoroll sets into the data directory, verifying a "
       "checksum of its content against data/pianorolls.json.")
-  q.add_argument("name", choices=data_registry.NAMED_SETS + ("all",))
+  q.add_argument("name", choices=registry.PIANOROLL_SETS + ("all",))
   q.add_argument("--from", dest="source", default=None,
                  help="a local copy or a mirror's URL [the original home]")
   q.add_argument("--dir", default=None, help="[the data directory]")

@@ -25,7 +25,7 @@ from seqlvm.errors import ConfigError
 
 __all__ = ["Entry", "Registry", "MODELS", "LATENTS", "EMISSIONS",
            "EMISSION_CHOICES", "BOUNDS", "CRITERIA", "SCHEMES", "GRADIENTS",
-           "ON_NONFINITE", "SPLITS", "RESOLUTIONS", "gradient_scheme_problem",
+           "ON_NONFINITE", "SPLITS", "PIANOROLL_SETS", "RESOLUTIONS", "gradient_scheme_problem",
            "latent_problem"]
 
 Entry = collections.namedtuple("Entry", ["name", "help", "target", "meta"])
@@ -178,6 +178,11 @@ ON_NONFINITE = Registry("non-finite policy", [
 ])
 
 SPLITS = ("train", "valid", "test")
+
+# The four standard pianoroll sets (`seqlvm data fetch NAME`): the sets of
+# its manifest, data/pianorolls.json (a test keeps the two the same; the
+# command line does not read the manifest to parse its flags).
+PIANOROLL_SETS = ("jsb", "nottingham", "musedata", "piano-midi")
 
 # One pianoroll step per quarter, eighth or sixteenth note (MIDI import).
 RESOLUTIONS = Registry("resolution", [

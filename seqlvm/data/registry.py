@@ -14,6 +14,7 @@ Anything else is taken as a path to a pickle or a prepared speech folder.
 import os
 import re
 
+from seqlvm import registry
 from seqlvm.data.formats import pianoroll
 from seqlvm.data.formats import speech
 from seqlvm.data.prepare import chorales
@@ -23,10 +24,8 @@ __all__ = ["resolve", "canonical", "NAMED_SETS", "DEFAULT", "SPEECH_DEFAULT",
 
 DEFAULT = "chorales"
 SPEECH_DEFAULT = "speech-demo"
-# The four standard sets (`seqlvm data fetch NAME`): the sets of its
-# manifest, data/pianorolls.json (a test keeps the two the same; the command
-# line does not read the manifest to parse its flags).
-NAMED_SETS = ("jsb", "nottingham", "musedata", "piano-midi")
+# The four standard sets (`seqlvm data fetch NAME`).
+NAMED_SETS = registry.PIANOROLL_SETS
 
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")

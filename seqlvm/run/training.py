@@ -344,8 +344,8 @@ class TrainingLoop:
     self.hooks = list(hooks)
     self.log = log
     self.source = source
-    self.start_time = time.time()
-    self.start_step = int(step)
+    # Set by `run`: when and at which step this call started.
+    self.start_time, self.start_step = None, None
 
   def _batch(self):
     try:
