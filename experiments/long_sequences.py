@@ -63,8 +63,7 @@ def _job(args):
   else:
     evaluator = evaluation.Evaluator(model, config, source.data_size)
     for name in ("elbo", "iwae", "fivo"):
-      per_t, _, _ = evaluator(source, "test", name, 4, 4)
-      result[name] = per_t
+      result[name] = evaluator(source, "test", name, 4, 4).per_timestep
     result.update(sequences=source.num_sequences("test"),
                   timesteps=source.num_timesteps("test"),
                   longest=source.max_length("test"),

@@ -1,7 +1,8 @@
-"""The `seqlvm` command: train, eval, sample and data.
+"""The `seqlvm` command: train, eval, compare, sample and data.
 
     seqlvm train --data chorales --bound fivo --num-particles 4 --run-dir runs/x
-    seqlvm eval runs/x --split test --num-particles 16
+    seqlvm eval runs/x --split test --num-particles 16 --seeds 3
+    seqlvm compare runs/x runs/y --num-particles 1 4 16 --out cmp/
     seqlvm sample runs/x --num 4 --steps 64 --out samples/ --audio
     seqlvm data fetch jsb
     seqlvm data from-midi my_midi/ --out mine.pkl --resolution eighth
@@ -18,9 +19,16 @@ import dataclasses
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+__all__ = ["main", "build_parser"]
 
-__all__ = ["main"]
+
+def _common_parser():
+  """The flags every command takes."""
+  p = argparse.ArgumentParser(add_help=False)
+  p.add_argument("--verbose", action="store_true",
+                 help="show TensorFlow's own log messages and warnings "
+                 "[hidden below errors]")
+  return p
 
 
 def _train_parser(sub):
@@ -29,6 +37,7 @@ def _train_parser(sub):
   defaults = config_lib.Config.__dataclass_fields__
   p = sub.add_parser(
       "train", help="train a model (resumes an existing run directory)",
+      parents=[_common_parser()],
       description="Train a sequential latent-variable model. Defaults in "
       "brackets; an existing --run-dir is resumed.")
 
@@ -98,8 +107,21 @@ def _bound_flags(arg, registry):
 
 def _training_flags(p, arg, registry):
   """The optimisation, checkpoints, summaries and budgets."""
-  arg("--batch-size", "batch_size", "sequences per batch", type=int)
-  arg("--learning-rate", "learning_rate", "Adam learning rate", type=float)
+  arg("--batch-size", "batch_size", "sequences per batch (FIVO: 4)",
+      type=int)
+  arg("--learning-rate", "learning_rate", "Adam learning rate, the peak of "
+      "a schedule (FIVO: 2e-4 in its flags, 1e-4 in its example script; "
+      "higher here for short CPU runs)", type=float)
+  arg("--lr-schedule", "lr_schedule", "learning-rate schedule: " +
+      registry.SCHEDULES.help(), choices=registry.SCHEDULES.names)
+  arg("--lr-decay-steps", "lr_decay_steps", "updates over which the "
+      "schedule decays (0 = the training after the warm-up)", type=int)
+  arg("--lr-decay-rate", "lr_decay_rate", "exponential: the factor per "
+      "--lr-decay-steps", type=float)
+  arg("--lr-min-fraction", "lr_min_fraction", "cosine: the final learning "
+      "rate as a fraction of the peak", type=float)
+  arg("--warmup-steps", "warmup_steps", "updates of linear warm-up to the "
+      "peak before the schedule (0 = none)", type=int)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "
       "(0 = off)", type=float)
   arg("--num-steps", "num_steps", "total training steps", type=int)
@@ -107,8 +129,16 @@ def _training_flags(p, arg, registry):
       type=int)
   arg("--summary-every", "summary_every", "steps between summaries",
       type=int)
-  arg("--valid-every", "valid_every", "steps between validation runs "
-      "(0 = never)", type=int)
+  arg("--valid-every", "valid_every", "steps between validations (0 = "
+      "never); the best one's model is kept in RUN_DIR/best", type=int)
+  arg("--early-stopping", "early_stopping", "stop when this many "
+      "validations in a row have not improved on the best (0 = off)",
+      type=int)
+  arg("--valid-variance-sweeps", "valid_variance_sweeps", "independent "
+      "sweeps of the first validation sequences whose log p_hat variance "
+      "goes to TensorBoard (0 or 1 = off)", type=int)
+  arg("--valid-samples", "valid_samples", "samples drawn into TensorBoard "
+      "at each validation (0 = off)", type=int)
   arg("--keep-checkpoints", "keep_checkpoints", "checkpoints kept", type=int)
   arg("--on-nonfinite", "on_nonfinite", "on a NaN/inf bound or gradient: "
       + registry.ON_NONFINITE.help(), choices=registry.ON_NONFINITE.names)
@@ -127,7 +157,10 @@ def _training_flags(p, arg, registry):
                  help="stop (with a checkpoint) after this much wall-clock "
                  "time; resume later with the same command [no limit]")
   p.add_argument("--no-progress", action="store_true",
-                 help="no progress bar")
+                 help="no progress bar and no progress lines")
+  p.add_argument("--progress-every", type=int, default=100,
+                 help="steps between progress lines when stderr is not a "
+                 "terminal (a log file) [100]")
 
 
 def _config_from_args(args):
@@ -153,51 +186,103 @@ def _config_from_args(args):
 def _cmd_train(args):
   from seqlvm.run import training  # pylint: disable=g-import-not-at-top
   config = _config_from_args(args)
+  if args.progress_every < 1:
+    print("seqlvm train: error: --progress-every must be >= 1.",
+          file=sys.stderr)
+    return 2
   print(f"Training {config.model} with {config.bound} (N={config.num_particles}) "
         f"on {config.data}; run directory: {os.path.abspath(args.run_dir)}",
         file=sys.stderr)
   result = training.train(
       config, args.run_dir, progress=not args.no_progress,
-      max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+      max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+      progress_every=args.progress_every)
   valid = result.valid_bound_per_timestep
   train_bound = result.train_bound_per_timestep
   if not result.trained_steps:
-    print(f"Nothing trained: the run is at step {result.step}.")
+    print(f"Nothing trained: the run is at step {result.step}" + (
+        " and has stopped early." if result.stopped_early else "."))
   else:
     print(f"Trained to step {result.step}" + (
         f": train {config.bound} {train_bound:.4f} nats/step"
         if train_bound == train_bound else "") +
-          (f", valid {valid:.4f} nats/step." if valid == valid else "."))
+          (f", valid {valid:.4f} nats/step." if valid == valid else ".") +
+          (" Stopped early." if result.stopped_early else ""))
   if result.skipped_steps:
     print(f"Skipped {result.skipped_steps} non-finite batches.")
   print(f"Checkpoint: {result.checkpoint}")
+  if result.best_checkpoint:
+    print(f"Best: {os.path.join(args.run_dir, result.best_checkpoint)} "
+          f"(valid {config.bound} "
+          f"{result.best_valid_bound_per_timestep:.4f} nats/step at step "
+          f"{result.best_step}; eval and sample use it)")
   print(f"TensorBoard: tensorboard --logdir {args.run_dir}")
   return 0
+
+
+def _format_estimate(value, se, digits):
+  """'-8.1234 ± 0.0123' (no ± for a NaN standard error)."""
+  if se == se:
+    return f"{value:.{digits}f} ± {se:.{digits}f}"
+  return f"{value:.{digits}f}"
+
+
+def _print_evaluation(results, bound_names):
+  """The table of `seqlvm eval`."""
+  seeds = results["seeds"]
+  print(f"{results['split']} split of {results['data']}: "
+        f"{results['num_sequences']} sequences, "
+        f"{results['num_timesteps']} steps; checkpoint "
+        f"{results['checkpoint']} (step {results['step']}); "
+        f"seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(map(str, seeds))}")
+  many = len(seeds) > 1
+  print(f"{'bound':<6} {'N':>4} {'nats/timestep ± se':>22} "
+        f"{'nats/sequence ± se':>22} {'ESS/N':>6} {'resampled':>9}" +
+        (f" {'spread':>8} {'var log p':>10}" if many else ""))
+  for name in bound_names:
+    r = results[name]
+    line = (f"{name:<6} {r['num_particles']:>4} "
+            f"{_format_estimate(r['ll_per_t'], r['ll_per_t_se'], 4):>22} "
+            f"{_format_estimate(r['ll_per_seq'], r['ll_per_seq_se'], 2):>22} "
+            f"{r.get('ess_mean_fraction', float('nan')):>6.3f} "
+            f"{r.get('resampling_rate', float('nan')):>9.3f}")
+    if many:
+      line += f" {r['spread']:>8.4f} {r['log_p_hat_variance']:>10.4g}"
+    print(line)
+  print("(se: standard error over sequences" + (
+      "; spread: the standard deviation over seeds; var log p: the variance "
+      "of log p_hat over seeds, mean over sequences" if many else "") + ")")
+  sys.stdout.flush()
 
 
 def _cmd_eval(args):
   from seqlvm import registry  # pylint: disable=g-import-not-at-top
   from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
+  names = args.bounds or list(registry.BOUNDS.names)
+  results = evaluation.evaluate(
+      args.run_dir, split=args.split, num_particles=args.num_particles,
+      bound_names=names, batch_size=args.batch_size, seed=args.seed,
+      seeds=args.seeds, checkpoint=args.checkpoint, force=args.force,
+      progress=not args.no_progress,
+      report=lambda r: _print_evaluation(r, names))
+  reused = sum(results[name]["reused"] for name in names)
+  print(f"Records: {os.path.join(args.run_dir, 'eval', args.split)}" + (
+      f" ({reused} reused; --force computes them again)" if reused else ""))
+  return 0
 
-  def report(results):  # Printed before saving: a failed save loses nothing.
-    print(f"{results['split']} split of {results['data']}: "
-          f"{results['num_sequences']} sequences, "
-          f"{results['num_timesteps']} steps; checkpoint "
-          f"{results['checkpoint']}")
-    print(f"{'bound':<6} {'N':>4} {'nats/timestep':>14} "
-          f"{'nats/sequence':>14}")
-    for name in args.bounds or registry.BOUNDS.names:
-      r = results[name]
-      print(f"{name:<6} {r['num_particles']:>4} {r['ll_per_t']:>14.4f} "
-            f"{r['ll_per_seq']:>14.2f}")
-    sys.stdout.flush()
 
-  results = evaluation.evaluate(args.run_dir, split=args.split,
-                                num_particles=args.num_particles,
-                                bound_names=args.bounds,
-                                batch_size=args.batch_size, seed=args.seed,
-                                progress=not args.no_progress, report=report)
-  print(f"Saved: {results['path']}")
+def _cmd_compare(args):
+  from seqlvm.run import compare  # pylint: disable=g-import-not-at-top
+  result = compare.compare(
+      args.run_dirs, split=args.split, num_particles=args.num_particles,
+      bound_names=args.bounds, seeds=args.seeds, checkpoint=args.checkpoint,
+      batch_size=args.batch_size, out_dir=args.out,
+      progress=not args.no_progress)
+  print(result["text"])
+  print("Wrote:")
+  for path in result["paths"]:
+    print(f"  {path}")
   return 0
 
 
@@ -206,7 +291,8 @@ def _cmd_sample(args):
   paths = sampling.sample(args.run_dir, num=args.num, steps=args.steps,
                           out_dir=args.out, seed=args.seed, audio=args.audio,
                           progress=not args.no_progress,
-                          max_seconds=60 * args.max_minutes)
+                          max_seconds=60 * args.max_minutes,
+                          checkpoint=args.checkpoint)
   print("Wrote:")
   for p in paths:
     print(f"  {p}")
@@ -383,18 +469,21 @@ def _from_audio_parser(data_sub):
   q.set_defaults(func=_cmd_from_audio)
 
 
-def build_parser():
-  from seqlvm import registry  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog="seqlvm", description="Sequential latent-variable models trained "
-      "with ELBO, IWAE and FIVO.")
-  import seqlvm  # pylint: disable=g-import-not-at-top
-  parser.add_argument("--version", action="version",
-                      version=f"seqlvm {seqlvm.__version__}")
-  sub = parser.add_subparsers(dest="command", required=True)
-  _train_parser(sub).set_defaults(func=_cmd_train)
+def _checkpoint_flag(p, registry):
+  p.add_argument("--checkpoint", default="auto",
+                 help="which checkpoint: " + ", ".join(registry.CHECKPOINTS)
+                 + " or ckpt-N; auto is the best validation's when the run "
+                 "kept one (RUN_DIR/best), else the latest [auto]")
 
-  p = sub.add_parser("eval", help="evaluate ELBO, IWAE and FIVO on a split")
+
+def _eval_parser(sub, registry):
+  p = sub.add_parser(
+      "eval", help="evaluate ELBO, IWAE and FIVO on a split",
+      parents=[_common_parser()],
+      description="Evaluate a checkpoint with each bound on a split. Each "
+      "(checkpoint, split, bound, N, seed, batch size) is one record under "
+      "RUN_DIR/eval/SPLIT/, with every sequence's bound, and is reused by "
+      "later calls.")
   p.add_argument("run_dir")
   p.add_argument("--split", default="test", choices=registry.SPLITS,
                  help="[test]")
@@ -405,11 +494,49 @@ def build_parser():
   p.add_argument("--batch-size", type=int, default=None,
                  help="[the run's]")
   p.add_argument("--seed", type=int, default=0, help="[0]")
+  p.add_argument("--seeds", type=int, default=1,
+                 help="independent sweeps with seeds SEED, SEED+1, ...: the "
+                 "mean, its spread over seeds and the variance of log p_hat "
+                 "[1]")
+  _checkpoint_flag(p, registry)
+  p.add_argument("--force", action="store_true",
+                 help="compute again where a record exists")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=_cmd_eval)
 
+
+def _compare_parser(sub, registry):
+  p = sub.add_parser(
+      "compare", help="compare runs: bounds against particles, a table "
+      "(markdown, CSV) and a figure",
+      parents=[_common_parser()],
+      description="Evaluate each run's checkpoint with each bound at each "
+      "N (reusing stored records), print one table of nats per timestep "
+      "with standard errors, and write it as markdown and CSV with a PNG "
+      "of each run's bounds against N.")
+  p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+  p.add_argument("--split", default="test", choices=registry.SPLITS,
+                 help="[test]")
+  p.add_argument("--num-particles", type=int, nargs="+",
+                 default=[1, 4, 16], help="particle counts [1 4 16]")
+  p.add_argument("--bounds", nargs="+", choices=registry.BOUNDS.names,
+                 default=None, help="[all three]")
+  p.add_argument("--seeds", type=int, default=1,
+                 help="independent sweeps per cell [1]")
+  p.add_argument("--batch-size", type=int, default=None,
+                 help="[each run's]")
+  _checkpoint_flag(p, registry)
+  p.add_argument("--out", default="compare",
+                 help="folder for table.md, table.csv and bounds.png "
+                 "[compare]")
+  p.add_argument("--no-progress", action="store_true")
+  p.set_defaults(func=_cmd_compare)
+
+
+def _sample_parser(sub, registry):
   p = sub.add_parser("sample", help="sample sequences (MIDI, PNG and WAV "
-                     "for music; WAV for speech)")
+                     "for music; WAV for speech)",
+                     parents=[_common_parser()])
   p.add_argument("run_dir")
   p.add_argument("--num", type=int, default=4, help="samples [4]")
   p.add_argument("--steps", type=int, default=64, help="steps each [64]")
@@ -421,17 +548,44 @@ def build_parser():
   p.add_argument("--max-minutes", type=float, default=10.,
                  help="time budget: stop early, writing nothing, when "
                  "sampling would take longer [10]")
+  _checkpoint_flag(p, registry)
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar")
   p.set_defaults(func=_cmd_sample)
+
+
+def build_parser():
+  from seqlvm import registry  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog="seqlvm", description="Sequential latent-variable models trained "
+      "with ELBO, IWAE and FIVO.")
+  import seqlvm  # pylint: disable=g-import-not-at-top
+  parser.add_argument("--version", action="version",
+                      version=f"seqlvm {seqlvm.__version__}")
+  sub = parser.add_subparsers(dest="command", required=True)
+  _train_parser(sub).set_defaults(func=_cmd_train)
+
+  _eval_parser(sub, registry)
+  _compare_parser(sub, registry)
+  _sample_parser(sub, registry)
   _data_parser(sub)
   return parser
+
+
+# The commands that run TensorFlow (imported quietly before they start).
+_TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample")
 
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
   from seqlvm import errors  # pylint: disable=g-import-not-at-top
+  from seqlvm import quiet  # pylint: disable=g-import-not-at-top
+  verbose = getattr(args, "verbose", False)
+  quiet.set_log_level(verbose)
   try:
+    if args.command in _TENSORFLOW_COMMANDS or getattr(
+        args, "data_command", None) == "from-audio":
+      quiet.import_tensorflow(verbose)
     return args.func(args)
   except errors.SeqlvmError as e:
     print(f"seqlvm {args.command}: error: {e}", file=sys.stderr)

@@ -14,13 +14,17 @@ __all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "on_nonfinite",
-                    "jit_compile")
+                    "jit_compile", "early_stopping",
+                    "valid_variance_sweeps", "valid_samples")
 # Fields added after the first config format. A stored config without one
 # gets its default, which is what the code did before the field existed;
 # every other field must be stored (an incomplete config is refused).
 ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "wavenet_channels", "wavenet_layers", "soft_mixing",
-                "resampling_temperature", "max_length")
+                "resampling_temperature", "max_length", "lr_schedule",
+                "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
+                "warmup_steps", "early_stopping", "valid_variance_sweeps",
+                "valid_samples")
 
 
 def _fivo_resamples(c):
@@ -51,6 +55,12 @@ _APPLIES = (
     ("categories", lambda c: c.latent == "concrete", "--latent concrete"),
     ("latent_temperature", lambda c: c.latent == "concrete",
      "--latent concrete"),
+    ("lr_decay_steps", lambda c: c.lr_schedule != "constant",
+     "--lr-schedule exponential or cosine"),
+    ("lr_decay_rate", lambda c: c.lr_schedule == "exponential",
+     "--lr-schedule exponential"),
+    ("lr_min_fraction", lambda c: c.lr_schedule == "cosine",
+     "--lr-schedule cosine"),
     ("wavenet_channels", lambda c: registry.MODELS.meta(c.model, "wavenet"),
      "--model vrnn-wavenet or wavenet"),
     ("wavenet_layers", lambda c: registry.MODELS.meta(c.model, "wavenet"),
@@ -63,8 +73,18 @@ class Config:
   """Everything that defines a training run.
 
   Defaults follow the FIVO reference code where it has one (batch 4, N = 4,
-  multinomial resampling at ESS < N/2, Adam), with a higher learning rate
-  (1e-3 against FIVO's 1e-4) for short CPU runs. Batches are padded to a
+  multinomial resampling at ESS < N/2, Adam at a constant learning rate),
+  with a higher learning rate for short CPU runs: 1e-3, against 2e-4 in
+  the reference's flags (research/fivo/run_fivo.py) and 1e-4 in its example
+  script (bin/run_train.sh). `lr_schedule` is one of Keras' schedules
+  (`seqlvm.registry.SCHEDULES`) after `warmup_steps` of linear warm-up;
+  `lr_decay_steps` 0 decays over the steps after the warm-up (resolved and
+  stored when the run starts, so a longer resumed run keeps its schedule).
+  `early_stopping` > 0 stops when that many validations in a row have not
+  improved on the best one (RUN_DIR/best keeps its model). At each
+  validation, `valid_variance_sweeps` independent sweeps of the first
+  sequences give the variance of log p_hat, and `valid_samples` samples go
+  to TensorBoard (0 turns either off). Batches are padded to a
   multiple of 32 steps so that the XLA-compiled step meets few shapes.
   `max_length` > 0 cuts longer training sequences into pieces of at most
   that many steps (evaluation always uses whole sequences); 0 keeps them
@@ -95,11 +115,19 @@ class Config:
   resampling_temperature: float = 0.5
   batch_size: int = 4
   learning_rate: float = 1e-3
+  lr_schedule: str = "constant"
+  lr_decay_steps: int = 0
+  lr_decay_rate: float = 0.1
+  lr_min_fraction: float = 0.
+  warmup_steps: int = 0
   clip_norm: float = 0.
   num_steps: int = 2000
   checkpoint_every: int = 500
   summary_every: int = 25
   valid_every: int = 500
+  early_stopping: int = 0
+  valid_variance_sweeps: int = 4
+  valid_samples: int = 2
   keep_checkpoints: int = 3
   on_nonfinite: str = "stop"
   pad_to_multiple: int = 32
@@ -136,6 +164,11 @@ class Config:
          f"resampling_gradient must be one of {registry.GRADIENTS.names}"),
         (self.latent in registry.LATENTS,
          f"latent must be one of {registry.LATENTS.names}"),
+        (self.lr_schedule in registry.SCHEDULES,
+         f"lr_schedule must be one of {registry.SCHEDULES.names}"),
+        (0. < self.lr_decay_rate < float("inf"),
+         "lr_decay_rate must be positive"),
+        (0. <= self.lr_min_fraction <= 1., "lr_min_fraction must be in [0, 1]"),
         (self.on_nonfinite in registry.ON_NONFINITE,
          f"on_nonfinite must be one of {registry.ON_NONFINITE.names}"),
         (0. <= self.soft_mixing <= 1., "soft_mixing must be in [0, 1]"),
@@ -147,6 +180,8 @@ class Config:
         (0. < self.threshold <= 1., "threshold must be in (0, 1]"),
         (self.learning_rate > 0., "learning_rate must be positive"),
         (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
+        (not (self.early_stopping and not self.valid_every),
+         "early_stopping counts validations: it needs valid_every > 0"),
         (0 <= self.seed < 2 ** 31, "seed must be in [0, 2**31)"),
     ]
     for name in ("hidden_size", "latent_size", "wavenet_channels",
@@ -154,7 +189,9 @@ class Config:
                  "checkpoint_every", "summary_every", "keep_checkpoints",
                  "pad_to_multiple", "num_steps"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
-    for name in ("valid_every", "max_length"):
+    for name in ("valid_every", "max_length", "lr_decay_steps",
+                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
+                 "valid_samples"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
     # The rules between fields, each written once (for known names).

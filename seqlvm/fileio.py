@@ -114,3 +114,9 @@ def write_json(values, path):
   with atomic_write(path) as f:
     json.dump(values, f, indent=2, sort_keys=True)
     f.write("\n")
+
+
+def write_text(text, path):
+  """Writes `text` atomically (UTF-8)."""
+  with atomic_write(path, "w") as f:
+    f.write(text)

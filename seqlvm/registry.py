@@ -25,7 +25,8 @@ from seqlvm.errors import ConfigError
 
 __all__ = ["Entry", "Registry", "MODELS", "LATENTS", "EMISSIONS",
            "EMISSION_CHOICES", "BOUNDS", "CRITERIA", "SCHEMES", "GRADIENTS",
-           "ON_NONFINITE", "SPLITS", "PIANOROLL_SETS", "RESOLUTIONS", "gradient_scheme_problem",
+           "ON_NONFINITE", "SCHEDULES", "SPLITS", "CHECKPOINTS",
+           "PIANOROLL_SETS", "RESOLUTIONS", "gradient_scheme_problem",
            "latent_problem"]
 
 Entry = collections.namedtuple("Entry", ["name", "help", "target", "meta"])
@@ -177,7 +178,23 @@ ON_NONFINITE = Registry("non-finite policy", [
     _entry("skip", "skip the batch with a warning"),
 ])
 
+# Learning-rate schedules (Keras' schedules, `seqlvm.run.factory`); any of
+# them may start with a linear warm-up (--warmup-steps).
+SCHEDULES = Registry("learning-rate schedule", [
+    _entry("constant", "--learning-rate throughout (FIVO's reference)"),
+    _entry("exponential", "times --lr-decay-rate every --lr-decay-steps, "
+           "smoothly", "tf_keras.optimizers.schedules:ExponentialDecay"),
+    _entry("cosine", "cosine decay from --learning-rate to "
+           "--lr-min-fraction of it over --lr-decay-steps",
+           "tf_keras.optimizers.schedules:CosineDecay"),
+])
+
 SPLITS = ("train", "valid", "test")
+
+# Which checkpoint `eval`, `sample` and `compare` use: "best" is the best
+# validation bound's (RUN_DIR/best), "latest" the newest of RUN_DIR/ckpt;
+# "auto" is best when the run has one; or a name "ckpt-N".
+CHECKPOINTS = ("auto", "best", "latest")
 
 # The four standard pianoroll sets (`seqlvm data fetch NAME`): the sets of
 # its manifest, data/pianorolls.json (a test keeps the two the same; the

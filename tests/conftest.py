@@ -78,3 +78,16 @@ def write_corpus(root, sizes=(("train", 12, 0), ("valid", 4, 1),
   for split, count, seed in sizes:
     write_utterances(root / split, count, seed)
   return root
+
+
+def eval_records(run_dir, split, num_particles):
+  """The seed-0 evaluation records of a run, by bound name, with the
+  split's num_sequences and num_timesteps (from `seqlvm eval`)."""
+  from seqlvm.run import records  # pylint: disable=g-import-not-at-top
+  found = records.find(run_dir, split=split, num_particles=num_particles,
+                       seed=0)
+  assert found, f"no records of {split} at N={num_particles} in {run_dir}"
+  results = {r["bound"]: r for r in found}
+  results.update(num_sequences=found[0]["num_sequences"],
+                 num_timesteps=found[0]["num_timesteps"])
+  return results

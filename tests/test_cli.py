@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import eval_records
 from seqlvm import bounds
 from seqlvm import cli
 
@@ -25,7 +26,7 @@ def test_train_eval_sample_round_trip(model, tiny_pianorolls, tmp_path,
   assert json.loads((run_dir / "config.json").read_text())["model"] == model
   assert cli.main(["eval", str(run_dir), "--num-particles", "2",
                    "--no-progress"]) == 0
-  results = json.loads((run_dir / "eval" / "test_n2.json").read_text())
+  results = eval_records(run_dir, "test", 2)
   values = [results[b]["ll_per_t"] for b in ("elbo", "iwae", "fivo")]
   assert all(np.isfinite(values))
   if model == "wavenet":  # No latents: every bound is the exact likelihood.
@@ -56,7 +57,7 @@ def test_concrete_latent_and_resampling_gradients_round_trip(
           config["resampling_gradient"]) == ("concrete", 4, gradient)
   assert cli.main(["eval", str(run_dir), "--num-particles", "2",
                    "--no-progress"]) == 0
-  results = json.loads((run_dir / "eval" / "test_n2.json").read_text())
+  results = eval_records(run_dir, "test", 2)
   values = [results[b]["ll_per_t"] for b in ("elbo", "iwae", "fivo")]
   assert all(np.isfinite(values))
   out = tmp_path / "samples"

@@ -9,6 +9,7 @@ import soundfile
 from seqlvm import cli
 from seqlvm import data
 from tests.conftest import FRAME
+from tests.conftest import eval_records
 from tests.conftest import RATE
 from tests.conftest import write_corpus
 
@@ -35,11 +36,19 @@ def test_prepare_train_eval_sample(speech_folder, tmp_path, monkeypatch,
   config = json.loads((run_dir / "config.json").read_text())
   assert config["emission"] == "auto"
   capsys.readouterr()
+  # Validation put two samples into TensorBoard as audio at the set's rate.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(str(run_dir / "valid"))
+  acc.Reload()
+  assert "samples" in acc.Tags()["tensors"]
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  audio = tf.make_ndarray(acc.Tensors("samples")[0].tensor_proto)
+  assert audio.shape == (2, 2) and audio[0, 0][:4] == b"RIFF"
 
   assert cli.main(["eval", str(run_dir), "--split", "test",
                    "--num-particles", "2", "--no-progress"]) == 0
   out = capsys.readouterr().out
-  results = json.loads((run_dir / "eval" / "test_n2.json").read_text())
+  results = eval_records(run_dir, "test", 2)
   frames = manifest["splits"]["test"]["num_frames"]
   assert results["num_sequences"] == 5 and results["num_timesteps"] == frames
   for name in ("elbo", "iwae", "fivo"):
@@ -69,8 +78,8 @@ def test_gaussian_model_sees_normalised_frames(speech_folder, tmp_path):
   assert src.kind == "speech" and src.default_emission == "gaussian"
   assert src.data_size == FRAME
   frames = []
-  for x, n, real in src.eval_dataset("train", batch_size=4):
-    for b in np.flatnonzero(real.numpy()):
+  for x, n, index in src.eval_dataset("train", batch_size=4):
+    for b in np.flatnonzero(index.numpy() >= 0):
       frames.append(x[:n[b], b].numpy())
   frames = np.concatenate(frames)
   assert len(frames) == src.num_timesteps("train")

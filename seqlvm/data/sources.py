@@ -93,7 +93,8 @@ class Source(abc.ABC):
 
   @abc.abstractmethod
   def eval_dataset(self, split, batch_size, pad_to_multiple=1):
-    """Every sequence once: (x `[T, B, D]`, lengths `[B]`, real `[B]`)."""
+    """Every sequence once: (x `[T, B, D]`, lengths `[B]`, index `[B]`):
+    index is the position in the split (-1: an empty filler)."""
 
 
 def bucket_boundaries(max_length, pad_to_multiple, max_buckets=_MAX_BUCKETS):
@@ -141,15 +142,18 @@ def _bucketed(ds, data_size, batch_size, max_length, pad_to_multiple,
 
 
 def _eval_batches(ds, data_size, batch_size, max_length, pad_to_multiple):
-  """(x, n) per sequence -> padded evaluation batches (x, lengths, real)."""
-  ds = ds.map(lambda x, n: (x, n, True))
+  """(x, n) per sequence -> padded evaluation batches (x, lengths, index):
+  index is each sequence's position in the split, -1 for the empty
+  sequences that fill the last batches."""
+  ds = ds.enumerate().map(lambda i, xn: (xn[0], xn[1], tf.cast(i, tf.int32)))
   ds = _bucketed(ds, data_size, batch_size, max_length, pad_to_multiple,
                  drop_remainder=False, extra_shapes=(tf.TensorShape([]),))
 
-  def fill(x, n, real):  # Empty sequences up to the static batch size.
+  def fill(x, n, index):  # Empty sequences up to the static batch size.
     missing = batch_size - tf.shape(n)[0]
     return (tf.pad(x, [[0, missing], [0, 0], [0, 0]]),
-            tf.pad(n, [[0, missing]]), tf.pad(real, [[0, missing]]))
+            tf.pad(n, [[0, missing]]),
+            tf.pad(index, [[0, missing]], constant_values=-1))
 
   ds = ds.map(fill).map(_time_major(pad_to_multiple))
   return ds.prefetch(tf.data.AUTOTUNE)
@@ -258,7 +262,7 @@ class InMemorySource(Source):
     return ds.map(_time_major(pad_to_multiple)).prefetch(tf.data.AUTOTUNE)
 
   def eval_dataset(self, split, batch_size, pad_to_multiple=1):
-    """Every sequence of `split` once: batches (x, lengths, real)."""
+    """Every sequence of `split` once: batches (x, lengths, index)."""
     sequences = self.sequences(split)
     if not sequences:
       raise pianoroll.DataError(f"{self.name or 'dataset'}: the {split!r} "
@@ -355,7 +359,7 @@ class SpeechSource(Source):
     return ds.map(_time_major(pad_to_multiple)).prefetch(tf.data.AUTOTUNE)
 
   def eval_dataset(self, split, batch_size, pad_to_multiple=1):
-    """Every utterance of `split` once: batches (x, lengths, real)."""
+    """Every utterance of `split` once: batches (x, lengths, index)."""
     if self.num_sequences(split) == 0:
       raise pianoroll.DataError(f"{self.directory}: the {split!r} split is "
                                 "empty.")

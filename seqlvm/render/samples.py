@@ -18,7 +18,7 @@ import numpy as np
 
 from seqlvm import fileio
 
-__all__ = ["write_samples", "SAMPLE_FILE", "SYNTH_RATE"]
+__all__ = ["write_samples", "tensorboard_media", "SAMPLE_FILE", "SYNTH_RATE"]
 
 SYNTH_RATE = 22050
 # The per-sample files `write_samples` names.
@@ -93,3 +93,33 @@ def write_samples(x, means, out_dir, checkpoint_name, source, emission,
   with fileio.atomic_write(npz, "wb") as f:
     np.savez(f, x=x, means=means)
   return paths + [npz]
+
+
+def tensorboard_media(x, means, source, emission, scale=3):
+  """Samples as TensorBoard media: pianoroll pictures or speech audio.
+
+  Args:
+    x, means: float `[B, T, D]`, samples and their emission means.
+    source: the run's `Source`.
+    emission: the model's emission.
+    scale: pixels per step and per pitch. Default value: 3.
+
+  Returns:
+    {"kind": "image", "data": float `[B, D * scale, T * scale, 1]` in
+    [0, 1], the highest pitch on top, notes white over their
+    probabilities in grey}, {"kind": "audio", "data": float `[B, samples,
+    1]`, "sample_rate": int} for speech, or None for other data.
+  """
+  if source.kind == "speech":
+    waveforms = np.stack([np.clip(source.to_waveform(frames), -1., 1.)
+                          for frames in x])
+    return {"kind": "audio", "data": waveforms[..., np.newaxis],
+            "sample_rate": int(source.sample_rate)}
+  if emission != "bernoulli":
+    return None
+  shade = np.maximum(x, 0.6 * means)  # [B, T, D]
+  pictures = np.transpose(shade, [0, 2, 1])[:, ::-1, :]  # [B, D, T]
+  pictures = np.repeat(np.repeat(pictures, scale, axis=1), scale, axis=2)
+  return {"kind": "image",
+          "data": np.clip(pictures, 0., 1.)[..., np.newaxis].astype(
+              np.float32)}

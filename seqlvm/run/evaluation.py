@@ -7,38 +7,62 @@ a data source with a model (the training loop's validation uses it too):
     result = evaluator(source, "test", "fivo", num_particles=16, batch_size=4)
     result.per_timestep, result.per_sequence, result.values
 
+`RunEvaluation` loads a run's checkpoint once and evaluates it into records
+(`seqlvm.run.records`), reusing the stored ones; `evaluate` is
+`seqlvm eval` and `seqlvm.run.compare` builds on it.
+
 Recommended import: `from seqlvm.run import evaluation`.
 """
 
 import collections
 import os
 import re
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from seqlvm import fileio
+from seqlvm import progress as progress_lib
 from seqlvm import registry
 from seqlvm import shapes
 from seqlvm.errors import CheckpointError
 from seqlvm.errors import ConfigError
 from seqlvm.errors import DataError
 from seqlvm.errors import TrainingError
+from seqlvm.run import best as best_lib
 from seqlvm.run import factory
+from seqlvm.run import records as records_lib
 from seqlvm.run import rundir as rundir_lib
+from seqlvm.smc import diagnostics as diagnostics_lib
 
-__all__ = ["Evaluator", "SplitBound", "evaluate", "load_run", "read_error",
-           "batch_signature"]
+__all__ = ["Evaluator", "SplitBound", "RunEvaluation", "evaluate",
+           "load_run", "read_error", "batch_signature", "diagnostics_summary",
+           "check_evaluation_arguments"]
 
 SplitBound = collections.namedtuple(
     "SplitBound",
     [
         "per_timestep",  # float: sum of bounds / sum of lengths (nats).
         "per_sequence",  # float: the mean bound (nats).
-        "values",  # float64 [num_sequences]: each sequence's bound, in the
-                   # order of the length-bucketed batches.
+        "values",  # float64 [n]: each evaluated sequence's bound.
+        "indices",  # int [n]: their positions in the split, ascending.
+        "lengths",  # int [n]: their lengths.
+        "diagnostics",  # dict of float64 [n]: each sequence's particle
+                        # filter diagnostics (`seqlvm.smc.diagnostics`).
     ])
+
+
+def diagnostics_summary(result):
+  """A `SplitBound`'s diagnostics as numbers: length-weighted means, the
+  minimum ESS over its sequences."""
+  weights = np.asarray(result.lengths, np.float64)
+  summary = {}
+  for name, values in sorted(result.diagnostics.items()):
+    if name == "ess_min_fraction":
+      summary[name] = float(np.min(values))
+    else:
+      summary[name] = float(np.sum(values * weights) / max(weights.sum(), 1))
+  return summary
 
 
 def batch_signature(data_size, batch_size):
@@ -92,9 +116,10 @@ class Evaluator:
     """The model evaluated (the hard twin of a relaxed one)."""
     return self._model
 
-  def batch_fn(self, name, num_particles, batch_size):
-    """The compiled (x, lengths, seed) -> bound `[B]` of one batch."""
-    key = (name, num_particles, batch_size)
+  def batch_fn(self, name, num_particles, batch_size, diagnostics=False):
+    """The compiled (x, lengths, seed) -> bound `[B]` of one batch; with
+    `diagnostics`, (bound, dict of per-sequence diagnostics `[B]`)."""
+    key = (name, num_particles, batch_size, diagnostics)
     if key not in self._fns:
       spec = factory.bound_spec(self._config, name, num_particles,
                                 training=False)
@@ -105,59 +130,153 @@ class Evaluator:
                                                    batch_size))
       def evaluate_batch(x, lengths, seed):
         mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
-        return spec(model, x, mask, seed)
+        if not diagnostics:
+          return spec(model, x, mask, seed)
+        sweep = spec.sweep(model, x, mask, seed)
+        return sweep.log_marginal, diagnostics_lib.per_sequence(
+            sweep, mask, num_particles)
 
       self._fns[key] = evaluate_batch
     return self._fns[key]
 
   def __call__(self, source, split, name, num_particles, batch_size, seed=0,
-               progress=False, label=""):
+               progress=False, label="", max_batches=None):
     """The bound `name` with N particles over `split`: a `SplitBound`.
+
+    Batch i's seed is derived from (seed, i), so the same seed and batch
+    size give the same numbers.
+
+    Args:
+      max_batches: evaluate only the first this many batches (the same
+        sequences for every seed). Default value: None (all).
 
     Raises:
       DataError: if reading the data fails.
       TrainingError: if the bound is not finite for some sequence.
     """
-    fn = self.batch_fn(name, num_particles, batch_size)
+    fn = self.batch_fn(name, num_particles, batch_size, diagnostics=True)
     ds = source.eval_dataset(split, batch_size,
                              pad_to_multiple=self._config.pad_to_multiple)
-    bar = None
-    if progress:
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      bar = tqdm(total=source.num_sequences(split), desc=label or name,
-                 unit="seq", leave=False, file=sys.stderr)
-    results, total_steps = [], 0
+    if max_batches is not None:
+      ds = ds.take(max_batches)
+    bar = progress_lib.Progress(
+        source.num_sequences(split), label or name, unit="seq",
+        enabled=progress, interval=30, leave=False)
+    parts = collections.defaultdict(list)
     try:
-      for i, (x, lengths, real) in enumerate(ds):
+      for i, (x, lengths, index) in enumerate(ds):
         batch_seed = tf.random.experimental.stateless_fold_in(
             tf.constant([seed, 7919], tf.int32), i)
-        real = real.numpy()
-        results.append(fn(x, lengths, batch_seed).numpy()[real])
-        total_steps += int(tf.reduce_sum(lengths))
-        if bar is not None:
-          bar.update(int(real.sum()))
+        index = index.numpy()
+        real = index >= 0
+        bound, diagnostics = fn(x, lengths, batch_seed)
+        parts["values"].append(bound.numpy()[real])
+        parts["indices"].append(index[real])
+        parts["lengths"].append(lengths.numpy()[real])
+        for key, value in diagnostics.items():
+          parts[key].append(value.numpy()[real])
+        bar.update(int(real.sum()))
     except tf.errors.OpError as e:
       raise read_error(source, f"the {split!r} split", e) from e
     finally:
-      if bar is not None:
-        bar.close()
-    per_sequence = np.concatenate(results).astype(np.float64)
-    if not np.all(np.isfinite(per_sequence)):
-      bad = int(np.sum(~np.isfinite(per_sequence)))
-      raise TrainingError(f"The {name} bound is not finite for {bad} "
-                          f"sequence(s) of {label or split}.")
-    return SplitBound(per_sequence.sum() / max(total_steps, 1),
-                      per_sequence.mean(), per_sequence)
+      bar.close()
+    return _split_bound(parts, name, label or split)
 
 
-def load_run(run_dir, make_dataset_and_model, log, purpose):
+def _split_bound(parts, name, label):
+  """The `SplitBound` of the batches' parts, in the split's order."""
+  indices = np.concatenate(parts["indices"])
+  order = np.argsort(indices, kind="stable")
+  column = lambda key: np.concatenate(parts[key])[order]
+  values = column("values").astype(np.float64)
+  if not np.all(np.isfinite(values)):
+    bad = int(np.sum(~np.isfinite(values)))
+    raise TrainingError(f"The {name} bound is not finite for {bad} "
+                        f"sequence(s) of {label}.")
+  lengths = column("lengths").astype(np.int64)
+  diagnostics = {k: column(k).astype(np.float64)
+                 for k in diagnostics_lib.NAMES if k in parts}
+  return SplitBound(values.sum() / max(lengths.sum(), 1), values.mean(),
+                    values, indices[order], lengths, diagnostics)
+
+
+def _named_checkpoint(run, name):
+  """RUN_DIR/ckpt/ckpt-N (or, failing that, RUN_DIR/best/ckpt-N) for
+  "ckpt-N", RUN_DIR/best/ckpt-N for "best-N"."""
+  found = re.fullmatch(r"(ckpt|best)-(\d+)", name)
+  if not found:
+    raise ConfigError(f"--checkpoint must be one of "
+                      f"{', '.join(registry.CHECKPOINTS)} or ckpt-N, got "
+                      f"{name!r}.")
+  folders = ([run.ckpt_dir, run.file(best_lib.BEST_DIR)]
+             if found.group(1) == "ckpt" else [run.file(best_lib.BEST_DIR)])
+  for folder in folders:
+    prefix = os.path.abspath(os.path.join(folder, "ckpt-" + found.group(2)))
+    if os.path.exists(prefix + ".index"):
+      return prefix
+  there = [os.path.relpath(p, run.path) for folder in
+           (run.ckpt_dir, run.file(best_lib.BEST_DIR))
+           for p in rundir_lib.checkpoint_files(folder)]
+  raise CheckpointError(f"{run.path}: no checkpoint {name}; there are: "
+                        f"{', '.join(there) or 'none'}.")
+
+
+def _restore_checkpoint(run, model, which, log):
+  """Restores the model from the checkpoint `which` asks for; its path and
+  a description for the output."""
+  checkpoint = tf.train.Checkpoint(model=model)
+  best_dir = run.file(best_lib.BEST_DIR)
+  has_best = bool(rundir_lib.checkpoint_files(best_dir))
+  if which == "auto":
+    which = "best" if has_best else "latest"
+  if which == "latest":
+    manager = run.checkpoint_manager(checkpoint)
+    path = rundir_lib.restore_latest(checkpoint, manager, partial=True,
+                                     log=log)
+    if path is None:
+      raise CheckpointError(f"{run.ckpt_dir}: no checkpoint; train this run "
+                            "first (seqlvm train).")
+    return path, "the latest"
+  if which == "best":
+    if not has_best:
+      raise CheckpointError(
+          f"{best_dir}: no best checkpoint; a run keeps one when it "
+          "validates (--valid-every > 0). Use --checkpoint latest.")
+    manager = tf.train.CheckpointManager(checkpoint, best_dir, max_to_keep=1)
+    path = rundir_lib.restore_latest(checkpoint, manager, partial=True,
+                                     log=log)
+    record = best_lib.read(run.path)
+    if record.get("value") is not None and record.get(
+        "step") == rundir_lib.checkpoint_number(path):
+      return path, (f"the best validation ({record.get('bound')} "
+                    f"{record['value']:.4f} nats/step)")
+    return path, "the best validation"
+  path = _named_checkpoint(run, which)
+  try:
+    checkpoint.restore(path).expect_partial()
+  except (tf.errors.OpError, ValueError, AssertionError) as e:
+    raise CheckpointError(f"{path}: cannot be restored "
+                          f"({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]}).") from e
+  return path, "as asked"
+
+
+def load_run(run_dir, make_dataset_and_model, log, purpose,
+             checkpoint="auto"):
   """The run's config, data (checked against its record), model restored
-  from the newest checkpoint that loads, and that checkpoint's path.
+  from the checkpoint asked for, and that checkpoint's path.
+
+  Args:
+    checkpoint: "auto" (the best validation's checkpoint when the run has
+      one, else the latest), "best", "latest" (the newest that loads), or a
+      name "ckpt-N" / "best-N". Which one is used is logged.
 
   Raises:
-    ConfigError: if there is no readable config.
+    ConfigError: if there is no readable config, or `checkpoint` is not a
+      checkpoint name.
     DataMismatchError: if the data is not the data the run was trained on.
-    CheckpointError: if no checkpoint restores.
+    CheckpointError: if no checkpoint restores, or the one asked for is
+      missing.
   """
   from seqlvm.data import registry as data_registry  # pylint: disable=g-import-not-at-top
   from seqlvm.data import sources  # pylint: disable=g-import-not-at-top
@@ -171,80 +290,164 @@ def load_run(run_dir, make_dataset_and_model, log, purpose):
   if not run.check_data(dataset, config.data, purpose):
     log(f"Warning: {run.file(rundir_lib.DATA_RECORD)} is missing (a run "
         "of an older seqlvm): cannot check that this is the run's data.")
-  checkpoint = tf.train.Checkpoint(model=model)
-  manager = run.checkpoint_manager(checkpoint)
-  path = rundir_lib.restore_latest(checkpoint, manager, partial=True, log=log)
-  if path is None:
-    raise CheckpointError(f"{run.ckpt_dir}: no checkpoint; train this run "
-                          "first (seqlvm train).")
+  path, why = _restore_checkpoint(run, model, checkpoint or "auto", log)
+  log(f"{run.path}: using {os.path.relpath(path, run.path)} (step "
+      f"{rundir_lib.checkpoint_number(path)}, {why}).")
   return config, dataset, model, path
 
 
-def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
-             batch_size=None, seed=0,
-             make_dataset_and_model=factory.make_dataset_and_model,
-             progress=True, log=None, report=None):
-  """Evaluates the latest checkpoint with each bound on a split.
-
-  The ELBO averages `num_particles` independent single-particle bounds (same
-  expectation as N = 1, lower variance); IWAE and FIVO use N particles.
+class RunEvaluation:
+  """A run loaded once to evaluate many (split, bound, N, seed); stored
+  records of the same checkpoint are reused (`seqlvm.run.records`).
 
   Args:
-    report: optional callable given the results before they are saved (so
-      a failure to save never loses them).
-
-  Returns:
-    results: dict with "split", "step", "checkpoint", "num_sequences",
-      "num_timesteps" and, per bound, {"ll_per_t", "ll_per_seq",
-      "num_particles"}; also written to RUN_DIR/eval/SPLIT_nN.json.
-
-  Raises:
-    DataMismatchError: if the data is not the data the run was trained on.
-    WriteError: if the results cannot be saved (after `report`).
+    run_dir: the run directory.
+    checkpoint: which checkpoint (see `load_run`). Default value: "auto".
+    make_dataset_and_model: as for `train`.
+    log: callable for messages.
   """
-  log = log or (lambda message: print(message, file=sys.stderr))
+
+  def __init__(self, run_dir, checkpoint="auto",
+               make_dataset_and_model=factory.make_dataset_and_model,
+               log=None):
+    self.log = log or progress_lib.message
+    self.run_dir = os.fspath(run_dir)
+    self.config, self.source, model, path = load_run(
+        run_dir, make_dataset_and_model, self.log, "evaluate", checkpoint)
+    self.checkpoint = os.path.relpath(path, self.run_dir)
+    self.step = rundir_lib.checkpoint_number(path)
+    self.digest = records_lib.checkpoint_digest(path)
+    self.evaluator = Evaluator(model, self.config, self.source.data_size)
+    self.write_errors = []
+    self._versions = None
+
+  def record(self, split, bound, num_particles, batch_size, seed,
+             progress=False, force=False):
+    """The record of one evaluation: stored (same checkpoint digest) or
+    computed now and written.
+
+    Returns:
+      record, reused: the record (dict) and whether it was stored.
+    """
+    path = records_lib.record_path(self.run_dir, split, self.checkpoint,
+                                   bound, num_particles, seed, batch_size)
+    stored = records_lib.read(path)
+    if (stored and not force and self.digest and
+        stored.get("checkpoint_digest") == self.digest):
+      stored["path"] = path
+      return stored, True
+    result = self.evaluator(self.source, split, bound, num_particles,
+                            batch_size, seed=seed, progress=progress,
+                            label=f"{bound} N={num_particles} on {split}")
+    record = self._record(result, split, bound, num_particles, batch_size,
+                          seed)
+    try:
+      records_lib.write(record, self.run_dir)
+    except fileio.WriteError as e:
+      self.write_errors.append(e)
+    record["path"] = path
+    return record, False
+
+  def _record(self, result, split, bound, num_particles, batch_size, seed):
+    import datetime  # pylint: disable=g-import-not-at-top
+    if self._versions is None:
+      self._versions = rundir_lib.versions()
+    return {
+        "split": split, "checkpoint": self.checkpoint,
+        "checkpoint_digest": self.digest, "step": self.step,
+        "bound": bound, "num_particles": num_particles, "seed": seed,
+        "batch_size": batch_size, "data": self.config.data,
+        "num_sequences": len(result.values),
+        "num_timesteps": int(result.lengths.sum()),
+        **records_lib.summarize(result.values, result.lengths),
+        **diagnostics_summary(result),
+        "values": result.values.tolist(),
+        "lengths": result.lengths.tolist(),
+        "diagnostics": {k: v.tolist() for k, v in result.diagnostics.items()},
+        "versions": self._versions,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+    }
+
+  def summary(self, split, bound_names, num_particles, batch_size, seed=0,
+              seeds=1, progress=False, force=False):
+    """Every bound at one N over `seeds` seeds (seed, seed + 1, ...): a dict
+    with the split's facts and, per bound, `records.combine` of its records
+    plus "num_particles", "records" (their paths) and "reused" (how many
+    were stored)."""
+    results = {"run": self.run_dir, "split": split,
+               "checkpoint": self.checkpoint, "step": self.step,
+               "num_sequences": self.source.num_sequences(split),
+               "num_timesteps": self.source.num_timesteps(split),
+               "seeds": list(range(seed, seed + seeds)),
+               "batch_size": batch_size, "data": self.config.data}
+    for name in bound_names or registry.BOUNDS.names:
+      found = [self.record(split, name, num_particles, batch_size, s,
+                           progress, force) for s in results["seeds"]]
+      recs = [r for r, _ in found]
+      results[name] = {**records_lib.combine(recs),
+                       "num_particles": num_particles,
+                       "records": [r["path"] for r in recs],
+                       "reused": sum(reused for _, reused in found)}
+    return results
+
+
+def check_evaluation_arguments(split, num_particles, batch_size, seeds=1):
+  """Refuses a split that does not exist and counts below 1."""
   if split not in registry.SPLITS:
     raise ConfigError(f"Unknown split {split!r}; choose one of "
                       f"{', '.join(registry.SPLITS)}.")
-  if (num_particles is not None and num_particles < 1) or (
-      batch_size is not None and batch_size < 1):
-    raise ConfigError(f"--num-particles and --batch-size must be >= 1, got "
-                      f"{num_particles} and {batch_size}.")
-  config, source, model, path = load_run(run_dir, make_dataset_and_model,
-                                         log, "evaluate")
-  if not source.num_sequences(split):
+  for flag, value in (("--num-particles", num_particles),
+                      ("--batch-size", batch_size), ("--seeds", seeds)):
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if any(v is not None and v < 1 for v in values):
+      raise ConfigError(f"{flag} must be >= 1, got {value}.")
+
+
+def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
+             batch_size=None, seed=0, seeds=1, checkpoint="auto",
+             force=False,
+             make_dataset_and_model=factory.make_dataset_and_model,
+             progress=True, log=None, report=None):
+  """Evaluates a checkpoint of a run with each bound on a split.
+
+  The ELBO averages `num_particles` independent single-particle bounds (same
+  expectation as N = 1, lower variance); IWAE and FIVO use N particles.
+  Each (checkpoint, split, bound, N, seed, batch size) is one record in
+  RUN_DIR/eval (`seqlvm.run.records`), written as soon as it is computed
+  and reused by later calls unless `force`.
+
+  Args:
+    seeds: evaluate seeds seed, ..., seed + seeds - 1 (independent sweeps)
+      and report their mean and spread. Default value: 1.
+    checkpoint: which checkpoint (see `load_run`). Default value: "auto"
+      (the best validation's, when the run has one).
+    force: compute again even where a record exists. Default value: False.
+    report: optional callable given the results before a failure to save
+      a record is raised (so it never loses them).
+
+  Returns:
+    results: `RunEvaluation.summary`'s dict.
+
+  Raises:
+    DataMismatchError: if the data is not the data the run was trained on.
+    WriteError: if a record cannot be saved (after `report`).
+  """
+  log = log or progress_lib.message
+  check_evaluation_arguments(split, num_particles, batch_size, seeds)
+  session = RunEvaluation(run_dir, checkpoint, make_dataset_and_model, log)
+  if not session.source.num_sequences(split):
     raise DataError(f"The {split!r} split is empty.")
-  num_particles = config.num_particles if num_particles is None else (
-      num_particles)
-  batch_size = config.batch_size if batch_size is None else batch_size
-  evaluator = Evaluator(model, config, source.data_size)
-  results = {"split": split, "checkpoint": os.path.relpath(path, run_dir),
-             "step": rundir_lib.checkpoint_number(path),
-             "num_sequences": source.num_sequences(split),
-             "num_timesteps": source.num_timesteps(split),
-             "seed": seed, "data": config.data}
-  for name in bound_names or registry.BOUNDS.names:
-    per_t, per_seq, _ = evaluator(source, split, name, num_particles,
-                                  batch_size, seed=seed, progress=progress,
-                                  label=f"{name} on {split}")
-    results[name] = {"ll_per_t": per_t, "ll_per_seq": per_seq,
-                     "num_particles": num_particles}
-  return _save_results(results, run_dir, split, num_particles, seed, report)
-
-
-def _save_results(results, run_dir, split, num_particles, seed, report):
-  out = os.path.join(run_dir, "eval", f"{split}_n{num_particles}.json")
+  config = session.config
+  results = session.summary(
+      split, bound_names,
+      config.num_particles if num_particles is None else num_particles,
+      config.batch_size if batch_size is None else batch_size, seed, seeds,
+      progress, force)
   if report is not None:
     report(results)
-  previous = rundir_lib.read_record(out)
-  if previous.get("checkpoint") == results["checkpoint"] and previous.get(
-      "seed") == seed:  # Keep the other bounds of the same checkpoint.
-    results = {**previous, **results}
-  try:
-    fileio.write_json(results, out)
-  except fileio.WriteError as e:
+  if session.write_errors:
     raise fileio.WriteError(
-        f"{e} The results{' above' if report else ''} were not "
-        "saved.") from e
-  results["path"] = out
+        f"{session.write_errors[0]} The results{' above' if report else ''} "
+        "were not all saved.")
   return results

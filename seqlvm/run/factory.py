@@ -18,6 +18,9 @@ Recommended import: `from seqlvm.run import factory`.
 
 import inspect
 
+import tensorflow as tf
+import tf_keras
+
 from seqlvm import bounds
 from seqlvm import registry
 from seqlvm.data import sources
@@ -25,7 +28,8 @@ from seqlvm.data import registry as data_registry
 from seqlvm.errors import ConfigError
 
 __all__ = ["make_dataset_and_model", "resolve_emission", "build_model",
-           "model_arguments", "bound_spec"]
+           "model_arguments", "bound_spec", "resolve_schedule",
+           "learning_rate_schedule", "LinearWarmup", "make_optimizer"]
 
 
 def make_dataset_and_model(config):
@@ -101,3 +105,87 @@ def bound_spec(config, name, num_particles, training=True):
                    soft_mixing=config.soft_mixing,
                    resampling_temperature=config.resampling_temperature)
   return bounds.bound_spec(name, num_particles, **options)
+
+
+def resolve_schedule(config, stored=None):
+  """The config with its decay length fixed: `lr_decay_steps` 0 means the
+  steps after the warm-up, resolved once when a run starts (a resumed run
+  keeps the stored value, also when it is given --num-steps again)."""
+  if config.lr_schedule == "constant" or config.lr_decay_steps:
+    return config
+  if stored is not None and stored.lr_decay_steps:
+    return config.replace(lr_decay_steps=stored.lr_decay_steps)
+  return config.replace(
+      lr_decay_steps=max(config.num_steps - config.warmup_steps, 1))
+
+
+def learning_rate_schedule(config):
+  """The learning rate: a float (constant, no warm-up) or a tf_keras
+  `LearningRateSchedule` of the update count (`optimizer.iterations`, which
+  counts applied updates: a batch skipped under --on-nonfinite skip does not
+  move it)."""
+  rate = config.learning_rate
+  decay_steps = config.lr_decay_steps or max(
+      config.num_steps - config.warmup_steps, 1)
+  if config.lr_schedule == "exponential":
+    schedule = registry.SCHEDULES.load("exponential")(
+        rate, decay_steps, config.lr_decay_rate)
+  elif config.lr_schedule == "cosine":
+    schedule = registry.SCHEDULES.load("cosine")(
+        rate, decay_steps, alpha=config.lr_min_fraction)
+  else:
+    schedule = rate
+  if config.warmup_steps:
+    schedule = LinearWarmup(schedule, config.warmup_steps)
+  return schedule
+
+
+class LinearWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """Rises linearly to the schedule's first value over `warmup_steps`
+  updates (update k, counted from 0, at (k + 1) / warmup_steps of it), then
+  follows `schedule` from its own step 0.
+
+  Args:
+    schedule: a float or a `LearningRateSchedule`.
+    warmup_steps: int > 0.
+  """
+
+  def __init__(self, schedule, warmup_steps):
+    super().__init__()
+    self.schedule = schedule
+    self.warmup_steps = warmup_steps
+
+  def _rate(self, step):
+    if callable(self.schedule):
+      return tf.cast(self.schedule(step), tf.float32)
+    return tf.constant(self.schedule, tf.float32)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    warmup = float(self.warmup_steps)
+    return tf.where(step < warmup,
+                    self._rate(tf.constant(0.)) * (step + 1.) / warmup,
+                    self._rate(tf.maximum(step - warmup, 0.)))
+
+  def get_config(self):
+    return {"schedule": self.schedule, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(config, variables):
+  """tf_keras' Adam under the config's learning-rate schedule, built for
+  `variables` (its slots exist before a checkpoint restores them).
+
+  Returns:
+    optimizer: the optimizer.
+    current_rate: () -> float, the learning rate of the next update.
+  """
+  schedule = learning_rate_schedule(config)
+  optimizer = tf_keras.optimizers.Adam(schedule)
+  optimizer.build(variables)
+
+  def current_rate():
+    if callable(schedule):
+      return float(schedule(optimizer.iterations))
+    return float(schedule)
+
+  return optimizer, current_rate

@@ -1,6 +1,7 @@
 """Sampling from a run's generative model, written as files.
 
-`sample(run_dir)` restores the newest checkpoint, draws sequences with a
+`sample(run_dir)` restores a checkpoint (the best validation's when there
+is one, else the newest), draws sequences with a
 progress bar and a time budget, and hands them to `seqlvm.render.samples`,
 which writes them as the data's kind asks (MIDI, PNG, WAV).
 
@@ -8,13 +9,13 @@ Recommended import: `from seqlvm.run import sampling`.
 """
 
 import os
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from seqlvm import fileio
+from seqlvm import progress as progress_lib
 from seqlvm.errors import ConfigError
 from seqlvm.errors import SamplingBudgetError
 from seqlvm.render import samples as samples_lib
@@ -43,9 +44,8 @@ def draw(model, steps, num, seed, progress, max_seconds):
   Raises:
     SamplingBudgetError: if sampling would take longer than max_seconds.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm(total=steps, desc="sample", unit="step", leave=False,
-             file=sys.stderr, disable=not progress, mininterval=0.5)
+  bar = progress_lib.Progress(steps, "sample", unit="step", enabled=progress,
+                             interval=30, leave=False)
   start = time.time()
 
   def on_step(t):
@@ -92,8 +92,9 @@ def _remove_stale(out_dir, written, own_folder):
 
 def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
            make_dataset_and_model=factory.make_dataset_and_model, log=None,
-           progress=True, max_seconds=600.):
-  """Samples sequences from the latest checkpoint's generative model.
+           progress=True, max_seconds=600., checkpoint="auto"):
+  """Samples sequences from a checkpoint's generative model (by default the
+  best validation's, when the run has one, else the latest).
 
   The files are those of `seqlvm.render.samples.write_samples`, plus
   samples.json listing them; files of an earlier call that this one does not
@@ -103,6 +104,8 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
     progress: show a progress bar over the steps. Default value: True.
     max_seconds: the time budget (> 0); sampling that would take longer
       stops early with `SamplingBudgetError`. Default value: 600.
+    checkpoint: "auto", "best", "latest" or "ckpt-N" (see
+      `evaluation.load_run`). Default value: "auto".
 
   Returns:
     paths: the files written.
@@ -112,12 +115,12 @@ def sample(run_dir, num=4, steps=64, out_dir=None, seed=0, audio=False,
     WriteError: if out_dir cannot be written (checked before sampling).
     SamplingBudgetError: if sampling would take longer than max_seconds.
   """
-  log = log or (lambda message: print(message, file=sys.stderr))
+  log = log or progress_lib.message
   if num < 1 or steps < 1:
     raise ConfigError(f"--num and --steps must be >= 1, got {num}, {steps}.")
   training.check_budget(max_seconds)
   config, source, model, path = evaluation.load_run(
-      run_dir, make_dataset_and_model, log, "sample")
+      run_dir, make_dataset_and_model, log, "sample", checkpoint)
   own_folder = out_dir is None
   out_dir = out_dir or os.path.join(run_dir, "samples")
   fileio.check_writable_dir(out_dir, "samples folder")

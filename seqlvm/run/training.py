@@ -7,12 +7,20 @@ compiled step and moves the step counter; what happens around a step is a
 `Hook`:
 
     TimeBudget        stops (with a checkpoint) when --max-minutes is spent
+    EarlyStopping     stops when --early-stopping validations in a row have
+                      not improved on the best one
     NonFinitePolicy   --on-nonfinite: stop with the last good state saved,
                       or skip the batch (at most 20 in a row)
-    ProgressBar       the tqdm bar
-    Summaries         TensorBoard scalars every --summary-every steps
+    ProgressBar       a bar on a terminal, a plain line every
+                      --progress-every steps in a log file
+    Summaries         TensorBoard scalars every --summary-every steps: the
+                      bound, the gradient norm, the learning rate, the
+                      particle filter's ESS and resampling rate, the speed
     PeriodicCheckpoint  a checkpoint every --checkpoint-every steps
-    Validation        the validation bound every --valid-every steps
+    Validation        the validation bound every --valid-every steps, the
+                      best one's model kept in RUN_DIR/best
+                      (`seqlvm.run.best`), the variance of log p_hat and
+                      sample pictures (or audio) in TensorBoard
 
 A checkpoint is written only when an update was applied since the last one
 (`Checkpointer`): batches skipped under --on-nonfinite skip change nothing
@@ -25,30 +33,36 @@ Recommended import: `from seqlvm.run import training`.
 import collections
 import dataclasses
 import os
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from seqlvm import fileio
+from seqlvm import progress as progress_lib
 from seqlvm import shapes
 from seqlvm.data import registry as data_registry
 from seqlvm.data import sources
+from seqlvm.smc import diagnostics as diagnostics_lib
 from seqlvm.errors import ConfigError
 from seqlvm.errors import DataError
 from seqlvm.errors import TrainingError
+from seqlvm.run import best as best_lib
 from seqlvm.run import evaluation
 from seqlvm.run import factory
 from seqlvm.run import rundir as rundir_lib
 
 __all__ = ["train", "TrainResult", "make_train_step", "TrainingLoop",
            "Hook", "StepResult", "Checkpointer", "TimeBudget",
-           "NonFinitePolicy", "ProgressBar", "Summaries",
+           "EarlyStopping", "NonFinitePolicy", "ProgressBar", "Summaries",
            "PeriodicCheckpoint", "Validation", "default_hooks"]
 
 # The most consecutive non-finite batches --on-nonfinite skip tolerates.
 MAX_CONSECUTIVE_SKIPS = 20
+# Validation's variance of log p_hat uses the first this many sequences.
+VARIANCE_SEQUENCES = 16
+# Steps of each sample drawn for TensorBoard at validation.
+SAMPLE_STEPS = 64
 
 
 @dataclasses.dataclass
@@ -59,6 +73,10 @@ class TrainResult:
   valid_bound_per_timestep: float = float("nan")
   skipped_steps: int = 0
   trained_steps: int = 0  # steps run by this call (0: nothing to train)
+  stopped_early: bool = False  # --early-stopping ended training
+  best_step: int = -1  # the best validation's step (-1: none)
+  best_valid_bound_per_timestep: float = float("nan")
+  best_checkpoint: str = ""  # RUN_DIR/best/ckpt-STEP, relative to RUN_DIR
 
 
 StepResult = collections.namedtuple(
@@ -68,7 +86,9 @@ StepResult = collections.namedtuple(
         "bound_per_timestep",  # float tensor: the batch's bound per step.
         "grad_norm",  # float tensor: the global gradient norm.
         "applied",  # bool: whether the update was applied (finite).
-    ])
+        "diagnostics",  # dict of float tensors: the batch's particle filter
+                        # diagnostics (`seqlvm.smc.diagnostics.NAMES`).
+    ], defaults=[{}])
 
 
 class Checkpointer:
@@ -158,6 +178,29 @@ class TimeBudget(Hook):
     return False
 
 
+class EarlyStopping(Hook):
+  """Stops once `patience` validations in a row have not improved on the
+  best one (read from the `BestCheckpoint`, so a resumed run counts on)."""
+
+  def __init__(self, patience, best):
+    self.patience = patience
+    self.best = best
+    self.stopped = False
+
+  def should_stop(self, loop):
+    if not self.patience or self.best.stale < self.patience:
+      return False
+    if not self.stopped:
+      since = (f"the best, at step {self.best.step} "
+               f"({self.best.value:.4f} nats/step)"
+               if self.best.step is not None else "the first")
+      loop.log(f"Early stopping at step {int(loop.step)}: {self.best.stale} "
+               f"validations without improvement since {since}; "
+               f"--early-stopping {self.patience}.")
+      self.stopped = True
+    return True
+
+
 class NonFinitePolicy(Hook):
   """--on-nonfinite: "stop" raises TrainingError with the last good state
   saved; "skip" skips the batch with a warning, at most
@@ -193,12 +236,13 @@ class NonFinitePolicy(Hook):
 
 
 class ProgressBar(Hook):
-  """The tqdm bar over the steps (on stderr)."""
+  """Progress over the steps on stderr: a bar on a terminal, elsewhere a
+  plain line every `every` steps (`seqlvm.progress.Progress`)."""
 
-  def __init__(self, num_steps, initial, enabled):
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    self.bar = tqdm(total=num_steps, initial=initial, desc="train",
-                    disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+  def __init__(self, num_steps, initial, enabled, every=100):
+    self.bar = progress_lib.Progress(num_steps, "train", unit="step",
+                                     initial=initial, enabled=enabled,
+                                     every=every)
 
   def after_step(self, loop, result):
     self.bar.update(1)
@@ -208,8 +252,11 @@ class ProgressBar(Hook):
 
 
 class Summaries(Hook):
-  """TensorBoard scalars of training: the mean bound per timestep over the
-  applied updates since the last summary, the gradient norm and the speed.
+  """TensorBoard scalars of training, every `every` steps: over the applied
+  updates since the last summary, the mean bound per timestep, the mean
+  ESS fraction, the smallest ESS fraction and the resampling rate
+  (smc/...); the last gradient norm, the learning rate of the next update
+  and the speed.
 
   Args:
     directory: RUN_DIR/train.
@@ -218,21 +265,32 @@ class Summaries(Hook):
     num_steps: the last step (always summarised).
     on_window: optional callable given each window's mean (the bar's
       postfix).
+    learning_rate: optional () -> float, the current learning rate.
   """
 
   def __init__(self, directory, bound_name, every, num_steps,
-               on_window=None):
+               on_window=None, learning_rate=None):
     self.writer = tf.summary.create_file_writer(directory)
     self.bound_name = bound_name
     self.every = every
     self.num_steps = num_steps
     self.on_window = on_window
+    self.learning_rate = learning_rate
     self.window = []
+    self.diagnostics = collections.defaultdict(list)
     self.last_window_mean = float("nan")
 
   def on_result(self, loop, result):
     if result.applied:
       self.window.append(float(result.bound_per_timestep))
+      for name, value in result.diagnostics.items():
+        self.diagnostics[name].append(float(value))
+
+  def _diagnostic_scalars(self):
+    for name, values in sorted(self.diagnostics.items()):
+      reduce = np.min if name == "ess_min_fraction" else np.mean
+      tf.summary.scalar(f"smc/{name}", reduce(values))
+    self.diagnostics.clear()
 
   def after_step(self, loop, result):
     current = result.step
@@ -247,6 +305,9 @@ class Summaries(Hook):
         tf.summary.scalar("grad_norm", result.grad_norm)
         tf.summary.scalar("steps_per_second",
                           (current - loop.start_step) / max(elapsed, 1e-9))
+        if self.learning_rate is not None:
+          tf.summary.scalar("learning_rate", self.learning_rate())
+        self._diagnostic_scalars()
       if self.on_window:
         self.on_window(self.last_window_mean)
 
@@ -270,38 +331,100 @@ class PeriodicCheckpoint(Hook):
 
 
 class Validation(Hook):
-  """The training bound on the validation split every `every` steps (0:
-  never), and once more at the end if the last step was not validated.
+  """The training bound on the validation split every `valid_every` steps
+  (0: never), and once more at the end if the last step was not validated.
+
+  Each validation goes to `best` (a `seqlvm.run.best.BestCheckpoint`, which
+  keeps the best one's model) and to TensorBoard: the bound per timestep
+  and per sequence, the particle filter's diagnostics, the variance of
+  log p_hat over `valid_variance_sweeps` independent sweeps of the first
+  VARIANCE_SEQUENCES sequences, and `valid_samples` samples of
+  SAMPLE_STEPS steps (pianoroll pictures, or audio for speech).
 
   A NaN or a damaged file in validation is a warning: it must not end the
-  run.
+  run (a NaN counts as a validation without improvement).
+
+  Args:
+    evaluator: an `evaluation.Evaluator` of the model.
+    source: the data.
+    config: the run's `Config`.
+    directory: RUN_DIR/valid.
+    best: optional `BestCheckpoint`.
+    samples: optional step -> None that writes the sample summaries.
   """
 
-  def __init__(self, evaluator, source, config, directory):
+  def __init__(self, evaluator, source, config, directory, best=None,
+               samples=None):
     self.evaluator = evaluator
     self.source = source
     self.config = config
     self.writer = tf.summary.create_file_writer(directory)
+    self.best = best
+    self.samples = samples
     self.last = float("nan")
     self._last_step = None
+
+  def _bound(self, seed, max_batches=None):
+    config = self.config
+    return self.evaluator(self.source, "valid", config.bound,
+                          config.num_particles, config.batch_size, seed=seed,
+                          max_batches=max_batches)
+
+  def _variance(self, main):
+    """The mean over the first sequences of the variance of log p_hat
+    across independent sweeps (the main one and sweeps - 1 more)."""
+    sweeps = self.config.valid_variance_sweeps
+    if sweeps < 2:
+      return None
+    batches = -(-VARIANCE_SEQUENCES // self.config.batch_size)
+    extra = [self._bound(self.config.seed + k, batches)
+             for k in range(1, sweeps)]
+    by_index = dict(zip(main.indices.tolist(), main.values))
+    first = [by_index[i] for i in extra[0].indices.tolist()]
+    stack = np.array([first] + [r.values for r in extra])
+    return float(np.var(stack, axis=0, ddof=1).mean())
 
   def validate(self, loop):
     config = self.config
     if not self.source.num_sequences("valid"):
       return float("nan")
+    step = int(loop.step)
     try:
-      per_t, per_seq, _ = self.evaluator(
-          self.source, "valid", config.bound, config.num_particles,
-          config.batch_size, seed=config.seed)
+      result = self._bound(config.seed)
+      variance = self._variance(result)
     except (TrainingError, DataError) as e:
-      loop.log(f"Warning: step {int(loop.step)}: validation failed: {e}")
-      return float("nan")
-    with self.writer.as_default(step=int(loop.step)):
+      loop.log(f"Warning: step {step}: validation failed: {e}")
+      result, variance = None, None
+    per_t = result.per_timestep if result is not None else float("nan")
+    note = ""
+    if self.best is not None:
+      improved = self.best.update(step, per_t)
+      note = " (best so far)" if improved else (
+          f" (best {self.best.value:.4f} at step {self.best.step})"
+          if self.best.step is not None else "")
+    if result is None:
+      return per_t
+    with self.writer.as_default(step=step):
       tf.summary.scalar(f"{config.bound}_per_timestep", per_t)
-      tf.summary.scalar(f"{config.bound}_per_sequence", per_seq)
-    loop.log(f"step {int(loop.step)}: valid {config.bound} {per_t:.4f} "
-             f"nats/step, {per_seq:.2f} nats/sequence")
+      tf.summary.scalar(f"{config.bound}_per_sequence", result.per_sequence)
+      for name, value in evaluation.diagnostics_summary(result).items():
+        tf.summary.scalar(f"smc/{name}", value)
+      if variance is not None:
+        tf.summary.scalar("smc/log_p_hat_variance", variance)
+      if self.samples is not None:
+        self.samples(step)
+    loop.log(f"step {step}: valid {config.bound} {per_t:.4f} nats/step, "
+             f"{result.per_sequence:.2f} nats/sequence{note}")
     return per_t
+
+  def begin(self, loop):
+    # A run killed between a checkpoint and the validation of the same
+    # step resumes at that step: validate it now, so that no validation is
+    # lost from the best record.
+    step, every = int(loop.step), self.config.valid_every
+    if (self.best is not None and every and step and step % every == 0 and
+        not self.best.has(step)):
+      self.last, self._last_step = self.validate(loop), step
 
   def after_step(self, loop, result):
     if self.config.valid_every and result.step % self.config.valid_every == 0:
@@ -315,13 +438,41 @@ class Validation(Hook):
       self.last = self.validate(loop)
 
 
+def sample_summaries(model, source, emission, num, seed):
+  """step -> writes `num` samples of SAMPLE_STEPS steps to the default
+  summary writer: pianoroll pictures (notes over their probabilities) or,
+  for speech, audio. A failure to sample is not a training error: it is
+  skipped."""
+  from seqlvm.render import samples as samples_lib  # pylint: disable=g-import-not-at-top
+
+  def write(step):
+    try:
+      x, means = model.sample(SAMPLE_STEPS, num,
+                              seed=tf.constant([seed, step], tf.int32),
+                              return_means=True)
+    except (tf.errors.OpError, ValueError):
+      return
+    media = samples_lib.tensorboard_media(
+        np.transpose(x.numpy(), [1, 0, 2]),
+        np.transpose(means.numpy(), [1, 0, 2]), source, emission)
+    if media is None:
+      return
+    if media["kind"] == "audio":
+      tf.summary.audio("samples", media["data"], media["sample_rate"],
+                       max_outputs=num)
+    else:
+      tf.summary.image("samples", media["data"], max_outputs=num)
+
+  return write
+
+
 class TrainingLoop:
   """Draws batches, runs the compiled step, moves the counter; hooks do the
   rest.
 
   Args:
     train_step: (x, lengths, seed) -> (bound per timestep, gradient norm,
-      applied), see `make_train_step`.
+      applied[, diagnostics]), see `make_train_step`.
     next_batch: () -> (x, lengths); raises StopIteration or a TensorFlow
       error when the input fails.
     step: the int64 step variable (checkpointed).
@@ -369,9 +520,10 @@ class TrainingLoop:
           break
         x, lengths = self._batch()
         seed = tf.constant([self.seed, int(self.step)], tf.int32)
-        bound_per_t, grad_norm, applied = self.train_step(x, lengths, seed)
-        result = StepResult(int(self.step) + 1, bound_per_t, grad_norm,
-                            bool(applied))
+        outputs = self.train_step(x, lengths, seed)
+        result = StepResult(int(self.step) + 1, outputs[0], outputs[1],
+                            bool(outputs[2]),
+                            outputs[3] if len(outputs) > 3 else {})
         if result.applied:
           self.checkpointer.applied(result.step)
         for hook in self.hooks:
@@ -406,8 +558,9 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
 
   Returns:
     train_step: (x `[T, B, D]`, lengths `[B]`, seed `[2]`) ->
-      (bound per timestep, gradient norm, applied); the update is applied
-      only when the bound and the gradient norm are finite.
+      (bound per timestep, gradient norm, applied, diagnostics); the update
+      is applied only when the bound and the gradient norm are finite;
+      diagnostics is the batch's `seqlvm.smc.diagnostics.batch_summary`.
   """
   variables = model.trainable_variables
   spec = factory.bound_spec(config, config.bound, config.num_particles)
@@ -415,7 +568,8 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
   def train_step(x, lengths, seed):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
     with tf.GradientTape() as tape:
-      per_sequence = spec(model, x, mask, seed)
+      sweep = spec.sweep(model, x, mask, seed)
+      per_sequence = sweep.log_marginal
       num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
       loss = -tf.reduce_sum(per_sequence) / num_steps
     grads = tape.gradient(loss, variables)
@@ -431,7 +585,10 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
       return tf.constant(True)
 
     applied = tf.cond(finite, apply, lambda: tf.constant(False))
-    return -loss, grad_norm, applied
+    diagnostics = diagnostics_lib.batch_summary(
+        diagnostics_lib.per_sequence(sweep, mask, spec.num_particles),
+        lengths)
+    return -loss, grad_norm, applied, diagnostics
 
   if mode == "eager":
     return train_step
@@ -451,7 +608,7 @@ def check_budget(max_seconds):
 
 def train(config, run_dir,
           make_dataset_and_model=factory.make_dataset_and_model,
-          progress=True, log=None, max_seconds=None):
+          progress=True, log=None, max_seconds=None, progress_every=100):
   """Trains (or resumes) a run.
 
   Training is the one writer of its run directory: it holds RUN_DIR/lock
@@ -463,14 +620,16 @@ def train(config, run_dir,
     run_dir: the run directory; an existing run there is resumed.
     make_dataset_and_model: config -> (dataset with .train/.valid lists of
       `[T, D]` arrays, or a `Source`; model).
-    progress: show a progress bar. Default value: True.
+    progress: show progress: a bar when stderr is a terminal, else a plain
+      line every `progress_every` steps. Default value: True.
     log: callable for messages. Default value: print to stderr.
     max_seconds: optional wall-clock budget (> 0); training stops (with a
       checkpoint) once it is spent, and can be resumed later.
+    progress_every: steps between plain progress lines. Default value: 100.
 
   Returns:
     result: a `TrainResult`; `trained_steps` is 0 when the run was already
-      at `config.num_steps`.
+      at `config.num_steps` (or had stopped early).
 
   Raises:
     ConfigError: if run_dir holds a run with another configuration, is
@@ -483,20 +642,21 @@ def train(config, run_dir,
     TrainingError: on a non-finite bound or gradient (with
       on_nonfinite="stop"), naming the step; the last good state is saved.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  if log is None:
-    log = lambda message: tqdm.write(message, file=sys.stderr)
+  log = log or progress_lib.message
   if max_seconds is not None:
     check_budget(max_seconds)
   config = config.replace(data=data_registry.canonical(config.data))
   run = rundir_lib.RunDir(run_dir)
+  config = factory.resolve_schedule(
+      config, run.load_config() if run.exists() else None)
   run.check_resume(config, data_registry.canonical)
   created = not os.path.exists(run_dir)
   fileio.check_writable_dir(run_dir, "run directory")
   try:
     with rundir_lib.RunLock(run_dir, log=log):
-      return _train(config, run, make_dataset_and_model, progress, log,
-                    max_seconds)
+      return _train(config, run, make_dataset_and_model, log,
+                    dict(progress=progress, max_seconds=max_seconds,
+                         progress_every=progress_every))
   except BaseException:
     if created and not os.listdir(run_dir):  # Refused before writing.
       os.rmdir(run_dir)
@@ -546,9 +706,8 @@ def _restore(run, checkpoint, manager, model, optimizer, step, stored_data,
   return restored
 
 
-def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
-  """`train` inside the run's lock."""
-  import tf_keras  # pylint: disable=g-import-not-at-top
+def _train(config, run, make_dataset_and_model, log, options):
+  """`train` inside the run's lock; `options` for `default_hooks`."""
   dataset, model = make_dataset_and_model(config)
   source = sources.as_source(dataset)
   _check_batch_size(source, config)
@@ -558,8 +717,8 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
       source)
   run.save_config(config)
 
-  optimizer = tf_keras.optimizers.Adam(config.learning_rate)
-  optimizer.build(model.trainable_variables)
+  optimizer, learning_rate = factory.make_optimizer(
+      config, model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64, name="step")
   iterator = iter(source.train_dataset(
       config.batch_size, seed=config.seed,
@@ -586,19 +745,43 @@ def _train(config, run, make_dataset_and_model, progress, log, max_seconds):
   run.record_versions(resuming=restored is not None)
   train_step = make_train_step(model, optimizer, config, source.data_size,
                                mode="xla" if config.jit_compile else "graph")
-  return _run_loop(config, run, source, model, train_step,
-                   lambda: next(iterator), step,
-                   Checkpointer(manager, step, restored), progress, log,
-                   max_seconds)
+  best = best_lib.BestCheckpoint(
+      run.path, _best_saver(run, model, step), config.bound,
+      config.num_particles, resumed_step=int(step) if restored else None)
+  hooks = default_hooks(config, run, source, model, int(step), best=best,
+                        learning_rate=learning_rate, **options)
+  return _run_loop(config, train_step, lambda: next(iterator), step,
+                   Checkpointer(manager, step, restored), hooks, log, source,
+                   best)
+
+
+def _best_saver(run, model, step):
+  """step -> saves the model to RUN_DIR/best/ckpt-STEP (one kept); the
+  path relative to the run."""
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, step=step), run.file(best_lib.BEST_DIR),
+      max_to_keep=1)
+
+  def save(number):
+    try:
+      path = manager.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as e:
+      raise fileio.WriteError(
+          f"{manager.directory}: cannot write the best checkpoint of step "
+          f"{number} ({type(e).__name__}); the previous one is kept.") from e
+    return os.path.relpath(path, run.path)
+
+  return save
 
 
 def default_hooks(config, run, source, model, initial_step, progress=True,
-                  max_seconds=None):
+                  max_seconds=None, best=None, learning_rate=None,
+                  progress_every=100):
   """The hooks `train` runs, in their order.
 
-  The order is behaviour: the time budget and the non-finite policy act
-  first; after a step the bar moves, then the summaries, the periodic
-  checkpoint and the validation, in that order.
+  The order is behaviour: the time budget, early stopping and the
+  non-finite policy act first; after a step the progress moves, then the
+  summaries, the periodic checkpoint and the validation, in that order.
 
   Args:
     config: the run's `Config`.
@@ -606,32 +789,45 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
     source: the data (`Source`).
     model: the model (validated through an `Evaluator`).
     initial_step: the step training starts from (the bar's start).
-    progress: show the bar. Default value: True.
+    progress: show progress. Default value: True.
     max_seconds: optional time budget. Default value: None.
+    best: optional `BestCheckpoint` (validation keeps the best model; early
+      stopping reads it). Default value: None.
+    learning_rate: optional () -> float for the summaries.
+    progress_every: steps between plain progress lines. Default value: 100.
 
   Returns:
     hooks: a list of `Hook`s.
   """
   evaluator = evaluation.Evaluator(model, config, source.data_size)
-  bar = ProgressBar(config.num_steps, initial_step, progress)
+  bar = ProgressBar(config.num_steps, initial_step, progress, progress_every)
   summaries = Summaries(
       run.file("train"), config.bound, config.summary_every,
       config.num_steps, on_window=lambda mean: bar.bar.set_postfix(
-          {f"{config.bound}/step": f"{mean:.3f}"}))
-  return ([TimeBudget(max_seconds)] if max_seconds is not None else []) + [
+          {f"{config.bound}/step": f"{mean:.3f}"}),
+      learning_rate=learning_rate)
+  samples = None
+  if config.valid_samples:
+    samples = sample_summaries(evaluator.model, source,
+                               factory.resolve_emission(config, source),
+                               config.valid_samples, config.seed)
+  hooks = [TimeBudget(max_seconds)] if max_seconds is not None else []
+  if best is not None and config.early_stopping:
+    hooks.append(EarlyStopping(config.early_stopping, best))
+  return hooks + [
       NonFinitePolicy(config.on_nonfinite, config.bound), bar, summaries,
       PeriodicCheckpoint(config.checkpoint_every),
-      Validation(evaluator, source, config, run.file("valid"))]
+      Validation(evaluator, source, config, run.file("valid"), best=best,
+                 samples=samples)]
 
 
-def _run_loop(config, run, source, model, train_step, next_batch, step,
-              checkpointer, progress, log, max_seconds):
-  """Runs the loop with the default hooks; the `TrainResult`."""
-  hooks = default_hooks(config, run, source, model, int(step), progress,
-                        max_seconds)
+def _run_loop(config, train_step, next_batch, step, checkpointer, hooks, log,
+              source, best):
+  """Runs the loop with `hooks`; the `TrainResult`."""
   by_type = {type(h): h for h in hooks}
   summaries, validation = by_type[Summaries], by_type[Validation]
   nonfinite = by_type[NonFinitePolicy]
+  stopping = by_type.get(EarlyStopping)
   loop = TrainingLoop(train_step, next_batch, step, config.num_steps,
                       config.seed, checkpointer, hooks, log, source)
   loop.run()
@@ -639,4 +835,9 @@ def _run_loop(config, run, source, model, train_step, next_batch, step,
                      train_bound_per_timestep=summaries.last_window_mean,
                      valid_bound_per_timestep=validation.last,
                      skipped_steps=nonfinite.skipped,
-                     trained_steps=int(step) - loop.start_step)
+                     trained_steps=int(step) - loop.start_step,
+                     stopped_early=bool(stopping and stopping.stopped),
+                     best_step=best.step if best.step is not None else -1,
+                     best_valid_bound_per_timestep=best.value
+                     if best.step is not None else float("nan"),
+                     best_checkpoint=best.checkpoint or "")

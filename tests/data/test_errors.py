@@ -148,16 +148,18 @@ def test_padding_rows_of_an_evaluation_batch_add_nothing():
                                    "test": [np.ones([5, 3], np.float32)]})
   batches = list(source.eval_dataset("test", batch_size=4))
   assert len(batches) == 1
-  _, lengths, real = batches[0]
+  _, lengths, index = batches[0]
   assert lengths.numpy().tolist() == [5, 0, 0, 0]
-  assert real.numpy().tolist() == [True, False, False, False]
+  assert index.numpy().tolist() == [0, -1, -1, -1]
   config = Config(data="x", hidden_size=4, latent_size=2, batch_size=4,
                   emission="gaussian")
   model = factory.build_model(config, 3, np.zeros(3))
   evaluator = evaluation.Evaluator(model, config, 3)
-  per_t, per_seq, bounds = evaluator(source, "test", "fivo", 2, 4)
-  assert len(bounds) == 1 and np.isfinite(per_seq)
-  np.testing.assert_allclose(per_t * 5, per_seq, rtol=1e-6)
+  result = evaluator(source, "test", "fivo", 2, 4)
+  assert len(result.values) == 1 and np.isfinite(result.per_sequence)
+  assert result.lengths.tolist() == [5] and result.indices.tolist() == [0]
+  np.testing.assert_allclose(result.per_timestep * 5, result.per_sequence,
+                             rtol=1e-6)
 
 
 def test_output_names_and_paths(tmp_path, monkeypatch, prepared, capsys):

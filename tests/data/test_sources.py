@@ -50,17 +50,18 @@ def test_training_batches_are_static_bucketed_and_chunked():
 def test_evaluation_covers_each_sequence_once_with_static_batches():
   seqs = _sequences([5, 40, 41, 70, 12, 33, 100])
   src = data.InMemorySource({"train": seqs, "test": seqs})
-  found = []
-  for x, n, real in src.eval_dataset("test", batch_size=3,
-                                     pad_to_multiple=8):
+  found = {}
+  for x, n, index in src.eval_dataset("test", batch_size=3,
+                                      pad_to_multiple=8):
     assert x.shape[1] == 3 and x.shape[0] % 8 == 0
-    assert not np.any(n.numpy()[~real.numpy()])  # fillers are empty
-    for b in np.flatnonzero(real.numpy()):
-      found.append(x[:n[b], b].numpy())
-  assert len(found) == len(seqs)
-  key = lambda a: (len(a), float(a.sum()))
-  for a, b in zip(sorted(found, key=key), sorted(seqs, key=key)):
-    np.testing.assert_array_equal(a, b)
+    real = index.numpy() >= 0
+    assert not np.any(n.numpy()[~real])  # fillers are empty
+    for b in np.flatnonzero(real):
+      found[int(index[b])] = x[:n[b], b].numpy()
+  # Each sequence once, and its index is its position in the split.
+  assert sorted(found) == list(range(len(seqs)))
+  for i, sequence in enumerate(seqs):
+    np.testing.assert_array_equal(found[i], sequence)
 
 
 def test_wrapping_objects_with_lists_and_empty_splits():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from seqlvm import registry
 from seqlvm.config import Config
@@ -57,3 +58,37 @@ def test_resolve_emission():
                                   rolls) == "gaussian"
   with pytest.raises(ConfigError, match="needs binary data"):
     factory.resolve_emission(Config(emission="bernoulli"), speechlike)
+
+
+def test_learning_rate_schedules_at_chosen_steps():
+  rate = lambda config, k: float(
+      factory.learning_rate_schedule(config)(k))
+  constant = Config(learning_rate=3e-4)
+  assert factory.learning_rate_schedule(constant) == 3e-4  # a float
+  # Warm-up: update k (from 0) at (k + 1) / warmup of the peak.
+  warm = Config(learning_rate=1e-3, warmup_steps=4)
+  assert [rate(warm, k) for k in (0, 1, 3, 4, 100)] == pytest.approx(
+      [2.5e-4, 5e-4, 1e-3, 1e-3, 1e-3])
+  # Exponential: times the rate every decay_steps, smoothly.
+  exp = Config(learning_rate=1e-3, lr_schedule="exponential",
+               lr_decay_steps=100, lr_decay_rate=0.5)
+  assert [rate(exp, k) for k in (0, 50, 100, 200)] == pytest.approx(
+      [1e-3, 1e-3 * 0.5 ** 0.5, 5e-4, 2.5e-4])
+  # Cosine after a warm-up, down to lr_min_fraction of the peak; the
+  # decay length defaults to the steps after the warm-up, resolved once.
+  cos = factory.resolve_schedule(Config(
+      learning_rate=1e-3, lr_schedule="cosine", warmup_steps=10,
+      num_steps=110, lr_min_fraction=0.1))
+  assert cos.lr_decay_steps == 100
+  assert [rate(cos, k) for k in (9, 10, 60, 110, 500)] == pytest.approx(
+      [1e-3, 1e-3, 1e-3 * (0.1 + 0.9 * 0.5), 1e-4, 1e-4])
+  # A resumed run keeps the stored decay length, also with more steps.
+  longer = factory.resolve_schedule(cos.replace(lr_decay_steps=0,
+                                                    num_steps=500), cos)
+  assert longer.lr_decay_steps == 100
+  # The optimizer reports the rate of its next update.
+  variable = tf.Variable(1.)
+  optimizer, current = factory.make_optimizer(warm, [variable])
+  assert current() == pytest.approx(2.5e-4)
+  optimizer.apply_gradients([(tf.constant(1.), variable)])
+  assert current() == pytest.approx(5e-4)

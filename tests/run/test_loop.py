@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from seqlvm.errors import TrainingError
+from seqlvm.run import best as best_lib
 from seqlvm.run import training
 
 
@@ -125,10 +126,14 @@ def test_train_runs_its_hooks_in_the_order_that_is_its_behaviour(tmp_path):
   config = Config(hidden_size=4, latent_size=2)
   source = sources.InMemorySource({"train": [tf.ones([3, 5]).numpy()]})
   model = factory.build_model(config, 5, source.train_mean)
-  hooks = training.default_hooks(config, rundir.RunDir(tmp_path), source,
-                                 model, 0, progress=False, max_seconds=60)
+  best = best_lib.BestCheckpoint(tmp_path, lambda step: "", "fivo", 4)
+  hooks = training.default_hooks(config.replace(early_stopping=2),
+                                 rundir.RunDir(tmp_path), source, model, 0,
+                                 progress=False, max_seconds=60, best=best)
   assert [type(h) for h in hooks] == [
-      training.TimeBudget, training.NonFinitePolicy, training.ProgressBar,
-      training.Summaries, training.PeriodicCheckpoint, training.Validation]
+      training.TimeBudget, training.EarlyStopping, training.NonFinitePolicy,
+      training.ProgressBar, training.Summaries, training.PeriodicCheckpoint,
+      training.Validation]
+  assert hooks[-1].best is best
   assert training.TimeBudget not in [type(h) for h in training.default_hooks(
       config, rundir.RunDir(tmp_path), source, model, 0, progress=False)]

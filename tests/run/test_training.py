@@ -23,6 +23,7 @@ from seqlvm.config import ConfigError
 from seqlvm.data import DataError
 from seqlvm.data import load_pianoroll
 from tests.conftest import REPO
+from tests.conftest import eval_records
 
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--pad-to-multiple",
          "32", "--no-progress"]
@@ -54,7 +55,7 @@ def test_cli_train_eval_sample_end_to_end(tiny_pianorolls, tmp_path, capsys):
                    "3", "--no-progress"]) == 0
   out = capsys.readouterr().out
   assert re.search(r"fivo\s+3\s+-\d+\.\d+", out)
-  results = _read_json(run_dir / "eval" / "test_n3.json")
+  results = eval_records(run_dir, "test", 3)
   rolls = load_pianoroll(tiny_pianorolls)
   assert results["num_timesteps"] == sum(len(r) for r in rolls.test)
   for name in ("elbo", "iwae", "fivo"):
@@ -95,7 +96,8 @@ def _variables(run_dir):
 
 
 def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
-  common = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "0"]
+  common = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "2",
+            "--valid-variance-sweeps", "0", "--valid-samples", "0"]
   # Reference: an uninterrupted run of 16 steps.
   reference = tmp_path / "reference"
   assert cli.main(_train_args(tiny_pianorolls, reference, "--num-steps", "16",
@@ -138,6 +140,17 @@ def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
   for k in ref:
     np.testing.assert_allclose(res[k], ref[k], rtol=1e-5, atol=1e-6,
                                err_msg=k)
+  # The best validation survived the kill: the same history, the same best
+  # step and its checkpoint, as in the uninterrupted run.
+  best_ref = _read_json(reference / "best.json")
+  best_res = _read_json(killed / "best.json")
+  assert [s for s, _ in best_res["validations"]] == list(range(2, 17, 2))
+  np.testing.assert_allclose([v for _, v in best_res["validations"]],
+                             [v for _, v in best_ref["validations"]],
+                             rtol=1e-5)
+  assert best_res["step"] == best_ref["step"]
+  assert best_res["checkpoint"] == f"best/ckpt-{best_ref['step']}"
+  assert os.path.exists(killed / (best_res["checkpoint"] + ".index"))
 
 
 def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
@@ -165,15 +178,16 @@ def test_half_written_or_corrupt_checkpoints_never_replace_good_ones(
   data_file = ckpt / "ckpt-6.data-00000-of-00001"
   data_file.write_bytes(data_file.read_bytes()[:50])
   capsys.readouterr()
+  latest = ["--checkpoint", "latest"]
   assert cli.main(["eval", str(run_dir), "--no-progress", "--bounds",
-                   "elbo"]) == 0
+                   "elbo"] + latest) == 0
   err = capsys.readouterr().err
   assert "ckpt-6" in err and "could not be restored" in err
   assert "ckpt-4" in err
   # Every checkpoint corrupt: a clear error naming them, exit status 2.
   for f in ckpt.glob("ckpt-*.data-*"):
     f.write_bytes(b"")
-  assert cli.main(["eval", str(run_dir), "--no-progress"]) == 2
+  assert cli.main(["eval", str(run_dir), "--no-progress"] + latest) == 2
   err = capsys.readouterr().err
   assert "No checkpoint could be restored" in err and "ckpt-2" in err
   assert "Traceback" not in err
