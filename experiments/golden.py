@@ -199,8 +199,9 @@ def _eval_results(run):
     with open(old) as f:
       return json.load(f)
   from seqlvm.run import records  # pylint: disable=g-import-not-at-top
-  return {r["bound"]: r for r in records.find(run, split="test",
-                                              num_particles=3, seed=2)}
+  found = records.find(run, split="test", num_particles=3, seed=2)
+  newest = max(r["step"] for r in found)
+  return {r["bound"]: r for r in found if r["step"] == newest}
 
 
 def command_line_run(directory, keep_run=None):

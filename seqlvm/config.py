@@ -17,14 +17,17 @@ RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "jit_compile", "early_stopping",
                     "valid_variance_sweeps", "valid_samples")
 # Fields added after the first config format. A stored config without one
-# gets its default, which is what the code did before the field existed;
-# every other field must be stored (an incomplete config is refused).
+# gets what the code did before the field existed: its default, or the
+# value in _BEFORE_FIELDS where the default does more (an older run keeps
+# validating as it did); every other field must be stored (an incomplete
+# config is refused).
 ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "wavenet_channels", "wavenet_layers", "soft_mixing",
                 "resampling_temperature", "max_length", "lr_schedule",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
                 "valid_samples")
+_BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
 def _fivo_resamples(c):
@@ -223,6 +226,8 @@ class Config:
           f"{source}: incomplete config: {', '.join(missing)} missing. A "
           "run's config.json is written whole by `seqlvm train`; restore "
           "it, or train a new run.")
+    values = {**{k: v for k, v in _BEFORE_FIELDS.items() if k not in values},
+              **values}
     try:
       return cls(**values)
     except ConfigError as e:

@@ -98,9 +98,19 @@ def _captured_import():
     try:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       tf.config.list_physical_devices()  # The CUDA probe happens here.
-    finally:
-      sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
+    except BaseException:
+      # The captured lines usually say why the import failed: pass them on.
+      _restore(saved)
+      capture.seek(0)
+      sys.stderr.write(capture.read().decode("utf-8", errors="replace"))
+      raise
+    _restore(saved)
     capture.seek(0)
     return capture.read().decode("utf-8", errors="replace")
+
+
+def _restore(saved):
+  """Points file descriptor 2 back at the saved stderr."""
+  sys.stderr.flush()
+  os.dup2(saved, 2)
+  os.close(saved)

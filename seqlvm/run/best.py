@@ -8,11 +8,17 @@ before the record is rewritten, both atomically; `eval`, `sample` and
 `compare` use that checkpoint by default. A resumed run reads the history
 back up to the step it resumes from (validations after it will be done
 again), so the best value and the count of validations since it, which
-early stopping reads, continue where they were.
+early stopping reads, continue where they were. A best checkpoint saved
+after that step (by a validation the resumed run does again) is removed, so
+that RUN_DIR/best and best.json never disagree. Only validations on the
+--valid-every grid count toward early stopping: the extra one at the end of
+a --max-minutes budget does not, so a run trained in pieces stops where it
+would have in one go.
 
 Recommended import: `from seqlvm.run import best`.
 """
 
+import glob
 import math
 import os
 
@@ -41,11 +47,16 @@ class BestCheckpoint:
     num_particles: its N (recorded).
     resumed_step: the step training resumes from; validations recorded
       after it are dropped. None: a new run (any record is ignored).
+    every: --valid-every: only validations of steps divisible by it count
+      toward `stale`. Default value: None (all count).
+    log: callable for messages. Default value: None (silent).
   """
 
-  def __init__(self, run_dir, save, bound, num_particles, resumed_step=None):
+  def __init__(self, run_dir, save, bound, num_particles, resumed_step=None,
+               every=None, log=None):
     self.path = os.path.join(os.fspath(run_dir), BEST_RECORD)
     self._save = save
+    self.every = every
     self.bound = bound
     self.num_particles = num_particles
     record = read(run_dir) if resumed_step is not None else {}
@@ -58,13 +69,30 @@ class BestCheckpoint:
         self.step, self.value = s, v
     self.checkpoint = record.get("checkpoint") if (
         self.step is not None and self.step == record.get("step")) else None
+    if resumed_step is not None:
+      self._remove_later(run_dir, resumed_step, log)
+
+  def _remove_later(self, run_dir, resumed_step, log):
+    """Removes best checkpoints of validations after `resumed_step`."""
+    for prefix in rundir_lib.checkpoint_files(
+        os.path.join(os.fspath(run_dir), BEST_DIR)):
+      if rundir_lib.checkpoint_number(prefix) <= resumed_step:
+        continue
+      for path in glob.glob(prefix + ".*"):
+        os.remove(path)
+      if log:
+        log(f"Removed {prefix}: its validation came after the checkpoint "
+            f"this run resumes from (step {resumed_step}); it is validated "
+            "again when training passes that step.")
 
   @property
   def stale(self):
     """Validations since the best one (all of them when none is finite)."""
+    counted = [s for s, _ in self.validations
+               if not self.every or s % self.every == 0]
     if self.step is None:
-      return len(self.validations)
-    return sum(1 for s, _ in self.validations if s > self.step)
+      return len(counted)
+    return sum(1 for s in counted if s > self.step)
 
   def has(self, step):
     """Whether the validation of `step` is recorded."""

@@ -56,16 +56,18 @@ def run_labels(run_dirs, configs):
   """A short label per run: the settings its config differs in from the
   others ("bound=fivo"), or the folder's name."""
   names = [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
-  if len(configs) < 2:
-    return names
-  values = [c.to_dict() for c in configs]
-  differing = [k for k in values[0] if k not in LABEL_IGNORED and
-               len({repr(v[k]) for v in values}) > 1]
-  if not differing or len(differing) > _MAX_LABEL_SETTINGS:
-    return names
-  labels = [", ".join(f"{k}={v[k]}" for k in differing) for v in values]
-  if len(set(labels)) < len(labels):  # Same settings, different runs.
-    labels = [f"{label} ({name})" for label, name in zip(labels, names)]
+  labels = names
+  if len(configs) > 1:
+    values = [c.to_dict() for c in configs]
+    differing = [k for k in values[0] if k not in LABEL_IGNORED and
+                 len({repr(v[k]) for v in values}) > 1]
+    if differing and len(differing) <= _MAX_LABEL_SETTINGS:
+      labels = [", ".join(f"{k}={v[k]}" for k in differing) for v in values]
+  if len(set(labels)) < len(labels):  # Two runs would share a label.
+    labels = [f"{label} ({os.path.normpath(d)})"
+              for label, d in zip(labels, run_dirs)]
+  if len(set(labels)) < len(labels):  # The same folder twice.
+    labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
   return labels
 
 
@@ -98,7 +100,7 @@ def markdown_table(rows, split):
   """The table as markdown: the best of each bound and N in bold."""
   labels, bounds, particles, by_key = _grid(rows)
   best = _best_rows(rows) if len(labels) > 1 else set()
-  lines = [f"| run | step | bound | " + " | ".join(
+  lines = ["| run | step | bound | " + " | ".join(
       f"N = {n}" for n in particles) + " |",
            "|---|---|---|" + "---|" * len(particles)]
   for label in labels:

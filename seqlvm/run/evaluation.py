@@ -206,8 +206,8 @@ def _named_checkpoint(run, name):
   found = re.fullmatch(r"(ckpt|best)-(\d+)", name)
   if not found:
     raise ConfigError(f"--checkpoint must be one of "
-                      f"{', '.join(registry.CHECKPOINTS)} or ckpt-N, got "
-                      f"{name!r}.")
+                      f"{', '.join(registry.CHECKPOINTS)}, ckpt-N or best-N, "
+                      f"got {name!r}.")
   folders = ([run.ckpt_dir, run.file(best_lib.BEST_DIR)]
              if found.group(1) == "ckpt" else [run.file(best_lib.BEST_DIR)])
   for folder in folders:

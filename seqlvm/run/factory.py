@@ -168,7 +168,17 @@ class LinearWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
                     self._rate(tf.maximum(step - warmup, 0.)))
 
   def get_config(self):
-    return {"schedule": self.schedule, "warmup_steps": self.warmup_steps}
+    schedule = self.schedule
+    if callable(schedule):
+      schedule = tf_keras.optimizers.schedules.serialize(schedule)
+    return {"schedule": schedule, "warmup_steps": self.warmup_steps}
+
+  @classmethod
+  def from_config(cls, config):
+    schedule = config["schedule"]
+    if isinstance(schedule, dict):
+      schedule = tf_keras.optimizers.schedules.deserialize(schedule)
+    return cls(schedule, config["warmup_steps"])
 
 
 def make_optimizer(config, variables):

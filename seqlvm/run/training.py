@@ -191,11 +191,13 @@ class EarlyStopping(Hook):
     if not self.patience or self.best.stale < self.patience:
       return False
     if not self.stopped:
-      since = (f"the best, at step {self.best.step} "
-               f"({self.best.value:.4f} nats/step)"
-               if self.best.step is not None else "the first")
-      loop.log(f"Early stopping at step {int(loop.step)}: {self.best.stale} "
-               f"validations without improvement since {since}; "
+      if self.best.step is not None:
+        why = (f"{self.best.stale} validations without improvement since "
+               f"the best, at step {self.best.step} "
+               f"({self.best.value:.4f} nats/step)")
+      else:
+        why = f"{self.best.stale} validations and none finite"
+      loop.log(f"Early stopping at step {int(loop.step)}: {why}; "
                f"--early-stopping {self.patience}.")
       self.stopped = True
     return True
@@ -389,12 +391,16 @@ class Validation(Hook):
     if not self.source.num_sequences("valid"):
       return float("nan")
     step = int(loop.step)
+    result = variance = None
     try:
       result = self._bound(config.seed)
-      variance = self._variance(result)
     except (TrainingError, DataError) as e:
       loop.log(f"Warning: step {step}: validation failed: {e}")
-      result, variance = None, None
+    if result is not None:
+      try:
+        variance = self._variance(result)
+      except (TrainingError, DataError) as e:  # The bound itself stands.
+        loop.log(f"Warning: step {step}: the variance sweeps failed: {e}")
     per_t = result.per_timestep if result is not None else float("nan")
     note = ""
     if self.best is not None:
@@ -422,8 +428,11 @@ class Validation(Hook):
     # step resumes at that step: validate it now, so that no validation is
     # lost from the best record.
     step, every = int(loop.step), self.config.valid_every
-    if (self.best is not None and every and step and step % every == 0 and
-        not self.best.has(step)):
+    if self.best is None or not every or not step:
+      return
+    if self.best.has(step):  # Validated before: not again at the end.
+      self._last_step = step
+    elif step % every == 0:
       self.last, self._last_step = self.validate(loop), step
 
   def after_step(self, loop, result):
@@ -747,7 +756,8 @@ def _train(config, run, make_dataset_and_model, log, options):
                                mode="xla" if config.jit_compile else "graph")
   best = best_lib.BestCheckpoint(
       run.path, _best_saver(run, model, step), config.bound,
-      config.num_particles, resumed_step=int(step) if restored else None)
+      config.num_particles, resumed_step=int(step) if restored else None,
+      every=config.valid_every, log=log)
   hooks = default_hooks(config, run, source, model, int(step), best=best,
                         learning_rate=learning_rate, **options)
   return _run_loop(config, train_step, lambda: next(iterator), step,

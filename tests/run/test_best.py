@@ -129,3 +129,47 @@ def test_a_validation_lost_to_a_kill_is_done_on_resume(tmp_path):
                            resumed_step=2, start=2)
   assert [s for s, _ in best.validations] == [1, 2, 3]
   assert dict(best.validations)[2] == -3. and saved == [2]
+
+
+def test_only_validations_on_the_grid_count_toward_patience(tmp_path):
+  best = best_lib.BestCheckpoint(tmp_path, lambda step: f"best/ckpt-{step}",
+                                 "fivo", 4, every=2)
+  for step, value in ((2, -3.), (4, -4.), (5, -4.), (6, -4.)):
+    best.update(step, value)  # 5: the end of a --max-minutes budget
+  assert best.stale == 2 and best.has(5)
+
+
+def test_resume_removes_best_checkpoints_of_validations_done_again(tmp_path):
+  best_dir = tmp_path / best_lib.BEST_DIR
+  best_dir.mkdir()
+  for name in ("ckpt-6.index", "ckpt-6.data-00000-of-00001"):
+    (best_dir / name).write_bytes(b"x")
+  messages = []
+  best_lib.BestCheckpoint(tmp_path, None, "fivo", 4, resumed_step=6,
+                          log=messages.append)
+  assert len(list(best_dir.iterdir())) == 2 and not messages
+  best_lib.BestCheckpoint(tmp_path, None, "fivo", 4, resumed_step=4,
+                          log=messages.append)
+  assert not list(best_dir.iterdir())
+  assert "validated again when training passes that step" in messages[0]
+
+
+def test_a_failed_variance_sweep_keeps_the_validation(tmp_path):
+  class Failing(_ScriptedEvaluator):
+    def __call__(self, *args, max_batches=None, **kwargs):
+      if max_batches is not None:
+        raise training.TrainingError("not finite")
+      return super().__call__(*args, **kwargs)
+
+  best = best_lib.BestCheckpoint(tmp_path, lambda step: "b", "fivo", 4)
+  config = Config(valid_every=1, valid_variance_sweeps=3, valid_samples=0)
+  validation = training.Validation(Failing([-2.]), _Source(), config,
+                                   str(tmp_path / "valid"), best=best)
+  messages = []
+
+  class Loop:
+    step = tf.Variable(1, dtype=tf.int64)
+    log = messages.append
+
+  assert validation.validate(Loop) == -2. and best.step == 1
+  assert "the variance sweeps failed" in messages[0]

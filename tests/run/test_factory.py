@@ -80,6 +80,9 @@ def test_learning_rate_schedules_at_chosen_steps():
       learning_rate=1e-3, lr_schedule="cosine", warmup_steps=10,
       num_steps=110, lr_min_fraction=0.1))
   assert cos.lr_decay_steps == 100
+  schedule = factory.learning_rate_schedule(cos)
+  again = factory.LinearWarmup.from_config(schedule.get_config())
+  assert float(again(60)) == pytest.approx(float(schedule(60)))
   assert [rate(cos, k) for k in (9, 10, 60, 110, 500)] == pytest.approx(
       [1e-3, 1e-3, 1e-3 * (0.1 + 0.9 * 0.5), 1e-4, 1e-4])
   # A resumed run keeps the stored decay length, also with more steps.

@@ -67,3 +67,15 @@ def test_one_file_per_evaluation(tmp_path):
     f.write("{")
   assert records.read(second) is None
   assert len(records.find(tmp_path, checkpoint="best/ckpt-40")) == 1
+
+
+def test_compare_labels_differ_for_runs_with_the_same_folder_name():
+  from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import compare  # pylint: disable=g-import-not-at-top
+  configs = [Config(bound="fivo"), Config(bound="iwae")]
+  assert compare.run_labels(["a/x", "b/x"], configs) == [
+      "bound=fivo", "bound=iwae"]
+  same = [Config(), Config()]
+  assert compare.run_labels(["a/fivo", "b/fivo"], same) == [
+      "fivo (a/fivo)", "fivo (b/fivo)"]
+  assert len(set(compare.run_labels(["r", "r"], same))) == 2
