@@ -191,7 +191,7 @@ def write_figure(rows, path, split):
     ax.grid(alpha=0.3)
     if i % columns == 0:
       ax.set_ylabel(f"{split} nats per timestep")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
   fig.tight_layout()
   with fileio.atomic_write(path, "wb") as f:
     fig.savefig(f, dpi=FIGURE_DPI, format="png")
