@@ -37,29 +37,50 @@ __all__ = ["multinomial", "systematic", "stratified", "residual",
            "multinomial_gumbel", "gumbel_noise"]
 
 
-def _inverse_cdf(log_probs, kind, seed):
-  """The same three schemes for shapes only known at run time.
-
-  TFP's resamplers need a static batch shape in graph mode; this inverse-CDF
-  version (searchsorted on the cumulative weights) serves a `tf.function`
-  traced with an unknown batch size.
-  """
-  probs = tf.transpose(tf.exp(log_probs))  # [B, N]
-  cdf = tf.math.cumsum(probs, axis=-1)
-  shape = tf.shape(probs)
-  n = tf.cast(shape[-1], probs.dtype)
-  offsets = tf.range(n, dtype=probs.dtype)
+def _log_points(log_probs, kind, seed):
+  """TFP's points for `kind`, `[B, N]`, drawn as its resamplers draw them."""
+  dtype = log_probs.dtype
+  shape = tf.shape(log_probs)  # [B, N]
+  n = log_probs.shape[-1]
   if kind == "multinomial":
-    points = tf.random.stateless_uniform(shape, seed, dtype=probs.dtype)
-  elif kind == "stratified":
-    points = (offsets + tf.random.stateless_uniform(
-        shape, seed, dtype=probs.dtype)) / n
-  else:  # systematic
-    points = (offsets + tf.random.stateless_uniform(
-        [shape[0], 1], seed, dtype=probs.dtype)) / n
-  points = points * cdf[:, -1:]
-  ancestors = tf.searchsorted(cdf, points, side="right")
-  return tf.transpose(tf.minimum(ancestors, shape[-1] - 1))
+    return -tfp.distributions.Exponential(tf.constant(1., dtype)).sample(
+        shape, seed=seed)
+  width = tf.constant(1. / n, dtype)
+  if kind == "systematic":
+    offsets = tfp.distributions.Uniform(tf.constant(0., dtype), width).sample(
+        shape[:1], seed=seed)[:, tf.newaxis]
+  else:  # stratified
+    offsets = tfp.distributions.Uniform(tf.constant(0., dtype), width).sample(
+        shape, seed=seed)
+  spacing = tf.linspace(tf.constant(0., dtype), 1. - width, n) + offsets
+  return tf.broadcast_to(tf.math.log(spacing), shape)
+
+
+def _dynamic_batch(log_probs, kind, seed):
+  """TFP's resamplers for a batch size only known at run time.
+
+  TFP's `_resample_using_log_points` needs a static batch shape in graph
+  mode; this is the same algorithm on `[B, N]` with B dynamic, fed the
+  same points, so a `tf.function` traced with an unknown batch size draws
+  exactly the ancestors of the static-shape path for the same seed.
+  """
+  log_probs = tf.transpose(log_probs)  # [B, N]
+  n = log_probs.shape[-1]
+  log_points = _log_points(log_probs, kind, seed)
+  # Sort N markers (the cumulative log weights) and N points together; a
+  # point's ancestor is the number of markers before it (stable sort: no
+  # point lands inside a zero-width bucket).
+  markers = tf.concat([tf.ones_like(log_probs, tf.int32),
+                       tf.zeros_like(log_points, tf.int32)], axis=-1)
+  keys = tf.concat([tf.math.cumulative_logsumexp(log_probs, axis=-1),
+                    log_points], axis=-1)  # [B, 2N]
+  order = tf.argsort(keys, axis=-1, stable=True)
+  sorted_markers = tf.gather(markers, order, batch_dims=1)
+  counts = tf.minimum(tf.cumsum(sorted_markers, axis=-1), n - 1)
+  point_positions = tf.argsort(tf.cast(tf.equal(sorted_markers, 0),
+                                       tf.int32),
+                               direction="DESCENDING", stable=True)[:, :n]
+  return tf.transpose(tf.gather(counts, point_positions, batch_dims=1))
 
 
 def _wrap(tfp_resampler, kind):
@@ -67,7 +88,7 @@ def _wrap(tfp_resampler, kind):
   def resample_fn(log_weights, seed):
     log_probs = criteria.log_normalize(tf.stop_gradient(log_weights))
     if not log_weights.shape.is_fully_defined():
-      return tf.cast(_inverse_cdf(log_probs, kind, seed), tf.int32)
+      return tf.cast(_dynamic_batch(log_probs, kind, seed), tf.int32)
     ancestors = tfp_resampler(log_probs, log_weights.shape[0],
                               tf.zeros([0], tf.int32), seed=seed)
     return tf.cast(ancestors, tf.int32)

@@ -26,7 +26,7 @@ def test_mean_offspring_and_zero_probability(scheme, dynamic):
     log_probs = np.log(probs)
   log_weights = tf.constant(np.tile(log_probs[:, None], [1, b]) + 3.)
   fn = registry.SCHEMES.load(scheme)
-  if dynamic:  # Unknown batch size: the inverse-CDF path.
+  if dynamic:  # Unknown batch size: TFP's algorithm on dynamic shapes.
     fn = tf.function(fn, input_signature=[
         tf.TensorSpec([n, None], tf.float64), tf.TensorSpec([2], tf.int32)])
   ancestors = fn(log_weights, tf.constant([4, 2]))
@@ -37,6 +37,25 @@ def test_mean_offspring_and_zero_probability(scheme, dynamic):
   # Each count has variance at most n p (1 - p); 5 standard errors.
   se = np.sqrt(n * probs * (1 - probs) / b)
   np.testing.assert_array_less(np.abs(mean - n * probs), 5 * se + 1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["multinomial", "systematic", "stratified"])
+def test_unknown_batch_size_draws_the_static_shape_ancestors(scheme):
+  """A tf.function traced with an unknown batch size (the compiled public
+  bounds) draws exactly the ancestors of TFP's static-shape resamplers."""
+  rng = np.random.RandomState(3)
+  log_weights = rng.randn(5, 6) * 3.
+  log_weights[1, :3] = -np.inf  # zero-weight particles
+  fn = registry.SCHEMES.load(scheme)
+  for dtype in (tf.float32, tf.float64):
+    dynamic = tf.function(fn, input_signature=[
+        tf.TensorSpec([5, None], dtype), tf.TensorSpec([2], tf.int32)])
+    for seed in range(4):
+      static = fn(tf.constant(log_weights, dtype), tf.constant([seed, 1]))
+      np.testing.assert_array_equal(
+          dynamic(tf.constant(log_weights, dtype), tf.constant([seed, 1])),
+          static)
+      assert np.all(static.numpy()[:, :3] != 1)
 
 
 @pytest.mark.parametrize("scheme", ["systematic", "stratified"])
