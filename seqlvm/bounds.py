@@ -8,6 +8,12 @@ Each returns the bound per sequence, float `[B]`, in nats. Their expectations
 order as E[elbo] <= E[iwae_N] <= log p(x), and E[fivo_N] <= log p(x); the
 particle estimate exp(iwae) or exp(fivo) is unbiased for p(x).
 
+Each runs as a compiled graph when called eagerly: one cached `tf.function`
+per model and options, traced once (a new seed, batch size or length reuses
+it), and built into the caller's graph when called inside a `tf.function`;
+`compiled=False` runs it eagerly, op by op, for debugging (see
+`seqlvm.smc.smc`).
+
 Recommended import: `from seqlvm import bounds`.
 
 #### References
@@ -18,6 +24,7 @@ Recommended import: `from seqlvm import bounds`.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 from seqlvm import registry
@@ -53,26 +60,30 @@ class BoundSpec:
   resampling_gradient: Any = None
   final_reduction: str = "logmeanexp"
 
-  def sweep(self, model, x, mask=None, seed=None):
+  def sweep(self, model, x, mask=None, seed=None, compiled=True):
     """The whole `seqlvm.smc.SMCResult` of one sweep."""
     return filter_lib.smc(
         model, x, mask, num_particles=self.num_particles,
         resample_criterion_fn=self.resample_criterion_fn,
         resample_fn=self.resample_fn, final_reduction=self.final_reduction,
         resampling_gradient=self.resampling_gradient, seed=seed,
-        name=self.name)
+        name=self.name, compiled=compiled)
 
-  def __call__(self, model, x, mask=None, seed=None):
+  def __call__(self, model, x, mask=None, seed=None, compiled=True):
     """The bound per sequence, float `[B]`."""
-    return self.sweep(model, x, mask, seed).log_marginal
+    return self.sweep(model, x, mask, seed, compiled).log_marginal
 
 
+@functools.lru_cache(maxsize=256)
 def bound_spec(name, num_particles=4, resampling="ess", threshold=0.5,
                scheme="multinomial", resampling_gradient="stop",
                soft_mixing=0.5, resampling_temperature=0.5,
                score_baseline="running_mean"):
   """The `BoundSpec` that the names ask for (the names of
   `seqlvm.registry`); FIVO's options are ignored by the ELBO and the IWAE.
+
+  The same arguments give the same (immutable) spec, so its compiled sweeps
+  are reused.
 
   Raises:
     ValueError (a `seqlvm.errors.ConfigError`): for an unknown name, a
@@ -100,7 +111,7 @@ def bound_spec(name, num_particles=4, resampling="ess", threshold=0.5,
                                                    **options))
 
 
-def elbo(model, x, mask=None, num_particles=1, seed=None):
+def elbo(model, x, mask=None, num_particles=1, seed=None, compiled=True):
   """The evidence lower bound, averaged over `num_particles` samples.
 
   Args:
@@ -110,14 +121,16 @@ def elbo(model, x, mask=None, num_particles=1, seed=None):
     num_particles: independent samples whose ELBOs are averaged (this lowers
       the variance of the estimate, not the bound). Default value: 1.
     seed: stateless seed or None.
+    compiled: False runs the sweep eagerly, op by op (debugging). Default
+      value: True.
 
   Returns:
     bound: float `[B]`.
   """
-  return bound_spec("elbo", num_particles)(model, x, mask, seed)
+  return bound_spec("elbo", num_particles)(model, x, mask, seed, compiled)
 
 
-def iwae(model, x, mask=None, num_particles=4, seed=None):
+def iwae(model, x, mask=None, num_particles=4, seed=None, compiled=True):
   """The importance-weighted bound: N particles, never resampled.
 
   Args:
@@ -126,16 +139,19 @@ def iwae(model, x, mask=None, num_particles=4, seed=None):
     mask: optional bool `[T, B]`, True where a step is real.
     num_particles: Default value: 4.
     seed: stateless seed or None.
+    compiled: False runs the sweep eagerly, op by op (debugging). Default
+      value: True.
 
   Returns:
     bound: float `[B]`.
   """
-  return bound_spec("iwae", num_particles)(model, x, mask, seed)
+  return bound_spec("iwae", num_particles)(model, x, mask, seed, compiled)
 
 
 def fivo(model, x, mask=None, num_particles=4, resampling="ess",
          threshold=0.5, scheme="multinomial", resampling_gradient="stop",
-         soft_mixing=0.5, resampling_temperature=0.5, seed=None):
+         soft_mixing=0.5, resampling_temperature=0.5, seed=None,
+         compiled=True):
   """The filtering variational objective: a particle filter's log p_hat.
 
   Args:
@@ -159,6 +175,8 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
     resampling_temperature: "concrete"'s temperature, > 0; its forward value
       tends to hard resampling's as it falls. Default value: 0.5.
     seed: stateless seed or None.
+    compiled: False runs the sweep eagerly, op by op (debugging). Default
+      value: True.
 
   Returns:
     bound: float `[B]`.
@@ -170,4 +188,5 @@ def fivo(model, x, mask=None, num_particles=4, resampling="ess",
       "fivo", num_particles, resampling=resampling, threshold=threshold,
       scheme=scheme, resampling_gradient=resampling_gradient,
       soft_mixing=soft_mixing,
-      resampling_temperature=resampling_temperature)(model, x, mask, seed)
+      resampling_temperature=resampling_temperature)(model, x, mask, seed,
+                                                     compiled)

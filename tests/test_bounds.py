@@ -209,6 +209,81 @@ def test_same_seed_same_bound_and_eager_equals_compiled():
   np.testing.assert_allclose(xla_iwae(x), exact, rtol=1e-9)
 
 
+def _tiny_vrnn():
+  from seqlvm.models import VRNN  # pylint: disable=g-import-not-at-top
+  return VRNN(5, hidden_size=8, latent_size=3,
+              data_mean=np.full(5, 0.3))
+
+
+def _binary(num_steps, batch_size, seed):
+  rng = np.random.RandomState(seed)
+  return tf.constant((rng.rand(num_steps, batch_size, 5) < 0.3).astype(
+      np.float32))
+
+
+@pytest.mark.parametrize("bound", ["elbo", "iwae", "fivo"])
+def test_compiled_bounds_trace_once_and_equal_the_eager_ones(bound):
+  """The public bounds run as one cached graph per model and options: a new
+  seed, batch size or length reuses it, and its numbers are the eager
+  sweep's, resampling included (the resampler draws the same ancestors for a
+  batch size known only at run time)."""
+  model, fn = _tiny_vrnn(), getattr(bounds, bound)
+  x = _binary(9, 3, seed=0)
+  options = dict(num_particles=4, resampling="always") if bound == "fivo" \
+      else dict(num_particles=4)
+  first = fn(model, x, seed=(1, 2), **options)
+  traces = filter_lib.trace_count()
+  calls = [(x, None, (1, 3)), (x[:6, :2], None, (1, 2)),
+           (_binary(11, 5, seed=1), tf.sequence_mask([11, 4, 0, 7, 1], 11),
+            (5, 5))]
+  for xs, lengths_mask, seed in calls:
+    mask = None if lengths_mask is None else tf.transpose(lengths_mask)
+    compiled = fn(model, xs, mask, seed=seed, **options)
+    assert compiled.shape == (xs.shape[1],)
+    eager = fn(model, xs, mask, seed=seed, compiled=False, **options)
+    np.testing.assert_array_equal(compiled, eager)
+  assert filter_lib.trace_count() == traces  # no retracing
+  np.testing.assert_array_equal(first, fn(model, x, seed=(1, 2), **options))
+  assert not np.allclose(first, fn(model, x, seed=(1, 3), **options))
+
+
+def test_compiled_bound_inside_a_users_function_and_tape():
+  """Under a GradientTape the compiled bound's gradient is the eager one's;
+  inside a caller's tf.function (a train step with Adam) it is built into
+  the caller's graph (no compiled sweep of its own is traced)."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  params = random_lgssm_params(seed=4)
+  a = tf.Variable(params.pop("transition_matrix"))
+  model = LinearGaussianSSM(a, proposal="filtering", **params)
+  x = model.sample(6, 3, seed=(1, 6))
+  grads = {}
+  for compiled in (True, False):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_sum(bounds.fivo(model, x, num_particles=3,
+                                        resampling="always", seed=(4, 4),
+                                        compiled=compiled))
+    grads[compiled] = tape.gradient(loss, a).numpy()
+  assert np.abs(grads[True]).max() > 1e-3
+  np.testing.assert_allclose(grads[True], grads[False], rtol=1e-9)
+  optimizer = tf_keras.optimizers.Adam(1e-2)
+
+  @tf.function
+  def train_step(x, seed):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(bounds.fivo(model, x, num_particles=3,
+                                         resampling="always", seed=seed))
+    optimizer.apply_gradients([(tape.gradient(loss, a), a)])
+    return loss
+
+  traces = filter_lib.trace_count()
+  before = -tf.reduce_mean(bounds.fivo(model, x, num_particles=3,
+                                       resampling="always", seed=(6, 6)))
+  losses = [float(train_step(x, tf.constant([6, 6]))) for _ in range(12)]
+  assert losses[0] == pytest.approx(float(before), rel=1e-9)
+  assert losses[-1] < losses[0]
+  assert filter_lib.trace_count() == traces
+
+
 def test_smoothing_bound_gradient_equals_exact_gradient():
   """With the exact posterior proposal, IWAE(theta) = log p(x; theta) for all
   theta, so their gradients in the transition matrix agree too."""

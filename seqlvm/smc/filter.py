@@ -63,6 +63,7 @@ Recommended import: `from seqlvm.smc import smc`.
 """
 
 import collections
+import weakref
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -73,7 +74,7 @@ from seqlvm.smc import gradients as gradients_lib
 from seqlvm.smc import resampling as resampling_lib
 
 __all__ = ["smc", "SMCResult", "FINAL_REDUCTIONS", "gather_particles",
-           "mix_particles"]
+           "mix_particles", "trace_count"]
 
 SMCResult = collections.namedtuple(
     "SMCResult",
@@ -87,6 +88,7 @@ SMCResult = collections.namedtuple(
     ])
 
 FINAL_REDUCTIONS = ("logmeanexp", "mean")
+_STOP = gradients_lib.Stop()  # the default estimator, one object: a cache key
 
 
 def _where_rows(cond, new, old):
@@ -140,8 +142,19 @@ def smc(model,
         seed=None,
         loop="while_loop",
         resampling_gradient=None,
-        name=None):
+        name=None,
+        compiled=True):
   """Runs a particle filter over a batch of sequences.
+
+  Called eagerly, the sweep runs as a compiled graph: one `tf.function` per
+  model and options (N, the criterion, scheme, reduction and estimator, the
+  data's D and dtype), cached and traced once, whose signature leaves T and B
+  free and takes the seed as a tensor, so a new seed, batch size or length
+  reuses it (`trace_count()` counts the traces). Inside a caller's
+  `tf.function` (a training step, a Keras `train_step`) the sweep is built
+  into the caller's graph instead. Gradients flow either way, under a
+  `tf.GradientTape` too. The compiled sweep draws the same random numbers as
+  the eager one: the result is the same for the same seed.
 
   Args:
     model: a `seqlvm.models.SequenceModel` (or anything with its contract).
@@ -166,6 +179,11 @@ def smc(model,
       `gradients.ResamplingGradient`. Default value: None, which is
       `gradients.Stop()` (FIVO's).
     name: optional name scope.
+    compiled: False runs the sweep eagerly, op by op (for debugging; about
+      100 times slower), as does `tf.config.run_functions_eagerly(True)`.
+      The options are part of the cache's key, so pass the same criterion,
+      scheme and estimator objects each call (`seqlvm.bounds` does), not new
+      ones. Default value: True.
 
   Returns:
     result: an `SMCResult`; `result.log_marginal` `[B]` is the bound.
@@ -174,7 +192,7 @@ def smc(model,
     ValueError: on a bad particle count, reduction, or observation rank.
   """
   _check_arguments(num_particles, loop, final_reduction)
-  estimator = resampling_gradient or gradients_lib.Stop()
+  estimator = resampling_gradient or _STOP
   if estimator.needs_independent_draws and not getattr(
       resample_fn, "independent_draws", False):
     raise ValueError(
@@ -182,10 +200,23 @@ def smc(model,
         "resampling: its score term is the log-probability of independent "
         f"categorical draws (got resample_fn "
         f"{getattr(resample_fn, '__name__', resample_fn)}).")
+  x = tf.convert_to_tensor(x)
+  if x.shape.rank is not None and x.shape.rank != 3:
+    raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
+  options = (num_particles, resample_criterion_fn, resample_fn,
+             final_reduction, estimator, name)
+  if compiled and loop == "while_loop" and tf.executing_eagerly():
+    if mask is None:
+      mask = tf.ones(tf.shape(x)[:2], tf.bool)
+    sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype)
+    return sweep_fn(x, tf.cast(mask, tf.bool), _seed_tensor(seed))
+  return _smc(model, x, mask, seed, loop, *options)
+
+
+def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
+         resample_fn, final_reduction, estimator, name):
+  """`smc` itself, built where it is called."""
   with tf.name_scope(name or "smc"):
-    x = tf.convert_to_tensor(x)
-    if x.shape.rank is not None and x.shape.rank != 3:
-      raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
     num_steps = tf.shape(x)[0]
     batch_size = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
     if mask is None:
@@ -210,6 +241,46 @@ def smc(model,
         resampled=fired,
         ess=ess,
         final_state=state)
+
+
+# model -> {(options, D, dtype): tf.function}. Weak keys: a model that is
+# no longer used takes its compiled sweeps with it.
+_COMPILED = weakref.WeakKeyDictionary()
+_TRACES = [0]
+
+
+def trace_count():
+  """How many times a compiled sweep has been traced in this process."""
+  return _TRACES[0]
+
+
+def _seed_tensor(seed):
+  """The seed as the int32 `[2]` tensor that `smc` would derive from it.
+
+  A stateless seed (a pair, a tensor) is passed on as it is; a stateful one
+  (an int or None) is drawn here, as TFP's `sanitize_seed` does.
+  """
+  if seed is None or isinstance(seed, int):
+    return tfp.random.sanitize_seed(seed)
+  return tf.cast(tf.convert_to_tensor(seed), tf.int32)
+
+
+def _compiled_sweep(model, options, data_size, dtype):
+  """The cached `tf.function` (x, mask, seed) -> SMCResult for the options."""
+  functions = _COMPILED.setdefault(model, {})
+  key = (options, data_size, dtype)
+  if key not in functions:
+    model_ref = weakref.ref(model)  # the function must not keep it alive
+
+    def sweep(x, mask, seed):
+      _TRACES[0] += 1
+      return _smc(model_ref(), x, mask, seed, "while_loop", *options)
+
+    functions[key] = tf.function(sweep, input_signature=[
+        tf.TensorSpec([None, None, data_size], dtype),
+        tf.TensorSpec([None, None], tf.bool),
+        tf.TensorSpec([2], tf.int32)])
+  return functions[key]
 
 
 def _check_arguments(num_particles, loop, final_reduction):
