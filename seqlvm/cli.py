@@ -265,7 +265,7 @@ def _cmd_eval(args):
       bound_names=names, batch_size=args.batch_size, seed=args.seed,
       seeds=args.seeds, checkpoint=args.checkpoint, force=args.force,
       progress=not args.no_progress,
-      report=lambda r: _print_evaluation(r, names))
+      report=lambda r: _print_evaluation(r, names), xla=args.xla)
   reused = sum(results[name]["reused"] for name in names)
   print(f"Records: {os.path.join(args.run_dir, 'eval', args.split)}" + (
       f" ({reused} reused; --force computes them again)" if reused else ""))
@@ -501,6 +501,11 @@ def _eval_parser(sub, registry):
   _checkpoint_flag(p, registry)
   p.add_argument("--force", action="store_true",
                  help="compute again where a record exists")
+  p.add_argument("--xla", action="store_true", default=None,
+                 help="compile with XLA: once per padded length, so slower "
+                 "for one pass over a split, faster for each further bound "
+                 "or seed at the same N; other random streams than the "
+                 "default graph's (separate records) [off]")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=_cmd_eval)
 

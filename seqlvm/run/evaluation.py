@@ -91,24 +91,32 @@ def read_error(source, what, error):
       "seqlvm data from-audio ... --force).")
 
 
+# Evaluation's default compilation (see `Evaluator`).
+EVAL_XLA = False
+
+
 class Evaluator:
   """Compiled bound evaluation over whole splits, cached per (bound, N).
 
-  Evaluation runs as a TensorFlow graph without XLA: XLA compiles once per
-  padded length (seconds each), which a single pass over a split of many
-  lengths never earns back (measured in experiments/bench_train.py).
+  XLA compiles once per padded length (the length buckets keep them few);
+  a graph without XLA compiles once. Which is faster over a whole split is
+  measured in experiments/bench_eval.py (`EVAL_XLA` is the winner). XLA's
+  random streams are not TensorFlow's, so the two give other (equally
+  valid) estimates for the same seed; the records keep them apart.
 
   Args:
     model: the model (a model with relaxed latents is evaluated with hard
       ones: `model.for_evaluation()`).
     config: the run's `Config` (FIVO's resampling options, the padding).
     data_size: int D.
+    xla: compile with XLA. Default value: None (`EVAL_XLA`).
   """
 
-  def __init__(self, model, config, data_size):
+  def __init__(self, model, config, data_size, xla=None):
     self._model = model.for_evaluation()
     self._config = config
     self._data_size = data_size
+    self.xla = EVAL_XLA if xla is None else bool(xla)
     self._fns = {}
 
   @property
@@ -125,7 +133,7 @@ class Evaluator:
                                 training=False)
       model = self._model
 
-      @tf.function(jit_compile=False,
+      @tf.function(jit_compile=self.xla,
                    input_signature=batch_signature(self._data_size,
                                                    batch_size))
       def evaluate_batch(x, lengths, seed):
@@ -305,11 +313,13 @@ class RunEvaluation:
     checkpoint: which checkpoint (see `load_run`). Default value: "auto".
     make_dataset_and_model: as for `train`.
     log: callable for messages.
+    xla: compile with XLA (see `Evaluator`). Default value: None
+      (`EVAL_XLA`).
   """
 
   def __init__(self, run_dir, checkpoint="auto",
                make_dataset_and_model=factory.make_dataset_and_model,
-               log=None):
+               log=None, xla=None):
     self.log = log or progress_lib.message
     self.run_dir = os.fspath(run_dir)
     self.config, self.source, model, path = load_run(
@@ -317,7 +327,8 @@ class RunEvaluation:
     self.checkpoint = os.path.relpath(path, self.run_dir)
     self.step = rundir_lib.checkpoint_number(path)
     self.digest = records_lib.checkpoint_digest(path)
-    self.evaluator = Evaluator(model, self.config, self.source.data_size)
+    self.evaluator = Evaluator(model, self.config, self.source.data_size,
+                               xla=xla)
     self.write_errors = []
     self._versions = None
 
@@ -330,7 +341,8 @@ class RunEvaluation:
       record, reused: the record (dict) and whether it was stored.
     """
     path = records_lib.record_path(self.run_dir, split, self.checkpoint,
-                                   bound, num_particles, seed, batch_size)
+                                   bound, num_particles, seed, batch_size,
+                                   self.evaluator.xla)
     stored = records_lib.read(path)
     if (stored and not force and self.digest and
         stored.get("checkpoint_digest") == self.digest):
@@ -356,8 +368,8 @@ class RunEvaluation:
         "split": split, "checkpoint": self.checkpoint,
         "checkpoint_digest": self.digest, "step": self.step,
         "bound": bound, "num_particles": num_particles, "seed": seed,
-        "batch_size": batch_size, "data": self.config.data,
-        "num_sequences": len(result.values),
+        "batch_size": batch_size, "xla": self.evaluator.xla,
+        "data": self.config.data, "num_sequences": len(result.values),
         "num_timesteps": int(result.lengths.sum()),
         **records_lib.summarize(result.values, result.lengths),
         **diagnostics_summary(result),
@@ -408,7 +420,7 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
              batch_size=None, seed=0, seeds=1, checkpoint="auto",
              force=False,
              make_dataset_and_model=factory.make_dataset_and_model,
-             progress=True, log=None, report=None):
+             progress=True, log=None, report=None, xla=None):
   """Evaluates a checkpoint of a run with each bound on a split.
 
   The ELBO averages `num_particles` independent single-particle bounds (same
@@ -425,6 +437,8 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
     force: compute again even where a record exists. Default value: False.
     report: optional callable given the results before a failure to save
       a record is raised (so it never loses them).
+    xla: compile with XLA (see `Evaluator`). Default value: None
+      (`EVAL_XLA`: a graph without XLA, faster for one pass over a split).
 
   Returns:
     results: `RunEvaluation.summary`'s dict.
@@ -435,7 +449,8 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
   """
   log = log or progress_lib.message
   check_evaluation_arguments(split, num_particles, batch_size, seeds)
-  session = RunEvaluation(run_dir, checkpoint, make_dataset_and_model, log)
+  session = RunEvaluation(run_dir, checkpoint, make_dataset_and_model, log,
+                          xla)
   if not session.source.num_sequences(split):
     raise DataError(f"The {split!r} split is empty.")
   config = session.config

@@ -54,12 +54,13 @@ def checkpoint_tag(checkpoint):
 
 
 def record_path(run_dir, split, checkpoint, bound, num_particles, seed,
-                batch_size):
-  """Where the record of one evaluation lives."""
+                batch_size, xla=False):
+  """Where the record of one evaluation lives (XLA's random streams are not
+  TensorFlow's: an evaluation compiled with XLA is another record)."""
   return os.path.join(os.fspath(run_dir), EVAL_DIR, split,
                       checkpoint_tag(checkpoint),
                       f"{bound}_n{num_particles}_seed{seed}_b{batch_size}"
-                      ".json")
+                      f"{'_xla' if xla else ''}.json")
 
 
 def checkpoint_digest(prefix):

@@ -52,6 +52,25 @@ def test_exact_model_gives_its_log_likelihood_at_any_batch_size(batch_size):
     np.testing.assert_allclose(result.per_timestep, exact / 15, rtol=1e-5)
 
 
+def test_xla_evaluation_equals_the_graphs():
+  """With and without XLA the same numbers where the bound does not depend
+  on the random draws (WaveNet: exact), at padded lengths 4 and 8; the default
+  is the graph (faster for one pass: experiments/bench_eval.py)."""
+  source = _source(1)
+  config = Config(model="wavenet", wavenet_channels=4, wavenet_layers=2,
+                  pad_to_multiple=4)
+  model = factory.build_model(config, 5, source.train_mean)
+  graph = evaluation.Evaluator(model, config, 5)
+  xla = evaluation.Evaluator(model, config, 5, xla=True)
+  assert not graph.xla and xla.xla
+  for name in ("iwae", "fivo"):
+    a = graph(source, "test", name, num_particles=3, batch_size=1)
+    b = xla(source, "test", name, num_particles=3, batch_size=1)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(b.values, a.values, rtol=1e-6)
+    np.testing.assert_allclose(b.per_timestep, a.per_timestep, rtol=1e-6)
+
+
 def test_a_non_finite_bound_is_an_error_not_a_number():
   source = _source()
   config = Config(hidden_size=6, latent_size=3, emission="gaussian")
