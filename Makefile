@@ -8,6 +8,9 @@ RUN_DIR ?= runs/demo
 DEMO_STEPS ?= 1500
 SPEECH_RUN_DIR ?= runs/speech-demo
 SPEECH_STEPS ?= 500
+# The suite runs in this many pytest-xdist processes (compilation, most of
+# its time, is single-threaded: two processes use both of CI's two cores).
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo demo-speech espeak test bench jsb clean
 
@@ -44,7 +47,7 @@ demo-speech: venv espeak
 	@echo "Run directory: $(SPEECH_RUN_DIR) (WAV samples in samples/; tensorboard --logdir $(SPEECH_RUN_DIR))"
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: venv
 	$(BIN)/python experiments/bench_train.py
