@@ -98,11 +98,14 @@ EVAL_XLA = False
 class Evaluator:
   """Compiled bound evaluation over whole splits, cached per (bound, N).
 
-  XLA compiles once per padded length (the length buckets keep them few);
-  a graph without XLA compiles once. Which is faster over a whole split is
-  measured in experiments/bench_eval.py (`EVAL_XLA` is the winner). XLA's
-  random streams are not TensorFlow's, so the two give other (equally
-  valid) estimates for the same seed; the records keep them apart.
+  With `xla`, the sweep's step (whose shapes do not depend on the length)
+  is one XLA-compiled function inside a graph loop over time
+  (`loop="xla_step"` of `seqlvm.smc.smc`): compiled once for all lengths,
+  where XLA around the whole sweep compiles once per padded length. Which
+  is faster over a whole split is measured in experiments/bench_eval.py
+  (`EVAL_XLA` is the winner). XLA's random streams are not TensorFlow's,
+  so the two give other (equally valid) estimates for the same seed; the
+  records keep them apart.
 
   Args:
     model: the model (a model with relaxed latents is evaluated with hard
@@ -133,14 +136,15 @@ class Evaluator:
                                 training=False)
       model = self._model
 
-      @tf.function(jit_compile=self.xla,
-                   input_signature=batch_signature(self._data_size,
+      loop = "xla_step" if self.xla else "while_loop"
+
+      @tf.function(input_signature=batch_signature(self._data_size,
                                                    batch_size))
       def evaluate_batch(x, lengths, seed):
         mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
         if not diagnostics:
-          return spec(model, x, mask, seed)
-        sweep = spec.sweep(model, x, mask, seed)
+          return spec(model, x, mask, seed, loop=loop)
+        sweep = spec.sweep(model, x, mask, seed, loop=loop)
         return sweep.log_marginal, diagnostics_lib.per_sequence(
             sweep, mask, num_particles)
 

@@ -88,6 +88,7 @@ SMCResult = collections.namedtuple(
     ])
 
 FINAL_REDUCTIONS = ("logmeanexp", "mean")
+LOOPS = ("while_loop", "xla_step", "python")
 _STOP = gradients_lib.Stop()  # the default estimator, one object: a cache key
 
 
@@ -172,7 +173,11 @@ def smc(model,
     seed: a stateless seed (int or `[2]` int tensor), or None for a random
       one. The same seed gives the same result.
     loop: "while_loop" (one `tf.while_loop` over time: compiles into one
-      graph) or "python" (a Python loop calling one compiled step per time
+      graph), "xla_step" (a graph `tf.while_loop` over time whose step,
+      whose shapes do not depend on T, is one XLA-compiled function:
+      compiled once for every length, where XLA around the whole loop
+      compiles once per length; XLA's random streams, not TensorFlow's) or
+      "python" (a Python loop calling one compiled step per time
       step, eagerly; the benchmarks' per-timestep baseline). Default value:
       "while_loop".
     resampling_gradient: the gradient estimator for the ancestor draw, a
@@ -205,10 +210,10 @@ def smc(model,
     raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
   options = (num_particles, resample_criterion_fn, resample_fn,
              final_reduction, estimator, name)
-  if compiled and loop == "while_loop" and tf.executing_eagerly():
+  if compiled and loop != "python" and tf.executing_eagerly():
     if mask is None:
       mask = tf.ones(tf.shape(x)[:2], tf.bool)
-    sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype)
+    sweep_fn = _compiled_sweep(model, options, loop, x.shape[2], x.dtype)
     return sweep_fn(x, tf.cast(mask, tf.bool), _seed_tensor(seed))
   return _smc(model, x, mask, seed, loop, *options)
 
@@ -225,8 +230,10 @@ def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
     sweep = _Sweep(model, x, mask, tfp.random.sanitize_seed(seed, salt="smc"),
                    num_particles, batch_size, resample_criterion_fn,
                    resample_fn, estimator)
-    run_loop = _python_loop if loop == "python" else _while_loop
-    carry, traces = run_loop(sweep, num_steps)
+    if loop == "python":
+      carry, traces = _python_loop(sweep, num_steps)
+    else:
+      carry, traces = _while_loop(sweep, num_steps, loop == "xla_step")
     state, log_weights, log_p_hat, extra = carry
     if final_reduction == "logmeanexp":
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
@@ -265,16 +272,16 @@ def _seed_tensor(seed):
   return tf.cast(tf.convert_to_tensor(seed), tf.int32)
 
 
-def _compiled_sweep(model, options, data_size, dtype):
+def _compiled_sweep(model, options, loop, data_size, dtype):
   """The cached `tf.function` (x, mask, seed) -> SMCResult for the options."""
   functions = _COMPILED.setdefault(model, {})
-  key = (options, data_size, dtype)
+  key = (options, loop, data_size, dtype)
   if key not in functions:
     model_ref = weakref.ref(model)  # the function must not keep it alive
 
     def sweep(x, mask, seed):
       _TRACES[0] += 1
-      return _smc(model_ref(), x, mask, seed, "while_loop", *options)
+      return _smc(model_ref(), x, mask, seed, loop, *options)
 
     functions[key] = tf.function(sweep, input_signature=[
         tf.TensorSpec([None, None, data_size], dtype),
@@ -287,8 +294,8 @@ def _check_arguments(num_particles, loop, final_reduction):
   if not isinstance(num_particles, int) or num_particles < 1:
     raise ValueError(f"num_particles must be a positive Python int, got "
                      f"{num_particles!r}.")
-  if loop not in ("while_loop", "python"):
-    raise ValueError(f"loop must be 'while_loop' or 'python', got {loop!r}.")
+  if loop not in LOOPS:
+    raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}.")
   if final_reduction not in FINAL_REDUCTIONS:
     raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
                      f"{final_reduction!r}.")
@@ -326,12 +333,18 @@ class _Sweep:
             tf.zeros([self.n, self.batch_size], self.dtype),
             tf.zeros([self.batch_size], self.dtype), extra)
 
-  def _propose(self, t, state, log_weights, proposal_seed):
+  def inputs(self, t):
+    """Step t's observations `[B, D]`, context (nest of `[B, ...]`) and
+    mask `[B]`, before they are tiled to the particles."""
+    return (self.x[t], tf.nest.map_structure(lambda c: c[t], self.context),
+            self.mask[t])
+
+  def _propose(self, inputs, state, log_weights, proposal_seed):
     """Step t's proposal and weights: the new state and log weights."""
-    n, mask_t = self.n, self.mask[t]  # [B]
-    x_t = shapes.tile_particles(self.x[t], n)  # [N*B, D]
+    n, (x_t, context_t, mask_t) = self.n, inputs
+    x_t = shapes.tile_particles(x_t, n)  # [N*B, D]
     context_t = tf.nest.map_structure(
-        lambda c: shapes.tile_particles(c[t], n), self.context)
+        lambda c: shapes.tile_particles(c, n), context_t)
     out = self.model.step(state, context_t, x_t, proposal_seed)
     log_alpha = tf.cast(shapes.split_particles(
         out.log_p_z + out.log_p_x_given_z - out.log_q_z, n),
@@ -343,9 +356,9 @@ class _Sweep:
         lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
     return state, log_weights + log_alpha
 
-  def _resample(self, t, state, log_weights, log_p_hat, extra, seed):
+  def _resample(self, mask_t, state, log_weights, log_p_hat, extra, seed):
     """Where the criterion fires: log p_hat += logmeanexp(w), resample."""
-    n, mask_t = self.n, self.mask[t]
+    n = self.n
     fire = tf.logical_and(self.resample_criterion_fn(log_weights), mask_t)
     increment = _logmeanexp(log_weights)
     log_p_hat = log_p_hat + tf.where(fire, increment,
@@ -370,24 +383,39 @@ class _Sweep:
   def step(self, t, state, log_weights, log_p_hat, extra):
     """One step: propose, weight, maybe resample. Returns the new carry and
     this step's traces (weights before any reset, fired flags, ESS)."""
+    return self.step_on(t, self.inputs(t), state, log_weights, log_p_hat,
+                        extra)
+
+  def step_on(self, t, inputs, state, log_weights, log_p_hat, extra):
+    """`step` given step t's `inputs(t)`."""
     step_seed = tf.random.experimental.stateless_fold_in(self.seed, t)
     proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
-    state, log_weights = self._propose(t, state, log_weights, proposal_seed)
+    state, log_weights = self._propose(inputs, state, log_weights,
+                                       proposal_seed)
     traced_weights = log_weights
     ess = criteria_lib.effective_sample_size(log_weights)
     if self.never_resample:
       fire = tf.zeros([self.batch_size], tf.bool)
     else:
       state, log_weights, log_p_hat, extra, fire = self._resample(
-          t, state, log_weights, log_p_hat, extra, resample_seed)
+          inputs[2], state, log_weights, log_p_hat, extra, resample_seed)
     return (state, log_weights, log_p_hat, extra), (traced_weights, fire,
                                                     ess)
 
 
-def _while_loop(sweep, num_steps):
-  """The sweep as one `tf.while_loop` over time: (carry, stacked traces)."""
+def _while_loop(sweep, num_steps, xla_step=False):
+  """The sweep as one `tf.while_loop` over time: (carry, stacked traces).
+
+  With `xla_step` the step is one XLA-compiled function of step t's inputs
+  (sliced here, outside it), so nothing it sees has a T dimension.
+  """
+  step = sweep.step
+  if xla_step:
+    step_on = tf.function(sweep.step_on, jit_compile=True)
+    step = lambda t, *carry: step_on(t, sweep.inputs(t), *carry)
+
   def body(t, carry, weights_ta, resampled_ta, ess_ta):
-    carry, (traced, fire, ess) = sweep.step(t, *carry)
+    carry, (traced, fire, ess) = step(t, *carry)
     return (t + 1, carry, weights_ta.write(t, traced),
             resampled_ta.write(t, fire), ess_ta.write(t, ess))
 

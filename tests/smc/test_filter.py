@@ -138,3 +138,26 @@ def test_python_loop_equals_while_loop():
     np.testing.assert_allclose(v, u, rtol=1e-12)
   with pytest.raises(ValueError, match="loop"):
     filter_lib.smc(TableModel(table, 4), x, loop="unrolled", num_particles=4)
+
+
+def test_xla_step_loop_equals_xla_around_the_whole_sweep():
+  """loop="xla_step" (a graph loop over an XLA-compiled step, compiled once
+  for every length: evaluation's XLA) draws XLA's random numbers, as XLA
+  around the whole sweep does: the same results, resampling included."""
+  from seqlvm.models import VRNN  # pylint: disable=g-import-not-at-top
+  model = VRNN(5, hidden_size=8, latent_size=3, data_mean=np.full(5, 0.3))
+  rng = np.random.RandomState(0)
+  kwargs = dict(num_particles=3, resample_criterion_fn=criteria.always)
+  whole = tf.function(
+      lambda x, mask, seed: filter_lib.smc(model, x, mask, seed=seed,
+                                           **kwargs),
+      jit_compile=True)
+  for num_steps, lengths in ((6, [6, 2]), (9, [9, 9])):
+    x = tf.constant((rng.rand(num_steps, 2, 5) < 0.3).astype(np.float32))
+    mask = shapes.sequence_mask(lengths, num_steps)
+    seed = tf.constant([2, num_steps])
+    a = whole(x, mask, seed)
+    b = filter_lib.smc(model, x, mask, seed=seed, loop="xla_step", **kwargs)
+    for u, v in zip(a[:4], b[:4]):
+      np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-5)
+    assert np.all(b.resampled.numpy() == mask.numpy())
