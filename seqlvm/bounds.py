@@ -61,20 +61,20 @@ class BoundSpec:
   final_reduction: str = "logmeanexp"
 
   def sweep(self, model, x, mask=None, seed=None, compiled=True,
-            loop="while_loop"):
-    """The whole `seqlvm.smc.SMCResult` of one sweep (`loop`: see
-    `seqlvm.smc.smc`)."""
+            batch_weight_gradients=False):
+    """The whole `seqlvm.smc.SMCResult` of one sweep (`compiled` and
+    `batch_weight_gradients`: see `seqlvm.smc.smc`)."""
     return filter_lib.smc(
         model, x, mask, num_particles=self.num_particles,
         resample_criterion_fn=self.resample_criterion_fn,
         resample_fn=self.resample_fn, final_reduction=self.final_reduction,
         resampling_gradient=self.resampling_gradient, seed=seed,
-        name=self.name, compiled=compiled, loop=loop)
+        name=self.name, compiled=compiled,
+        batch_weight_gradients=batch_weight_gradients)
 
-  def __call__(self, model, x, mask=None, seed=None, compiled=True,
-               loop="while_loop"):
+  def __call__(self, model, x, mask=None, seed=None, compiled=True):
     """The bound per sequence, float `[B]`."""
-    return self.sweep(model, x, mask, seed, compiled, loop).log_marginal
+    return self.sweep(model, x, mask, seed, compiled).log_marginal
 
 
 @functools.lru_cache(maxsize=256)

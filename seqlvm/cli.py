@@ -151,6 +151,9 @@ def _training_flags(p, arg, registry):
   p.add_argument("--no-jit", dest="jit_compile", action="store_const",
                  const=False, default=None,
                  help="do not compile the step with XLA [XLA on]")
+  arg("--precision", "precision", "dtype of the networks' dense products "
+      "(mixed precision; weights and log weights stay float32): " +
+      registry.PRECISIONS.help(), choices=registry.PRECISIONS.names)
   arg("--seed", "seed", "seed for initialisation, data order and sampling",
       type=int)
   p.add_argument("--max-minutes", type=float, default=None,
@@ -503,9 +506,10 @@ def _eval_parser(sub, registry):
                  help="compute again where a record exists")
   p.add_argument("--xla", action="store_true", default=None,
                  help="compile with XLA: once per padded length, so slower "
-                 "for one pass over a split, faster for each further bound "
-                 "or seed at the same N; other random streams than the "
-                 "default graph's (separate records) [off]")
+                 "for one pass over a split (5x on MuseData), faster for "
+                 "each further seed of the same bound and N (3.5x); other "
+                 "random streams than the default graph's (separate "
+                 "records) [off]")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=_cmd_eval)
 

@@ -14,7 +14,7 @@ __all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "on_nonfinite",
-                    "jit_compile", "early_stopping",
+                    "jit_compile", "precision", "early_stopping",
                     "valid_variance_sweeps", "valid_samples")
 # Fields added after the first config format. A stored config without one
 # gets what the code did before the field existed: its default, or the
@@ -26,7 +26,7 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "resampling_temperature", "max_length", "lr_schedule",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
-                "valid_samples")
+                "valid_samples", "precision")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -96,7 +96,11 @@ class Config:
   `resampling_temperature` are the parameters of "soft" and "concrete".
   `latent="concrete"` gives the VRNN a relaxed one-hot latent over
   `categories` classes at `latent_temperature` (evaluated and sampled with
-  the hard categorical).
+  the hard categorical). `precision` "bfloat16" or "float16" computes the
+  networks' dense products in that dtype, with float32 weights,
+  activations and log weights (mixed precision, `seqlvm.models.nets`); a
+  run may resume at another precision (its variables are float32 either
+  way).
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -136,6 +140,7 @@ class Config:
   pad_to_multiple: int = 32
   max_length: int = 0
   jit_compile: bool = True
+  precision: str = "float32"
   seed: int = 0
 
   def __post_init__(self):
@@ -167,6 +172,8 @@ class Config:
          f"resampling_gradient must be one of {registry.GRADIENTS.names}"),
         (self.latent in registry.LATENTS,
          f"latent must be one of {registry.LATENTS.names}"),
+        (self.precision in registry.PRECISIONS,
+         f"precision must be one of {registry.PRECISIONS.names}"),
         (self.lr_schedule in registry.SCHEDULES,
          f"lr_schedule must be one of {registry.SCHEDULES.names}"),
         (0. < self.lr_decay_rate < float("inf"),

@@ -18,16 +18,69 @@ be multiplied ahead, once per batch and outside the particle loop:
 The blocks given to one call must be adjacent in the declared order (they
 are one slice of the weight rows). The weights are one kernel `w` and one
 bias `b` whatever the blocks, so checkpoints do not depend on them.
+
+Mixed precision. The products may be computed in bfloat16 or float16 while
+the weights, the bias, every activation and so every log density and log
+weight stay float32: the layer casts its input and kernel to the matmul
+dtype and the product back (the gradients reach the float32 variables
+through the casts). A layer takes its matmul dtype when it is built, from
+`matmul_precision`, so a model built inside
+
+    with nets.matmul_precision("bfloat16"):
+      model = VRNN(88)
+
+runs every dense product of every network in bfloat16, and its checkpoints
+are those of the float32 model.
 """
 
 import collections
+import contextlib
 import math
 
 import tensorflow as tf
 
-__all__ = ["Linear", "MLP", "LSTMCell", "glorot_uniform"]
+__all__ = ["Linear", "MLP", "LSTMCell", "glorot_uniform", "PRECISIONS",
+           "matmul_precision", "product_hook"]
 
 _INPUTS = "inputs"  # The name of the single block of an unnamed input.
+
+# The matmul dtypes `matmul_precision` accepts; "float32" means the weights'
+# own dtype (no casts).
+PRECISIONS = ("float32", "bfloat16", "float16")
+_PRECISION = ["float32"]  # The matmul dtype of the layers built now.
+
+
+_HOOK = [None]  # The active `product_hook`, if any.
+
+
+@contextlib.contextmanager
+def product_hook(hook):
+  """While active, each `Linear` product x W[rows] (x `[R, rows]`) is
+  `hook(layer, start, stop, x, matmul)`: W's rows start:stop, and
+  `matmul(x, w)` the layer's own product (its precision). The SMC sweep
+  uses it to take the weight gradients of its step's products out of the
+  loop over time (`seqlvm.smc.filter`)."""
+  saved = _HOOK[0]
+  _HOOK[0] = hook
+  try:
+    yield
+  finally:
+    _HOOK[0] = saved
+
+
+@contextlib.contextmanager
+def matmul_precision(precision):
+  """Layers built inside compute their products in `precision`, one of
+  `PRECISIONS` (the weights and everything else stay in their dtype)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got "
+                     f"{precision!r}.")
+  saved = _PRECISION[0]
+  _PRECISION[0] = precision
+  try:
+    yield
+  finally:
+    _PRECISION[0] = saved
 
 
 def glorot_uniform(shape, seed, dtype=tf.float32):
@@ -72,6 +125,30 @@ class Linear(tf.Module):
     b = tf.zeros([output_size], dtype) if bias_init is None else tf.cast(
         tf.broadcast_to(bias_init, [output_size]), dtype)
     self.b = tf.Variable(b, name="b")
+    # None: the weights' dtype. A Python attribute, fixed when built: a
+    # traced function sees the same products at every call.
+    self.matmul_dtype = (None if _PRECISION[0] == "float32" else
+                         tf.as_dtype(_PRECISION[0]))
+
+  def _matmul(self, x, w):
+    """x w, in `matmul_dtype` when set (cast back to w's dtype)."""
+    if self.matmul_dtype is None or self.matmul_dtype == w.dtype:
+      return tf.matmul(x, w)
+    product = tf.matmul(tf.cast(x, self.matmul_dtype),
+                        tf.cast(w, self.matmul_dtype))
+    return tf.cast(product, w.dtype)
+
+  def weights(self, start, stop):
+    """W's rows start:stop `[stop - start, out]`."""
+    if start == 0 and stop == self.input_size:
+      return self.w
+    return self.w[start:stop]
+
+  def _product(self, x, start, stop):
+    """x W[start:stop], through the active `product_hook` if any."""
+    if _HOOK[0] is not None:
+      return _HOOK[0](self, start, stop, x, self._matmul)
+    return self._matmul(x, self.weights(start, stop))
 
   def _stacked(self, inputs):
     """The named inputs concatenated in block order, and their rows."""
@@ -99,7 +176,7 @@ class Linear(tf.Module):
   def project(self, **inputs):
     """The named inputs' part of x W, without the bias: `[R, out]`."""
     x, start, stop = self._stacked(inputs)
-    return tf.matmul(x, self.w[start:stop])
+    return self._product(x, start, stop)
 
   def __call__(self, *whole, precomputed=None, **inputs):
     """x W + b (+ precomputed).
@@ -115,13 +192,10 @@ class Linear(tf.Module):
         raise ValueError(f"{self.name}: a positional input must be the whole "
                          f"input ({self.input_size} columns); pass blocks "
                          f"{list(self.blocks)} by name.")
-      y = tf.matmul(x, self.w) + self.b
+      y = self._product(x, 0, self.input_size) + self.b
     else:
       x, start, stop = self._stacked(inputs)
-      if start == 0 and stop == self.input_size:
-        y = tf.matmul(x, self.w) + self.b
-      else:
-        y = tf.matmul(x, self.w[start:stop]) + self.b
+      y = self._product(x, start, stop) + self.b
     return y if precomputed is None else y + precomputed
 
 

@@ -98,14 +98,13 @@ EVAL_XLA = False
 class Evaluator:
   """Compiled bound evaluation over whole splits, cached per (bound, N).
 
-  With `xla`, the sweep's step (whose shapes do not depend on the length)
-  is one XLA-compiled function inside a graph loop over time
-  (`loop="xla_step"` of `seqlvm.smc.smc`): compiled once for all lengths,
-  where XLA around the whole sweep compiles once per padded length. Which
-  is faster over a whole split is measured in experiments/bench_eval.py
-  (`EVAL_XLA` is the winner). XLA's random streams are not TensorFlow's,
-  so the two give other (equally valid) estimates for the same seed; the
-  records keep them apart.
+  XLA compiles once per padded length (the length buckets keep them few);
+  a graph without XLA compiles once. One pass over a split is faster as a
+  graph (`EVAL_XLA`; on MuseData's test split 10.6 s against 55 s with
+  XLA), every later pass with the same function (another seed) faster with
+  XLA (2.9 s against 10.4 s): experiments/bench_eval.py. XLA's random
+  streams are not TensorFlow's, so the two give other (equally valid)
+  estimates for the same seed; the records keep them apart.
 
   Args:
     model: the model (a model with relaxed latents is evaluated with hard
@@ -136,15 +135,14 @@ class Evaluator:
                                 training=False)
       model = self._model
 
-      loop = "xla_step" if self.xla else "while_loop"
-
-      @tf.function(input_signature=batch_signature(self._data_size,
+      @tf.function(jit_compile=self.xla,
+                   input_signature=batch_signature(self._data_size,
                                                    batch_size))
       def evaluate_batch(x, lengths, seed):
         mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
         if not diagnostics:
-          return spec(model, x, mask, seed, loop=loop)
-        sweep = spec.sweep(model, x, mask, seed, loop=loop)
+          return spec(model, x, mask, seed)
+        sweep = spec.sweep(model, x, mask, seed)
         return sweep.log_marginal, diagnostics_lib.per_sequence(
             sweep, mask, num_particles)
 

@@ -26,6 +26,7 @@ from seqlvm import registry
 from seqlvm.data import sources
 from seqlvm.data import registry as data_registry
 from seqlvm.errors import ConfigError
+from seqlvm.models import nets
 
 __all__ = ["make_dataset_and_model", "resolve_emission", "build_model",
            "model_arguments", "bound_spec", "resolve_schedule",
@@ -78,7 +79,8 @@ def build_model(config, data_size, data_mean, emission=None):
 
   The model's class gets the arguments of `model_arguments` that its
   constructor takes (a model without latents takes no `hidden_size`; only
-  the models that offer a concrete latent take `latent`).
+  the models that offer a concrete latent take `latent`). Its networks
+  compute their products in `config.precision`.
   """
   emission = emission or config.emission
   if emission == "auto":
@@ -87,8 +89,9 @@ def build_model(config, data_size, data_mean, emission=None):
   accepted = inspect.signature(model_class).parameters
   kwargs = {k: v for k, v in model_arguments(config).items()
             if k in accepted}
-  return model_class(data_size, emission=emission, data_mean=data_mean,
-                     **kwargs)
+  with nets.matmul_precision(config.precision):
+    return model_class(data_size, emission=emission, data_mean=data_mean,
+                       **kwargs)
 
 
 def bound_spec(config, name, num_particles, training=True):

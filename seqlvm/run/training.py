@@ -63,6 +63,9 @@ MAX_CONSECUTIVE_SKIPS = 20
 VARIANCE_SEQUENCES = 16
 # Steps of each sample drawn for TensorBoard at validation.
 SAMPLE_STEPS = 64
+# Training sweeps take their weight gradients after the loop over time
+# (`seqlvm.smc.smc(batch_weight_gradients=True)`).
+BATCH_WEIGHT_GRADIENTS = True
 
 
 @dataclasses.dataclass
@@ -553,7 +556,8 @@ class TrainingLoop:
       hook.end(self)
 
 
-def make_train_step(model, optimizer, config, data_size, mode="xla"):
+def make_train_step(model, optimizer, config, data_size, mode="xla",
+                    batch_weight_gradients=None):
   """The training step: bound, gradient, finiteness check, Adam update.
 
   Args:
@@ -564,6 +568,9 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
     mode: "xla" (one XLA-compiled `tf.function`), "graph" (a `tf.function`
       without XLA) or "eager" (no `tf.function`: the sweep's while loop runs
       step by step in Python; the benchmarks' baseline).
+    batch_weight_gradients: take the weight gradients of the sweep's step
+      after the loop over time (`seqlvm.smc.smc`). Default value: None
+      (`BATCH_WEIGHT_GRADIENTS`).
 
   Returns:
     train_step: (x `[T, B, D]`, lengths `[B]`, seed `[2]`) ->
@@ -573,11 +580,14 @@ def make_train_step(model, optimizer, config, data_size, mode="xla"):
   """
   variables = model.trainable_variables
   spec = factory.bound_spec(config, config.bound, config.num_particles)
+  if batch_weight_gradients is None:
+    batch_weight_gradients = BATCH_WEIGHT_GRADIENTS
 
   def train_step(x, lengths, seed):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
     with tf.GradientTape() as tape:
-      sweep = spec.sweep(model, x, mask, seed)
+      sweep = spec.sweep(model, x, mask, seed,
+                         batch_weight_gradients=batch_weight_gradients)
       per_sequence = sweep.log_marginal
       num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
       loss = -tf.reduce_sum(per_sequence) / num_steps

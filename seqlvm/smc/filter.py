@@ -69,6 +69,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from seqlvm import shapes
+from seqlvm.models import nets
 from seqlvm.smc import criteria as criteria_lib
 from seqlvm.smc import gradients as gradients_lib
 from seqlvm.smc import resampling as resampling_lib
@@ -88,7 +89,6 @@ SMCResult = collections.namedtuple(
     ])
 
 FINAL_REDUCTIONS = ("logmeanexp", "mean")
-LOOPS = ("while_loop", "xla_step", "python")
 _STOP = gradients_lib.Stop()  # the default estimator, one object: a cache key
 
 
@@ -144,7 +144,8 @@ def smc(model,
         loop="while_loop",
         resampling_gradient=None,
         name=None,
-        compiled=True):
+        compiled=True,
+        batch_weight_gradients=False):
   """Runs a particle filter over a batch of sequences.
 
   Called eagerly, the sweep runs as a compiled graph: one `tf.function` per
@@ -173,17 +174,20 @@ def smc(model,
     seed: a stateless seed (int or `[2]` int tensor), or None for a random
       one. The same seed gives the same result.
     loop: "while_loop" (one `tf.while_loop` over time: compiles into one
-      graph), "xla_step" (a graph `tf.while_loop` over time whose step,
-      whose shapes do not depend on T, is one XLA-compiled function:
-      compiled once for every length, where XLA around the whole loop
-      compiles once per length; XLA's random streams, not TensorFlow's) or
-      "python" (a Python loop calling one compiled step per time
+      graph) or "python" (a Python loop calling one compiled step per time
       step, eagerly; the benchmarks' per-timestep baseline). Default value:
       "while_loop".
     resampling_gradient: the gradient estimator for the ancestor draw, a
       `gradients.ResamplingGradient`. Default value: None, which is
       `gradients.Stop()` (FIVO's).
     name: optional name scope.
+    batch_weight_gradients: take the gradients of the network weights that
+      the step multiplies (every `seqlvm.models.nets.Linear` product in
+      `model.step`) after the loop, as one product over all T steps,
+      instead of one small product per step inside the backward loop
+      (`_WeightGradientBatcher`); the same gradients to float rounding.
+      For training: it stores each product's input at every step.
+      "while_loop" only. Default value: False.
     compiled: False runs the sweep eagerly, op by op (for debugging; about
       100 times slower), as does `tf.config.run_functions_eagerly(True)`.
       The options are part of the cache's key, so pass the same criterion,
@@ -208,18 +212,21 @@ def smc(model,
   x = tf.convert_to_tensor(x)
   if x.shape.rank is not None and x.shape.rank != 3:
     raise ValueError(f"x must be time-major [T, B, D]; got shape {x.shape}.")
+  if batch_weight_gradients and loop != "while_loop":
+    raise ValueError("batch_weight_gradients needs loop='while_loop'.")
   options = (num_particles, resample_criterion_fn, resample_fn,
-             final_reduction, estimator, name)
-  if compiled and loop != "python" and tf.executing_eagerly():
+             final_reduction, estimator, name, bool(batch_weight_gradients))
+  if compiled and loop == "while_loop" and tf.executing_eagerly():
     if mask is None:
       mask = tf.ones(tf.shape(x)[:2], tf.bool)
-    sweep_fn = _compiled_sweep(model, options, loop, x.shape[2], x.dtype)
+    sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype)
     return sweep_fn(x, tf.cast(mask, tf.bool), _seed_tensor(seed))
   return _smc(model, x, mask, seed, loop, *options)
 
 
 def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
-         resample_fn, final_reduction, estimator, name):
+         resample_fn, final_reduction, estimator, name,
+         batch_weight_gradients):
   """`smc` itself, built where it is called."""
   with tf.name_scope(name or "smc"):
     num_steps = tf.shape(x)[0]
@@ -233,7 +240,7 @@ def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
     if loop == "python":
       carry, traces = _python_loop(sweep, num_steps)
     else:
-      carry, traces = _while_loop(sweep, num_steps, loop == "xla_step")
+      carry, traces = _while_loop(sweep, num_steps, batch_weight_gradients)
     state, log_weights, log_p_hat, extra = carry
     if final_reduction == "logmeanexp":
       log_p_hat = log_p_hat + _logmeanexp(log_weights)
@@ -272,16 +279,16 @@ def _seed_tensor(seed):
   return tf.cast(tf.convert_to_tensor(seed), tf.int32)
 
 
-def _compiled_sweep(model, options, loop, data_size, dtype):
+def _compiled_sweep(model, options, data_size, dtype):
   """The cached `tf.function` (x, mask, seed) -> SMCResult for the options."""
   functions = _COMPILED.setdefault(model, {})
-  key = (options, loop, data_size, dtype)
+  key = (options, data_size, dtype)
   if key not in functions:
     model_ref = weakref.ref(model)  # the function must not keep it alive
 
     def sweep(x, mask, seed):
       _TRACES[0] += 1
-      return _smc(model_ref(), x, mask, seed, loop, *options)
+      return _smc(model_ref(), x, mask, seed, "while_loop", *options)
 
     functions[key] = tf.function(sweep, input_signature=[
         tf.TensorSpec([None, None, data_size], dtype),
@@ -294,8 +301,8 @@ def _check_arguments(num_particles, loop, final_reduction):
   if not isinstance(num_particles, int) or num_particles < 1:
     raise ValueError(f"num_particles must be a positive Python int, got "
                      f"{num_particles!r}.")
-  if loop not in LOOPS:
-    raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}.")
+  if loop not in ("while_loop", "python"):
+    raise ValueError(f"loop must be 'while_loop' or 'python', got {loop!r}.")
   if final_reduction not in FINAL_REDUCTIONS:
     raise ValueError(f"final_reduction must be one of {FINAL_REDUCTIONS}, got "
                      f"{final_reduction!r}.")
@@ -333,18 +340,12 @@ class _Sweep:
             tf.zeros([self.n, self.batch_size], self.dtype),
             tf.zeros([self.batch_size], self.dtype), extra)
 
-  def inputs(self, t):
-    """Step t's observations `[B, D]`, context (nest of `[B, ...]`) and
-    mask `[B]`, before they are tiled to the particles."""
-    return (self.x[t], tf.nest.map_structure(lambda c: c[t], self.context),
-            self.mask[t])
-
-  def _propose(self, inputs, state, log_weights, proposal_seed):
+  def _propose(self, t, state, log_weights, proposal_seed):
     """Step t's proposal and weights: the new state and log weights."""
-    n, (x_t, context_t, mask_t) = self.n, inputs
-    x_t = shapes.tile_particles(x_t, n)  # [N*B, D]
+    n, mask_t = self.n, self.mask[t]  # [B]
+    x_t = shapes.tile_particles(self.x[t], n)  # [N*B, D]
     context_t = tf.nest.map_structure(
-        lambda c: shapes.tile_particles(c, n), context_t)
+        lambda c: shapes.tile_particles(c[t], n), self.context)
     out = self.model.step(state, context_t, x_t, proposal_seed)
     log_alpha = tf.cast(shapes.split_particles(
         out.log_p_z + out.log_p_x_given_z - out.log_q_z, n),
@@ -356,9 +357,9 @@ class _Sweep:
         lambda new, old: _where_rows(mask_rows, new, old), out.state, state)
     return state, log_weights + log_alpha
 
-  def _resample(self, mask_t, state, log_weights, log_p_hat, extra, seed):
+  def _resample(self, t, state, log_weights, log_p_hat, extra, seed):
     """Where the criterion fires: log p_hat += logmeanexp(w), resample."""
-    n = self.n
+    n, mask_t = self.n, self.mask[t]
     fire = tf.logical_and(self.resample_criterion_fn(log_weights), mask_t)
     increment = _logmeanexp(log_weights)
     log_p_hat = log_p_hat + tf.where(fire, increment,
@@ -383,41 +384,134 @@ class _Sweep:
   def step(self, t, state, log_weights, log_p_hat, extra):
     """One step: propose, weight, maybe resample. Returns the new carry and
     this step's traces (weights before any reset, fired flags, ESS)."""
-    return self.step_on(t, self.inputs(t), state, log_weights, log_p_hat,
-                        extra)
-
-  def step_on(self, t, inputs, state, log_weights, log_p_hat, extra):
-    """`step` given step t's `inputs(t)`."""
     step_seed = tf.random.experimental.stateless_fold_in(self.seed, t)
     proposal_seed, resample_seed = tfp.random.split_seed(step_seed, n=2)
-    state, log_weights = self._propose(inputs, state, log_weights,
-                                       proposal_seed)
+    state, log_weights = self._propose(t, state, log_weights, proposal_seed)
     traced_weights = log_weights
     ess = criteria_lib.effective_sample_size(log_weights)
     if self.never_resample:
       fire = tf.zeros([self.batch_size], tf.bool)
     else:
       state, log_weights, log_p_hat, extra, fire = self._resample(
-          inputs[2], state, log_weights, log_p_hat, extra, resample_seed)
+          t, state, log_weights, log_p_hat, extra, resample_seed)
     return (state, log_weights, log_p_hat, extra), (traced_weights, fire,
                                                     ess)
 
 
-def _while_loop(sweep, num_steps, xla_step=False):
+class _WeightGradientBatcher:
+  """The weight gradients of the step's products, batched over time.
+
+  Autodiff of a `tf.while_loop` takes the gradient of a product y_t = x_t W
+  inside the backward loop: one outer product x_t' dy_t of rank R per
+  step (R = N*B rows, 16 at N = B = 4), which runs at a fraction of the
+  matmul rate. Here each product in the step is instead
+
+      y_t = x_t stop_gradient(W) + p_t,
+
+  with p `[T, R, out]` zeros, read at step t from a TensorArray carried
+  through the loop. The backward loop still gives dx_t = dy_t W' and now
+  p's gradient, which is dY = [dy_1 ... dy_T]; the loop writes X = [x_1
+  ... x_T] out, and p's custom gradient turns them into W's gradient, one
+  product X' dY over all T*R rows after the loop. The sum over t is the
+  same, in another order (float rounding).
+
+  The step's products are found by tracing it once ahead (its ops are
+  unused): each `Linear` call, in order, through `nets.product_hook`.
+  """
+
+  def __init__(self, sweep, num_steps):
+    self._sweep = sweep
+    self._calls = []  # (layer, start, stop, x, y) as traced ahead
+    with nets.product_hook(self._record):
+      sweep.step(tf.constant(0), *sweep.initial_carry())
+    self._holders = [{} for _ in self._calls]
+    self.probes = tuple(
+        tf.TensorArray(y.dtype, size=num_steps, element_shape=y.shape)
+        .unstack(_zeros_with_weight_gradient(
+            tf.convert_to_tensor(layer.weights(start, stop)),
+            _stacked_shape(num_steps, y), y.dtype, holder))
+        for (layer, start, stop, _, y), holder in zip(self._calls,
+                                                      self._holders))
+    self.inputs = tuple(
+        tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape)
+        for _, _, _, x, _ in self._calls)
+
+  def _record(self, layer, start, stop, x, matmul):
+    y = matmul(x, layer.weights(start, stop))
+    self._calls.append((layer, start, stop, x, y))
+    return y
+
+  def step(self, t, carry, probes, inputs):
+    """`sweep.step` with batched weight gradients; returns (carry, traces,
+    inputs with step t's written)."""
+    xs = []
+
+    def apply(layer, start, stop, x, matmul):
+      k = len(xs)
+      if k >= len(self._calls) or self._calls[k][:3] != (layer, start, stop):
+        raise RuntimeError(
+            f"batch_weight_gradients: the step's products differ between "
+            f"two traces (call {k}: {layer.name}); the step must call the "
+            "same layers in the same order every time.")
+      xs.append(x)
+      return matmul(x, tf.stop_gradient(layer.weights(start, stop))) + (
+          probes[k].read(t))
+
+    with nets.product_hook(apply):
+      carry, traces = self._sweep.step(t, *carry)
+    if len(xs) != len(self._calls):
+      raise RuntimeError("batch_weight_gradients: the step's products "
+                         "differ between two traces.")
+    return carry, traces, tuple(
+        ta.write(t, tf.stop_gradient(x)) for ta, x in zip(inputs, xs))
+
+  def finish(self, inputs):
+    """Hands each product's stacked inputs `[T, R, in]` to its gradient."""
+    for holder, ta in zip(self._holders, inputs):
+      holder["inputs"] = ta.stack()
+
+
+def _stacked_shape(num_steps, y):
+  """[T] + y's shape: from y's static shape where it is known (not from the
+  traced-ahead step, whose ops then stay unused)."""
+  shape = y.shape.as_list() if y.shape.is_fully_defined() else tf.shape(y)
+  return tf.concat([[num_steps], tf.cast(shape, tf.int32)], axis=0)
+
+
+def _zeros_with_weight_gradient(w, shape, dtype, holder):
+  """Zeros `shape` (`[T, R, out]`) whose gradient dY is passed on to w
+  `[in, out]` as X' dY, X `[T, R, in]` being `holder["inputs"]` (filled in
+  after the loop, before any gradient is taken)."""
+
+  @tf.custom_gradient
+  def zeros(w):
+    def grad(upstream):
+      inputs = holder["inputs"]
+      return tf.matmul(tf.reshape(tf.cast(inputs, w.dtype), [-1, w.shape[0]]),
+                       tf.reshape(tf.cast(upstream, w.dtype),
+                                  [-1, w.shape[1]]), transpose_a=True)
+    return tf.zeros(shape, dtype), grad
+
+  return zeros(w)
+
+
+def _while_loop(sweep, num_steps, batch_weight_gradients=False):
   """The sweep as one `tf.while_loop` over time: (carry, stacked traces).
 
-  With `xla_step` the step is one XLA-compiled function of step t's inputs
-  (sliced here, outside it), so nothing it sees has a T dimension.
+  With `batch_weight_gradients`, through a `_WeightGradientBatcher`.
   """
-  step = sweep.step
-  if xla_step:
-    step_on = tf.function(sweep.step_on, jit_compile=True)
-    step = lambda t, *carry: step_on(t, sweep.inputs(t), *carry)
+  batcher = (_WeightGradientBatcher(sweep, num_steps)
+             if batch_weight_gradients else None)
 
-  def body(t, carry, weights_ta, resampled_ta, ess_ta):
-    carry, (traced, fire, ess) = step(t, *carry)
+  def body(t, carry, weights_ta, resampled_ta, ess_ta, probes, inputs):
+    if batcher is None:
+      carry, (traced, fire, ess) = sweep.step(t, *carry)
+    else:
+      carry, (traced, fire, ess), inputs = batcher.step(t, carry, probes,
+                                                        inputs)
     return (t + 1, carry, weights_ta.write(t, traced),
-            resampled_ta.write(t, fire), ess_ta.write(t, ess))
+            resampled_ta.write(t, fire), ess_ta.write(t, ess), probes,
+            inputs)
 
   loop_vars = (
       tf.constant(0), sweep.initial_carry(),
@@ -425,10 +519,14 @@ def _while_loop(sweep, num_steps, xla_step=False):
                      element_shape=[sweep.n, None]),
       tf.TensorArray(tf.bool, size=num_steps, element_shape=[None]),
       tf.TensorArray(sweep.dtype, size=num_steps, element_shape=[None]),
+      () if batcher is None else batcher.probes,
+      () if batcher is None else batcher.inputs,
   )
-  _, carry, weights_ta, resampled_ta, ess_ta = tf.while_loop(
+  _, carry, weights_ta, resampled_ta, ess_ta, _, inputs = tf.while_loop(
       lambda t, *_: t < num_steps, body, loop_vars,
       maximum_iterations=num_steps)
+  if batcher is not None:
+    batcher.finish(inputs)
   return carry, (weights_ta.stack(), resampled_ta.stack(), ess_ta.stack())
 
 

@@ -74,3 +74,38 @@ def test_emission_factory_initialises_the_bias_from_the_mean():
   np.testing.assert_allclose(gaussian.net.out.b[:3], mean, rtol=1e-6)
   dist = gaussian(tf.zeros([R, H]))
   assert dist.batch_shape == (R,) and dist.event_shape == (3,)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_layer_keeps_float32_weights_and_outputs(precision):
+  """Built under `matmul_precision`, a layer has the float32 layer's weights
+  and gives its output to the low dtype's rounding, in float32, with
+  float32 gradients."""
+  inputs = _inputs()
+  exact = nets.Linear([("h", H), ("x", X), ("z", Z)], 6, seed=1)
+  with nets.matmul_precision(precision):
+    mixed = nets.Linear([("h", H), ("x", X), ("z", Z)], 6, seed=1)
+  assert [v.dtype for v in mixed.trainable_variables] == [tf.float32] * 2
+  for u, v in zip(exact.trainable_variables, mixed.trainable_variables):
+    np.testing.assert_array_equal(u, v)
+  with tf.GradientTape(persistent=True) as tape:
+    y_exact, y_mixed = exact(**inputs), mixed(**inputs)
+    loss_exact = tf.reduce_sum(tf.square(y_exact))
+    loss_mixed = tf.reduce_sum(tf.square(y_mixed))
+  assert y_mixed.dtype == tf.float32
+  # bfloat16 keeps 8 bits of mantissa (relative rounding 2**-8 = 4e-3 per
+  # operand), float16 11 (5e-4).
+  rtol = 2e-2 if precision == "bfloat16" else 3e-3
+  assert not np.array_equal(y_mixed, y_exact)  # the products are rounded
+  np.testing.assert_allclose(y_mixed, y_exact, rtol=rtol,
+                             atol=rtol * np.abs(y_exact).max())
+  for g_exact, g_mixed in zip(tape.gradient(loss_exact, exact.w),
+                              tape.gradient(loss_mixed, mixed.w)):
+    assert g_mixed.dtype == tf.float32
+    np.testing.assert_allclose(g_mixed, g_exact, rtol=rtol,
+                               atol=rtol * np.abs(g_exact).max())
+  with pytest.raises(ValueError, match="precision must be one of"):
+    with nets.matmul_precision("int8"):
+      pass
+  # The setting ends with the block.
+  assert nets.Linear(2, 3).matmul_dtype is None

@@ -8,6 +8,7 @@ from seqlvm import registry
 from seqlvm.config import Config
 from seqlvm.data import sources
 from seqlvm.errors import ConfigError
+from seqlvm.models import nets
 from seqlvm.run import factory
 from seqlvm.smc import criteria
 from seqlvm.smc import gradients
@@ -24,6 +25,37 @@ def test_every_registered_model_is_built_from_a_config(model):
     assert built.hidden_size == 6
   if registry.MODELS.meta(model, "wavenet"):
     assert built.receptive_field == 2 ** 2 + 1
+
+
+@pytest.mark.parametrize("model", registry.MODELS.names)
+def test_precision_reaches_every_network_and_keeps_float32_weights(model):
+  config = Config(model=model, hidden_size=6, latent_size=3,
+                  wavenet_channels=4, wavenet_layers=2, precision="bfloat16")
+  built = factory.build_model(config, data_size=5, data_mean=np.full(5, .2))
+  reference = factory.build_model(config.replace(precision="float32"),
+                                  data_size=5, data_mean=np.full(5, .2))
+  layers = [m for m in built.submodules if isinstance(m, nets.Linear)]
+  assert layers and all(m.matmul_dtype == tf.bfloat16 for m in layers)
+  assert [(v.name, v.shape, v.dtype) for v in built.trainable_variables] == [
+      (v.name, v.shape, v.dtype) for v in reference.trainable_variables]
+  assert {v.dtype for v in built.trainable_variables} == {tf.float32}
+
+
+def test_mixed_precision_trains_under_xla():
+  config = Config(hidden_size=6, latent_size=3, precision="bfloat16")
+  model = factory.build_model(config, data_size=5, data_mean=np.full(5, .2))
+  spec = factory.bound_spec(config, "fivo", 2)
+  x = tf.constant((np.random.RandomState(0).rand(8, 2, 5) < .3), tf.float32)
+
+  @tf.function(jit_compile=True)
+  def loss_and_gradients(x):
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(spec(model, x, seed=tf.constant([1, 2])))
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+  loss, grads = loss_and_gradients(x)
+  assert np.isfinite(loss.numpy())
+  assert all(g.dtype == tf.float32 and np.all(np.isfinite(g)) for g in grads)
 
 
 def test_concrete_latent_reaches_the_model():

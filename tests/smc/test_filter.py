@@ -140,24 +140,48 @@ def test_python_loop_equals_while_loop():
     filter_lib.smc(TableModel(table, 4), x, loop="unrolled", num_particles=4)
 
 
-def test_xla_step_loop_equals_xla_around_the_whole_sweep():
-  """loop="xla_step" (a graph loop over an XLA-compiled step, compiled once
-  for every length: evaluation's XLA) draws XLA's random numbers, as XLA
-  around the whole sweep does: the same results, resampling included."""
-  from seqlvm.models import VRNN  # pylint: disable=g-import-not-at-top
-  model = VRNN(5, hidden_size=8, latent_size=3, data_mean=np.full(5, 0.3))
-  rng = np.random.RandomState(0)
-  kwargs = dict(num_particles=3, resample_criterion_fn=criteria.always)
-  whole = tf.function(
-      lambda x, mask, seed: filter_lib.smc(model, x, mask, seed=seed,
-                                           **kwargs),
-      jit_compile=True)
-  for num_steps, lengths in ((6, [6, 2]), (9, [9, 9])):
-    x = tf.constant((rng.rand(num_steps, 2, 5) < 0.3).astype(np.float32))
-    mask = shapes.sequence_mask(lengths, num_steps)
-    seed = tf.constant([2, num_steps])
-    a = whole(x, mask, seed)
-    b = filter_lib.smc(model, x, mask, seed=seed, loop="xla_step", **kwargs)
-    for u, v in zip(a[:4], b[:4]):
-      np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-5)
-    assert np.all(b.resampled.numpy() == mask.numpy())
+@pytest.mark.parametrize("model_name, jit_compile", [
+    (name, False) for name in registry.MODELS.names] + [("vrnn", True)])
+def test_batched_weight_gradients_equal_the_per_step_ones(model_name,
+                                                          jit_compile):
+  """batch_weight_gradients (training's default) takes the step's weight
+  gradients after the loop, one product over time: the same bound, and the
+  same gradients to float32 rounding, for every model, with padding and
+  resampling at every step."""
+  from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
+  config = Config(model=model_name, hidden_size=8, latent_size=3,
+                  wavenet_channels=4, wavenet_layers=2)
+  model = factory.build_model(config, data_size=5, data_mean=np.full(5, .3))
+  x = tf.constant((np.random.RandomState(1).rand(9, 2, 5) < .3), tf.float32)
+  mask = shapes.sequence_mask([9, 6], 9)
+
+  @tf.function(jit_compile=jit_compile)
+  def bound_and_gradients(x, mask, batched):
+    with tf.GradientTape() as tape:
+      bound = filter_lib.smc(
+          model, x, mask, num_particles=3, seed=tf.constant([4, 2]),
+          resample_criterion_fn=criteria.always,
+          batch_weight_gradients=batched).log_marginal
+      total = tf.reduce_sum(bound)
+    return bound, tape.gradient(total, model.trainable_variables)
+
+  bound, grads = bound_and_gradients(x, mask, False)
+  batched_bound, batched_grads = bound_and_gradients(x, mask, True)
+  np.testing.assert_array_equal(batched_bound, bound)
+  # (None: a variable the bound does not use, such as a WaveNet's last
+  # skip layer's, in both.)
+  assert [g is None for g in batched_grads] == [g is None for g in grads]
+  grads = [tf.convert_to_tensor(g).numpy() for g in grads if g is not None]
+  batched_grads = [g for g in batched_grads if g is not None]
+  for g, batched in zip(grads, batched_grads):
+    np.testing.assert_allclose(batched, g, rtol=1e-5,
+                               atol=1e-6 * np.abs(g).max())
+  assert min(np.abs(g).max() for g in grads) > 0
+
+
+def test_batched_weight_gradients_need_the_while_loop():
+  table = np.zeros([3, 2])
+  with pytest.raises(ValueError, match="batch_weight_gradients"):
+    filter_lib.smc(TableModel(table, 2), tf.zeros([3, 1, 1], tf.float64),
+                   num_particles=2, loop="python", batch_weight_gradients=True)
