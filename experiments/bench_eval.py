@@ -1,16 +1,22 @@
 """Benchmark: evaluating a whole test split as a graph and with XLA.
 
 `seqlvm eval` evaluates each bound over a split with one compiled function
-per (bound, N); XLA compiles it once per padded length (the length buckets
-of `--pad-to-multiple` keep these few), a graph without XLA once. This times
-a whole test split, compile included, for each, on the VRNN of the default
-config (untrained: the cost does not depend on the weights), FIVO with
-N = 4, batch 4, every piece whole, and repeats the pass (the warm cost: a
-second bound or seed at the same N reuses the compiled function). Medians
-over `--reps` fresh evaluators per mode, alternating the order.
+per (bound, N): a `tf.function` without XLA ("graph", compiled once, the
+default) or with XLA (`seqlvm eval --xla`, compiled once per padded length:
+the `--pad-to-multiple` buckets). Each is timed over a whole test split,
+compile included ("first pass"), and again with the same function ("warm":
+what a second seed at the same bound and N costs), on the VRNN of the
+default config (untrained: the cost does not depend on the weights), FIVO
+with N = 4, batch 4, every piece whole. Medians over `--reps` fresh
+evaluators per mode, the order rotated.
 
-    python experiments/bench_eval.py \\
+    python experiments/bench_eval.py --reps 3 \\
         --data ../shared/data/pianorolls/jsb.pkl ../shared/data/pianorolls/musedata.pkl
+
+(A third way, a graph loop over time whose step alone is XLA-compiled, so
+compiled once for every length, was measured in the same way and removed:
+its first pass was 1.2x the graph's on MuseData and its warm pass no faster
+than the graph's; experiments/RESULTS.md.)
 """
 
 import argparse
@@ -20,6 +26,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+
+MODES = ("graph", "xla")
 
 
 def _pass(evaluator, source, args):
@@ -36,8 +44,10 @@ def main():
   parser.add_argument("--bound", default="fivo")
   parser.add_argument("--num-particles", type=int, default=4)
   parser.add_argument("--batch-size", type=int, default=4)
-  parser.add_argument("--reps", type=int, default=2)
+  parser.add_argument("--reps", type=int, default=1)
+  parser.add_argument("--modes", default=",".join(MODES))
   args = parser.parse_args()
+  modes = args.modes.split(",")
   from seqlvm import data  # pylint: disable=g-import-not-at-top
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
   from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
@@ -51,42 +61,41 @@ def main():
     lengths = [len(s) for s in source.sequences(args.split)]
     padded = {int(x.shape[0]) for x, _, _ in source.eval_dataset(
         args.split, args.batch_size, pad_to_multiple=config.pad_to_multiple)}
-    times = {False: [], True: []}
-    warm = {False: [], True: []}
-    values = {}
+    first = {m: [] for m in modes}
+    warm = {m: [] for m in modes}
+    per_t = {}
     for rep in range(args.reps):
-      for xla in ((False, True) if rep % 2 == 0 else (True, False)):
+      for mode in modes[rep % len(modes):] + modes[:rep % len(modes)]:
         evaluator = evaluation.Evaluator(model, config, source.data_size,
-                                         xla=xla)
+                                         xla=(mode == "xla"))
         seconds, result = _pass(evaluator, source, args)
-        times[xla].append(seconds)
-        warm[xla].append(_pass(evaluator, source, args)[0])
-        values[xla] = result
-    per_t = {xla: float(values[xla].per_timestep) for xla in values}
-    row = dict(data=os.path.basename(path), sequences=len(lengths),
-               timesteps=int(sum(lengths)), longest=max(lengths),
-               compiles=len(padded),
-               graph_s=float(np.median(times[False])),
-               xla_s=float(np.median(times[True])),
-               graph_warm_s=float(np.median(warm[False])),
-               xla_warm_s=float(np.median(warm[True])),
-               graph_per_t=per_t[False], xla_per_t=per_t[True])
-    rows.append(row)
-    print(row, flush=True)
+        first[mode].append(seconds)
+        warm[mode].append(_pass(evaluator, source, args)[0])
+        per_t[mode] = float(result.per_timestep)
+        print(f"{os.path.basename(path)} {mode}: first pass {seconds:.1f} s,"
+              f" warm {warm[mode][-1]:.1f} s, {per_t[mode]:.4f} nats/step",
+              flush=True)
+    for mode in modes:
+      rows.append(dict(data=os.path.basename(path), sequences=len(lengths),
+                       timesteps=int(sum(lengths)), longest=max(lengths),
+                       padded_lengths=len(padded), mode=mode,
+                       first_s=float(np.median(first[mode])),
+                       warm_s=float(np.median(warm[mode])),
+                       per_t=per_t[mode]))
   print(f"\nVRNN (default config), {args.bound} N={args.num_particles}, batch "
         f"{args.batch_size}, whole {args.split} split; medians of "
         f"{args.reps}")
-  print("| data | sequences | timesteps | longest | padded lengths (XLA "
-        "compiles) | graph s | XLA s | graph / XLA | warm graph s | warm XLA "
-        "s | warm graph / XLA | nats/step graph | nats/step XLA |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+  print("| data | sequences | timesteps | longest | padded lengths | mode | "
+        "first pass s | vs graph | warm pass s | vs graph | nats/step |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  graph = {(r["data"]): r for r in rows if r["mode"] == "graph"}
   for r in rows:
+    g = graph.get(r["data"])
+    ratio = (lambda k: f"{g[k] / r[k]:.2f}x") if g else (lambda k: "")
     print(f"| {r['data']} | {r['sequences']} | {r['timesteps']} | "
-          f"{r['longest']} | {r['compiles']} | {r['graph_s']:.1f} | "
-          f"{r['xla_s']:.1f} | {r['graph_s'] / r['xla_s']:.2f}x | "
-          f"{r['graph_warm_s']:.1f} | {r['xla_warm_s']:.1f} | "
-          f"{r['graph_warm_s'] / r['xla_warm_s']:.2f}x | "
-          f"{r['graph_per_t']:.4f} | {r['xla_per_t']:.4f} |")
+          f"{r['longest']} | {r['padded_lengths']} | {r['mode']} | "
+          f"{r['first_s']:.1f} | {ratio('first_s')} | {r['warm_s']:.1f} | "
+          f"{ratio('warm_s')} | {r['per_t']:.4f} |")
 
 
 if __name__ == "__main__":
