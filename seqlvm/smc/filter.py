@@ -90,6 +90,9 @@ SMCResult = collections.namedtuple(
 
 FINAL_REDUCTIONS = ("logmeanexp", "mean")
 _STOP = gradients_lib.Stop()  # the default estimator, one object: a cache key
+# batch_weight_gradients batches the products whose weights have at least
+# this many entries (`_WeightGradientBatcher`).
+MIN_BATCHED_WEIGHTS = 65536
 
 
 def _where_rows(cond, new, old):
@@ -415,26 +418,40 @@ class _WeightGradientBatcher:
   product X' dY over all T*R rows after the loop. The sum over t is the
   same, in another order (float rounding).
 
+  Only products whose weights have at least `min_weights` entries are
+  batched: for smaller ones the TensorArrays cost more than the per-step
+  outer products (measured in experiments/bench_train.py: 0.93x at hidden
+  64, where the largest weight, the LSTM's, has 32,768 entries; 1.06x at
+  hidden 256).
+
   The step's products are found by tracing it once ahead (its ops are
   unused): each `Linear` call, in order, through `nets.product_hook`.
   """
 
-  def __init__(self, sweep, num_steps):
+  def __init__(self, sweep, num_steps, min_weights=None):
+    if min_weights is None:
+      min_weights = MIN_BATCHED_WEIGHTS
     self._sweep = sweep
     self._calls = []  # (layer, start, stop, x, y) as traced ahead
     with nets.product_hook(self._record):
       sweep.step(tf.constant(0), *sweep.initial_carry())
-    self._holders = [{} for _ in self._calls]
+    # Call index -> its slot in probes and inputs, for the batched ones.
+    self._slots = {}
+    for k, (layer, start, stop, _, _) in enumerate(self._calls):
+      if (stop - start) * layer.output_size >= min_weights:
+        self._slots[k] = len(self._slots)
+    batched = [self._calls[k] for k in self._slots]
+    self._holders = [{} for _ in batched]
     self.probes = tuple(
         tf.TensorArray(y.dtype, size=num_steps, element_shape=y.shape)
         .unstack(_zeros_with_weight_gradient(
             tf.convert_to_tensor(layer.weights(start, stop)),
             _stacked_shape(num_steps, y), y.dtype, holder))
-        for (layer, start, stop, _, y), holder in zip(self._calls,
+        for (layer, start, stop, _, y), holder in zip(batched,
                                                       self._holders))
     self.inputs = tuple(
         tf.TensorArray(x.dtype, size=num_steps, element_shape=x.shape)
-        for _, _, _, x, _ in self._calls)
+        for _, _, _, x, _ in batched)
 
   def _record(self, layer, start, stop, x, matmul):
     y = matmul(x, layer.weights(start, stop))
@@ -444,22 +461,25 @@ class _WeightGradientBatcher:
   def step(self, t, carry, probes, inputs):
     """`sweep.step` with batched weight gradients; returns (carry, traces,
     inputs with step t's written)."""
-    xs = []
+    calls, xs = [], []
 
     def apply(layer, start, stop, x, matmul):
-      k = len(xs)
+      k = len(calls)
+      calls.append(k)
       if k >= len(self._calls) or self._calls[k][:3] != (layer, start, stop):
         raise RuntimeError(
             f"batch_weight_gradients: the step's products differ between "
             f"two traces (call {k}: {layer.name}); the step must call the "
             "same layers in the same order every time.")
+      w = layer.weights(start, stop)
+      if k not in self._slots:
+        return matmul(x, w)
       xs.append(x)
-      return matmul(x, tf.stop_gradient(layer.weights(start, stop))) + (
-          probes[k].read(t))
+      return matmul(x, tf.stop_gradient(w)) + probes[self._slots[k]].read(t)
 
     with nets.product_hook(apply):
       carry, traces = self._sweep.step(t, *carry)
-    if len(xs) != len(self._calls):
+    if len(calls) != len(self._calls):
       raise RuntimeError("batch_weight_gradients: the step's products "
                          "differ between two traces.")
     return carry, traces, tuple(

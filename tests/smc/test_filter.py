@@ -140,14 +140,25 @@ def test_python_loop_equals_while_loop():
     filter_lib.smc(TableModel(table, 4), x, loop="unrolled", num_particles=4)
 
 
-@pytest.mark.parametrize("model_name, jit_compile", [
-    (name, False) for name in registry.MODELS.names] + [("vrnn", True)])
-def test_batched_weight_gradients_equal_the_per_step_ones(model_name,
-                                                          jit_compile):
+@pytest.mark.parametrize("model_name, jit_compile, min_weights", [
+    (name, False, 0) for name in registry.MODELS.names] + [
+        ("vrnn", True, 0), ("vrnn", False, 200)])
+def test_batched_weight_gradients_equal_the_per_step_ones(
+    model_name, jit_compile, min_weights, monkeypatch):
   """batch_weight_gradients (training's default) takes the step's weight
   gradients after the loop, one product over time: the same bound, and the
   same gradients to float32 rounding, for every model, with padding and
-  resampling at every step."""
+  resampling at every step. Every product batched (min_weights 0), and
+  some (200: the VRNN's LSTM and first layers, not its 3-wide ones)."""
+  monkeypatch.setattr(filter_lib, "MIN_BATCHED_WEIGHTS", min_weights)
+  batched_products = []
+  zeros = filter_lib._zeros_with_weight_gradient  # pylint: disable=protected-access
+
+  def counted(w, *args):
+    batched_products.append(tuple(w.shape))
+    return zeros(w, *args)
+
+  monkeypatch.setattr(filter_lib, "_zeros_with_weight_gradient", counted)
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
   from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
   config = Config(model=model_name, hidden_size=8, latent_size=3,
@@ -167,7 +178,14 @@ def test_batched_weight_gradients_equal_the_per_step_ones(model_name,
     return bound, tape.gradient(total, model.trainable_variables)
 
   bound, grads = bound_and_gradients(x, mask, False)
+  assert not batched_products
   batched_bound, batched_grads = bound_and_gradients(x, mask, True)
+  # (A WaveNet without latents computes everything ahead, in `prepare`: its
+  # step has no products.)
+  assert bool(batched_products) == registry.MODELS.meta(model_name,
+                                                        "has_latents")
+  if min_weights:
+    assert min(a * b for a, b in batched_products) >= min_weights
   np.testing.assert_array_equal(batched_bound, bound)
   # (None: a variable the bound does not use, such as a WaveNet's last
   # skip layer's, in both.)
