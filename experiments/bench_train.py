@@ -27,7 +27,7 @@ initial weights, copied):
                 (`bias_hh`) is frozen at zero, so that it has seqlvm's one
                 LSTM bias and the same trainable parameter count. Skipped,
                 with a printed line, when torch is not installed (an
-                optional benchmark extra: `pip install torch`).
+                optional benchmark extra: `pip install '.[bench]'`).
 - torch-1thread: the same port on one thread. On a 2-core machine that
                 something else keeps busy, torch's two OpenMP threads wait
                 for each other at every op (each tiny op then takes
@@ -57,11 +57,17 @@ rate; one LSTM-step-shaped matmul alone gives the ceiling for this model's
         [--sizes 64x32,256x64] [--num-steps 100] [--json out.json] \
         [--variants seqlvm-xla,seqlvm-graph,xla-minimal,torch,torch-1thread]
 
+`--ablations` adds seqlvm-xla-iwae (no resampling), seqlvm-xla-always
+(resampling at every step), seqlvm-xla-bf16 (`--precision bfloat16`) and
+seqlvm-xla-per-step (`make_train_step(batch_weight_gradients=False)`: the
+weight gradients inside the backward loop); any of them also as
+seqlvm-graph-NAME through --variants.
+
 Prints the command, then a Markdown table ready for experiments/RESULTS.md.
 The default run takes about 6 minutes on the project's 2-core machine when
-nothing else runs on it (a third of it XLA compilation); while another
-process keeps a core busy, the 2-thread torch variant alone can take 15
-minutes or more (leave it out with --variants).
+nothing else runs on it (a third of it XLA compilation), about 9 with
+--ablations; while another process keeps a core busy, the 2-thread torch
+variant alone can take 15 minutes or more (leave it out with --variants).
 """
 
 import argparse
@@ -338,7 +344,7 @@ def import_torch():
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     print("torch: not installed, variant skipped (an optional benchmark "
-          "extra: pip install torch)")
+          "extra: pip install '.[bench]')")
     return None
   return torch
 

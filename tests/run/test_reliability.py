@@ -29,9 +29,6 @@ from seqlvm.data import load_pianoroll
 from seqlvm.data.prepare import from_midi
 from tests.conftest import write_tiny_pianorolls
 
-# Its tests share a module fixture: one pytest-xdist worker builds it once.
-pytestmark = pytest.mark.xdist_group("reliability")
-
 SMALL = ["--hidden-size", "8", "--latent-size", "4", "--no-jit",
          "--no-progress", "--valid-every", "0"]
 

@@ -22,9 +22,6 @@ from seqlvm.run import records
 from tests.conftest import REPO
 from tests.conftest import write_tiny_pianorolls
 
-# Its tests share a module fixture: one pytest-xdist worker builds it once.
-pytestmark = pytest.mark.xdist_group("research_loop")
-
 BOUNDS = ("elbo", "iwae", "fivo")
 
 

@@ -20,9 +20,6 @@ from seqlvm.data.prepare import fetch
 from seqlvm.data import registry
 from tests.conftest import SHARED_PIANOROLLS
 
-# Its tests share a module fixture: one pytest-xdist worker builds it once.
-pytestmark = pytest.mark.xdist_group("fetch")
-
 # The manifest's names and the files in ../shared/data/pianorolls.
 SHARED_FILES = {"jsb": "jsb.pkl", "nottingham": "nottingham.pkl",
                 "musedata": "musedata.pkl", "piano-midi": "piano-midi.de.pkl"}
