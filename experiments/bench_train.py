@@ -617,6 +617,7 @@ def ratio_lines(rows):
 
 
 def main():
+  global B, N  # pylint: disable=global-statement
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--reps", type=int, default=5,
                       help="timed calls per variant per round")
@@ -627,6 +628,10 @@ def main():
   parser.add_argument("--sizes", default="64x32,256x64",
                       help="HIDDENxLATENT, comma-separated")
   parser.add_argument("--num-steps", type=int, default=100, help="T")
+  parser.add_argument("--batch-size", type=int, default=B,
+                      help="B (the targets are for the default, 4)")
+  parser.add_argument("--num-particles", type=int, default=N,
+                      help="N (the targets are for the default, 4)")
   parser.add_argument("--variants", default=",".join(VARIANTS),
                       help=f"comma-separated, of {', '.join(VARIANTS)}")
   parser.add_argument("--ablations", action="store_true",
@@ -647,8 +652,11 @@ def main():
   unknown = sorted(set(variants) - set(known))
   if unknown:
     parser.error(f"unknown variants {unknown}; choose from {known}")
-  if min(args.reps, args.rounds, args.warmup, args.num_steps) < 1:
-    parser.error("--reps, --rounds, --warmup and --num-steps must be >= 1")
+  if min(args.reps, args.rounds, args.warmup, args.num_steps,
+         args.batch_size, args.num_particles) < 1:
+    parser.error("--reps, --rounds, --warmup, --num-steps, --batch-size and "
+                 "--num-particles must be >= 1")
+  B, N = args.batch_size, args.num_particles
   sizes = parse_sizes(args.sizes)
 
   print("$ " + command_line(), flush=True)
