@@ -152,7 +152,8 @@ def _training_flags(p, arg, registry):
                  const=False, default=None,
                  help="do not compile the step with XLA [XLA on]")
   arg("--precision", "precision", "dtype of the networks' dense products "
-      "(mixed precision; weights and log weights stay float32): " +
+      "in training (mixed precision; weights and log weights stay float32; "
+      "evaluation and sampling run in float32): " +
       registry.PRECISIONS.help(), choices=registry.PRECISIONS.names)
   arg("--seed", "seed", "seed for initialisation, data order and sampling",
       type=int)

@@ -96,11 +96,11 @@ class Config:
   `resampling_temperature` are the parameters of "soft" and "concrete".
   `latent="concrete"` gives the VRNN a relaxed one-hot latent over
   `categories` classes at `latent_temperature` (evaluated and sampled with
-  the hard categorical). `precision` "bfloat16" or "float16" computes the
-  networks' dense products in that dtype, with float32 weights,
-  activations and log weights (mixed precision, `seqlvm.models.nets`); a
-  run may resume at another precision (its variables are float32 either
-  way).
+  the hard categorical). `precision` "bfloat16" trains with the
+  networks' dense products in bfloat16, with float32 weights, activations
+  and log weights (mixed precision, `seqlvm.models.nets`); a run may resume
+  at another precision (its variables are float32 either way), and is
+  evaluated and sampled in float32.
   """
   data: str = "chorales"
   model: str = "vrnn"

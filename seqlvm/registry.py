@@ -24,8 +24,8 @@ import importlib
 from seqlvm.errors import ConfigError
 
 __all__ = ["Entry", "Registry", "MODELS", "LATENTS", "EMISSIONS",
-           "EMISSION_CHOICES", "PRECISIONS", "BOUNDS", "CRITERIA", "SCHEMES", "GRADIENTS",
-           "ON_NONFINITE", "SCHEDULES", "SPLITS", "CHECKPOINTS",
+           "EMISSION_CHOICES", "PRECISIONS", "BOUNDS", "CRITERIA", "SCHEMES",
+           "GRADIENTS", "ON_NONFINITE", "SCHEDULES", "SPLITS", "CHECKPOINTS",
            "PIANOROLL_SETS", "RESOLUTIONS", "gradient_scheme_problem",
            "latent_problem"]
 
@@ -132,15 +132,15 @@ EMISSIONS = Registry("emission", [
 # What a config may ask for: "auto" is the data's natural emission.
 EMISSION_CHOICES = ("auto",) + EMISSIONS.names
 
-# The dtype of the networks' dense products (`seqlvm.models.nets`; the
-# weights, activations and log weights stay float32).
+# The dtype of the networks' dense products in training
+# (`seqlvm.models.nets.matmul_precision`; the weights, activations and log
+# weights stay float32). Not float16: training it needs loss scaling, which
+# seqlvm does not do (its gradients would underflow).
 PRECISIONS = Registry("precision", [
     _entry("float32", "every product in float32"),
     _entry("bfloat16", "dense products in bfloat16 (float32 weights, "
            "activations and log weights): for accelerators with bfloat16 "
            "units; on most CPUs slower"),
-    _entry("float16", "dense products in float16 (float32 weights, "
-           "activations and log weights)"),
 ])
 
 BOUNDS = Registry("bound", [

@@ -24,6 +24,7 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
     (dict(hidden_size="64"), "hidden_size must be int"),
     (dict(jit_compile=1), "jit_compile must be bool"),
     (dict(precision="int8"), "precision must be one of"),
+    (dict(precision="float16"), "precision must be one of"),  # no loss scale
     (dict(resampling_gradient="score", scheme="systematic"),
      "needs the multinomial scheme"),
     (dict(model="srnn", latent="concrete"),

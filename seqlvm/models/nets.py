@@ -30,7 +30,13 @@ through the casts). A layer takes its matmul dtype when it is built, from
       model = VRNN(88)
 
 runs every dense product of every network in bfloat16, and its checkpoints
-are those of the float32 model.
+are those of the float32 model. float16 products need loss scaling to be
+trained (small gradients underflow in float16); seqlvm's training offers
+bfloat16 only.
+
+Both module settings (`matmul_precision`, `product_hook`) are process-wide,
+read while a model is built or a function traced: not for threads that
+build or trace at the same time.
 """
 
 import collections

@@ -295,6 +295,9 @@ def load_run(run_dir, make_dataset_and_model, log, purpose,
   # Runs store their data as a name or an absolute path; an older run's
   # relative path is taken from here, and its fingerprint decides.
   config = config.replace(data=data_registry.canonical(config.data))
+  # Evaluated and sampled in float32 whatever precision the run trained at
+  # (its variables are float32): the bounds reported are float32's.
+  config = config.replace(precision="float32")
   dataset, model = make_dataset_and_model(config)
   dataset = sources.as_source(dataset)
   if not run.check_data(dataset, config.data, purpose):

@@ -189,7 +189,9 @@ def smc(model,
       `model.step`) after the loop, as one product over all T steps,
       instead of one small product per step inside the backward loop
       (`_WeightGradientBatcher`); the same gradients to float rounding.
-      For training: it stores each product's input at every step.
+      For training: it stores each product's input `[T, N*B, in]` and
+      output gradient `[T, N*B, out]`, and gives first-order gradients only
+      (the stored inputs carry no gradient: no Hessians through it).
       "while_loop" only. Default value: False.
     compiled: False runs the sweep eagerly, op by op (for debugging; about
       100 times slower), as does `tf.config.run_functions_eagerly(True)`.
@@ -432,6 +434,10 @@ class _WeightGradientBatcher:
     if min_weights is None:
       min_weights = MIN_BATCHED_WEIGHTS
     self._sweep = sweep
+    # Every product in the step is on the particles' N*B rows; the probes'
+    # shapes come from that, not from the traced-ahead step (whose ops then
+    # stay unused, and are pruned, also when B is known only at run time).
+    self._rows = sweep.n * sweep.batch_size
     self._calls = []  # (layer, start, stop, x, y) as traced ahead
     with nets.product_hook(self._record):
       sweep.step(tf.constant(0), *sweep.initial_carry())
@@ -446,7 +452,7 @@ class _WeightGradientBatcher:
         tf.TensorArray(y.dtype, size=num_steps, element_shape=y.shape)
         .unstack(_zeros_with_weight_gradient(
             tf.convert_to_tensor(layer.weights(start, stop)),
-            _stacked_shape(num_steps, y), y.dtype, holder))
+            [num_steps, self._rows, layer.output_size], y.dtype, holder))
         for (layer, start, stop, _, y), holder in zip(batched,
                                                       self._holders))
     self.inputs = tuple(
@@ -454,6 +460,11 @@ class _WeightGradientBatcher:
         for _, _, _, x, _ in batched)
 
   def _record(self, layer, start, stop, x, matmul):
+    rows = x.shape[0]
+    if rows is not None and isinstance(self._rows, int) and rows != self._rows:
+      raise ValueError(
+          f"batch_weight_gradients: {layer.name} is applied to {rows} rows "
+          f"in the step, not to the particles' N*B = {self._rows}.")
     y = matmul(x, layer.weights(start, stop))
     self._calls.append((layer, start, stop, x, y))
     return y
@@ -489,13 +500,6 @@ class _WeightGradientBatcher:
     """Hands each product's stacked inputs `[T, R, in]` to its gradient."""
     for holder, ta in zip(self._holders, inputs):
       holder["inputs"] = ta.stack()
-
-
-def _stacked_shape(num_steps, y):
-  """[T] + y's shape: from y's static shape where it is known (not from the
-  traced-ahead step, whose ops then stay unused)."""
-  shape = y.shape.as_list() if y.shape.is_fully_defined() else tf.shape(y)
-  return tf.concat([[num_steps], tf.cast(shape, tf.int32)], axis=0)
 
 
 def _zeros_with_weight_gradient(w, shape, dtype, holder):

@@ -140,25 +140,34 @@ def test_python_loop_equals_while_loop():
     filter_lib.smc(TableModel(table, 4), x, loop="unrolled", num_particles=4)
 
 
-@pytest.mark.parametrize("model_name, jit_compile, min_weights", [
-    (name, False, 0) for name in registry.MODELS.names] + [
-        ("vrnn", True, 0), ("vrnn", False, 200)])
+@pytest.mark.parametrize("model_name, mode, min_weights", [
+    (name, "graph", 0) for name in registry.MODELS.names] + [
+        ("vrnn", "xla", 0), ("vrnn", "graph", 200),
+        ("vrnn", "eager", 0)])
 def test_batched_weight_gradients_equal_the_per_step_ones(
-    model_name, jit_compile, min_weights, monkeypatch):
+    model_name, mode, min_weights, monkeypatch):
   """batch_weight_gradients (training's default) takes the step's weight
   gradients after the loop, one product over time: the same bound, and the
   same gradients to float32 rounding, for every model, with padding and
-  resampling at every step. Every product batched (min_weights 0), and
-  some (200: the VRNN's LSTM and first layers, not its 3-wide ones)."""
+  resampling at every step; in a graph, under XLA and called eagerly (the
+  cached compiled sweep, whose batch size is known only at run time).
+  Every product batched (min_weights 0), and some (200: the VRNN's LSTM
+  and first layers, not its 3-wide ones)."""
   monkeypatch.setattr(filter_lib, "MIN_BATCHED_WEIGHTS", min_weights)
-  batched_products = []
+  batched_products, all_products = [], []
   zeros = filter_lib._zeros_with_weight_gradient  # pylint: disable=protected-access
+  record = filter_lib._WeightGradientBatcher._record  # pylint: disable=protected-access
 
   def counted(w, *args):
     batched_products.append(tuple(w.shape))
     return zeros(w, *args)
 
+  def recorded(self, layer, start, stop, x, matmul):
+    all_products.append((stop - start) * layer.output_size)
+    return record(self, layer, start, stop, x, matmul)
+
   monkeypatch.setattr(filter_lib, "_zeros_with_weight_gradient", counted)
+  monkeypatch.setattr(filter_lib._WeightGradientBatcher, "_record", recorded)  # pylint: disable=protected-access
   from seqlvm.config import Config  # pylint: disable=g-import-not-at-top
   from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
   config = Config(model=model_name, hidden_size=8, latent_size=3,
@@ -167,7 +176,6 @@ def test_batched_weight_gradients_equal_the_per_step_ones(
   x = tf.constant((np.random.RandomState(1).rand(9, 2, 5) < .3), tf.float32)
   mask = shapes.sequence_mask([9, 6], 9)
 
-  @tf.function(jit_compile=jit_compile)
   def bound_and_gradients(x, mask, batched):
     with tf.GradientTape() as tape:
       bound = filter_lib.smc(
@@ -177,6 +185,9 @@ def test_batched_weight_gradients_equal_the_per_step_ones(
       total = tf.reduce_sum(bound)
     return bound, tape.gradient(total, model.trainable_variables)
 
+  if mode != "eager":
+    bound_and_gradients = tf.function(bound_and_gradients,
+                                      jit_compile=(mode == "xla"))
   bound, grads = bound_and_gradients(x, mask, False)
   assert not batched_products
   batched_bound, batched_grads = bound_and_gradients(x, mask, True)
@@ -186,6 +197,9 @@ def test_batched_weight_gradients_equal_the_per_step_ones(
                                                         "has_latents")
   if min_weights:
     assert min(a * b for a, b in batched_products) >= min_weights
+    assert 0 < len(batched_products) < len(all_products)
+  else:
+    assert len(batched_products) == len(all_products)
   np.testing.assert_array_equal(batched_bound, bound)
   # (None: a variable the bound does not use, such as a WaveNet's last
   # skip layer's, in both.)
