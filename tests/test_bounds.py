@@ -284,6 +284,46 @@ def test_compiled_bound_inside_a_users_function_and_tape():
   assert filter_lib.trace_count() == traces
 
 
+def test_compiled_bound_in_a_keras_train_step():
+  """A Keras model whose `train_step` calls a bound trains with `fit`: the
+  sweep is built into Keras's graph (no compiled sweep of its own) and the
+  loss falls."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  params = random_lgssm_params(seed=4)
+  a = tf.Variable(params.pop("transition_matrix"))
+  lgssm = LinearGaussianSSM(a, proposal="filtering", **params)
+  x = lgssm.sample(6, 8, seed=(1, 6))  # [T, B, D]
+
+  class BoundModel(tf_keras.Model):
+
+    def __init__(self, model):
+      super().__init__()
+      self.model = model
+
+    def train_step(self, data):
+      x = tf.transpose(data, [1, 0, 2])  # Keras batches are batch-major
+      with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(bounds.fivo(self.model, x, num_particles=3,
+                                           resampling="always",
+                                           seed=tf.constant([6, 6])))
+      variables = self.model.trainable_variables
+      self.optimizer.apply_gradients(zip(tape.gradient(loss, variables),
+                                         variables))
+      return {"loss": loss}
+
+  keras_model = BoundModel(lgssm)
+  keras_model.compile(optimizer=tf_keras.optimizers.Adam(1e-2))
+  traces = filter_lib.trace_count()
+  before = a.numpy().copy()
+  history = keras_model.fit(
+      tf.data.Dataset.from_tensor_slices(tf.transpose(x, [1, 0, 2])).batch(8),
+      epochs=12, verbose=0)
+  losses = history.history["loss"]
+  assert losses[-1] < losses[0]
+  assert np.abs(a.numpy() - before).max() > 1e-2
+  assert filter_lib.trace_count() == traces
+
+
 def test_smoothing_bound_gradient_equals_exact_gradient():
   """With the exact posterior proposal, IWAE(theta) = log p(x; theta) for all
   theta, so their gradients in the transition matrix agree too."""
