@@ -14,12 +14,12 @@ Medians of `--reps` calls per round, rounds alternating the two.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from benchlib import timed  # pylint: disable=g-import-not-at-top
 from seqlvm import quiet  # pylint: disable=g-import-not-at-top
 
 tf = quiet.import_tensorflow()
@@ -68,10 +68,8 @@ def main():
   times = {name: [] for name in steps}
   for _ in range(args.rounds):
     for name, step in steps.items():
-      for _ in range(args.reps):
-        start = time.perf_counter()
-        _ = [g.numpy() for g in step(h0)]
-        times[name].append(time.perf_counter() - start)
+      times[name] += timed(lambda step=step: [g.numpy() for g in step(h0)],
+                           args.reps)
   print(f"three [{ROWS}, {args.hidden}] x [{args.hidden}, {args.hidden}] "
         f"products per step, T = {T}, forward + backward under XLA; medians "
         f"of {args.rounds} x {args.reps} calls")

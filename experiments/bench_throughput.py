@@ -36,14 +36,14 @@ compilation: 15 to 25 s per configuration, one per shape (each T too).
 import argparse
 import json
 import os
-import shlex
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from benchlib import command_line  # pylint: disable=g-import-not-at-top
+from benchlib import timed  # pylint: disable=g-import-not-at-top
 from seqlvm import quiet  # pylint: disable=g-import-not-at-top
 
 tf = quiet.import_tensorflow()  # without the start-up noise
@@ -70,20 +70,6 @@ QUICK = dict(
     sizes=((16, 8),), batches=(2,), particles=(2,), num_steps=8,
     sweep_size=(16, 8), sweep_base=dict(B=2, N=2, T=8),
     sweeps=dict(T=(4, 8), N=(2, 4), B=(2, 4)))
-
-
-def command_line():
-  """The command that started this run, as one pasteable line."""
-  python = os.path.relpath(sys.executable)
-  if python.startswith(".."):
-    python = sys.executable
-  return shlex.join([python] + sys.argv)
-
-
-def call_seconds(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 class Bench:
@@ -152,13 +138,13 @@ class Bench:
         "eval-graph": lambda: eval_graph(x, lengths, seed).numpy(),
         "eval-xla": lambda: eval_xla(x, lengths, seed).numpy(),
     }
-    warmup = {m: call_seconds(fns[m]) for m in wanted}
+    warmup = {m: timed(fns[m])[0] for m in wanted}
     times = {m: [] for m in wanted}
     for rep in range(self.reps):
       if rep and time.perf_counter() - start > self.max_seconds:
         break
       for m in wanted:
-        times[m].append(call_seconds(fns[m]))
+        times[m] += timed(fns[m])
     for m in wanted:
       seconds = float(np.median(times[m]))
       self.results[key + (m,)] = dict(

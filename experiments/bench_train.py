@@ -74,14 +74,14 @@ import argparse
 import json
 import math
 import os
-import shlex
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from benchlib import command_line  # pylint: disable=g-import-not-at-top
+from benchlib import timed  # pylint: disable=g-import-not-at-top
 from seqlvm import quiet  # pylint: disable=g-import-not-at-top
 
 tf = quiet.import_tensorflow()  # without the start-up noise
@@ -117,24 +117,6 @@ ABLATIONS = {
 TORCH_TARGETS = {64: 6., 256: 3.}
 MINIMAL_TARGET = 1.
 _HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
-
-
-def command_line():
-  """The command that started this run, as one pasteable line."""
-  python = os.path.relpath(sys.executable)
-  if python.startswith(".."):
-    python = sys.executable
-  return shlex.join([python] + sys.argv)
-
-
-def timed(fn, reps):
-  """Wall-clock seconds of each of `reps` calls of fn (which blocks)."""
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
 
 
 def matmul_rate(reps):

@@ -422,9 +422,9 @@ class _WeightGradientBatcher:
 
   Only products whose weights have at least `min_weights` entries are
   batched: for smaller ones the TensorArrays cost more than the per-step
-  outer products (measured in experiments/bench_train.py: 0.93x at hidden
-  64, where the largest weight, the LSTM's, has 32,768 entries; 1.06x at
-  hidden 256).
+  outer products (measured in experiments/bench_train.py: 0.93x-0.95x at
+  hidden 64, where the largest weight, the LSTM's, has 32,768 entries;
+  1.06x-1.08x at hidden 256).
 
   The step's products are found by tracing it once ahead (its ops are
   unused): each `Linear` call, in order, through `nets.product_hook`.
@@ -478,10 +478,7 @@ class _WeightGradientBatcher:
       k = len(calls)
       calls.append(k)
       if k >= len(self._calls) or self._calls[k][:3] != (layer, start, stop):
-        raise RuntimeError(
-            f"batch_weight_gradients: the step's products differ between "
-            f"two traces (call {k}: {layer.name}); the step must call the "
-            "same layers in the same order every time.")
+        raise _products_differ(f"call {k}: {layer.name}")
       w = layer.weights(start, stop)
       if k not in self._slots:
         return matmul(x, w)
@@ -491,8 +488,8 @@ class _WeightGradientBatcher:
     with nets.product_hook(apply):
       carry, traces = self._sweep.step(t, *carry)
     if len(calls) != len(self._calls):
-      raise RuntimeError("batch_weight_gradients: the step's products "
-                         "differ between two traces.")
+      raise _products_differ(f"{len(calls)} products, {len(self._calls)} "
+                             "traced ahead")
     return carry, traces, tuple(
         ta.write(t, tf.stop_gradient(x)) for ta, x in zip(inputs, xs))
 
@@ -500,6 +497,13 @@ class _WeightGradientBatcher:
     """Hands each product's stacked inputs `[T, R, in]` to its gradient."""
     for holder, ta in zip(self._holders, inputs):
       holder["inputs"] = ta.stack()
+
+
+def _products_differ(where):
+  return RuntimeError(
+      f"batch_weight_gradients: the step's products differ between two "
+      f"traces ({where}); the step must call the same layers in the same "
+      "order every time.")
 
 
 def _zeros_with_weight_gradient(w, shape, dtype, holder):
