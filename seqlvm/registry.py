@@ -25,7 +25,8 @@ from seqlvm.errors import ConfigError
 
 __all__ = ["Entry", "Registry", "MODELS", "LATENTS", "EMISSIONS",
            "EMISSION_CHOICES", "PRECISIONS", "BOUNDS", "CRITERIA", "SCHEMES",
-           "GRADIENTS", "ON_NONFINITE", "SCHEDULES", "SPLITS", "CHECKPOINTS",
+           "GRADIENTS", "ON_NONFINITE", "SCHEDULES", "SPLITS", "DISTRIBUTE",
+           "CHECKPOINTS",
            "PIANOROLL_SETS", "RESOLUTIONS", "gradient_scheme_problem",
            "latent_problem"]
 
@@ -201,6 +202,15 @@ SCHEDULES = Registry("learning-rate schedule", [
 ])
 
 SPLITS = ("train", "valid", "test")
+
+# How training and evaluation use more than one device (`seqlvm.run.distribute`).
+DISTRIBUTE = Registry("distribution strategy", [
+    _entry("none", "one device (the default)"),
+    _entry("mirrored", "tf.distribute.MirroredStrategy: the local GPUs, or "
+           "--devices K logical CPU devices where there are none"),
+    _entry("multi-worker", "tf.distribute.MultiWorkerMirroredStrategy: one "
+           "process per host, configured by TF_CONFIG"),
+])
 
 # Which checkpoint `eval`, `sample` and `compare` use: "best" is the best
 # validation bound's (RUN_DIR/best), "latest" the newest of RUN_DIR/ckpt;

@@ -31,6 +31,7 @@ Recommended import: `from seqlvm.run import training`.
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 import time
@@ -48,6 +49,7 @@ from seqlvm.errors import ConfigError
 from seqlvm.errors import DataError
 from seqlvm.errors import TrainingError
 from seqlvm.run import best as best_lib
+from seqlvm.run import distribute
 from seqlvm.run import evaluation
 from seqlvm.run import factory
 from seqlvm.run import rundir as rundir_lib
@@ -494,10 +496,13 @@ class TrainingLoop:
     hooks: `Hook`s, called in order.
     log: callable for messages.
     source: the data (named in read errors).
+    agree: optional flag -> flag, the workers' agreement on stopping (any
+      worker's stop stops all; `seqlvm.run.distribute.agreement`). Given,
+      a failed step is taken for a lost worker.
   """
 
   def __init__(self, train_step, next_batch, step, num_steps, seed,
-               checkpointer, hooks, log, source):
+               checkpointer, hooks, log, source, agree=None):
     self.train_step = train_step
     self.next_batch = next_batch
     self.step = step
@@ -507,6 +512,7 @@ class TrainingLoop:
     self.hooks = list(hooks)
     self.log = log
     self.source = source
+    self.agree = agree
     # Set by `run`: when and at which step this call started.
     self.start_time, self.start_step = None, None
 
@@ -521,6 +527,22 @@ class TrainingLoop:
           self.source, f"the training data at step {int(self.step) + 1} "
           f"({self.checkpointer.good_state()})", e) from e
 
+  def _collective(self, fn):
+    """fn(); with other workers, a failure is a lost worker's."""
+    if self.agree is None:
+      return fn()
+    try:
+      return fn()
+    except (tf.errors.UnavailableError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.InternalError) as e:
+      last = self.checkpointer.path or "none yet"
+      raise TrainingError(
+          f"Lost contact with another worker at step {int(self.step) + 1} "
+          f"({type(e).__name__}: {(e.message or '').splitlines()[0][:200]}). "
+          f"The newest checkpoint is {last}; restart every worker with the "
+          "same command to resume from it.") from e
+
   def run(self):
     """Trains to `num_steps` (or until a hook stops it); saves at the end."""
     self.start_time, self.start_step = time.time(), int(self.step)
@@ -528,11 +550,14 @@ class TrainingLoop:
       hook.begin(self)
     try:
       while int(self.step) < self.num_steps:
-        if any(hook.should_stop(self) for hook in self.hooks):
+        stop = any(hook.should_stop(self) for hook in self.hooks)
+        if self.agree is not None:
+          stop = self._collective(lambda: self.agree(stop))
+        if stop:
           break
         x, lengths = self._batch()
         seed = tf.constant([self.seed, int(self.step)], tf.int32)
-        outputs = self.train_step(x, lengths, seed)
+        outputs = self._collective(lambda: self.train_step(x, lengths, seed))
         result = StepResult(int(self.step) + 1, outputs[0], outputs[1],
                             bool(outputs[2]),
                             outputs[3] if len(outputs) > 3 else {})
@@ -627,7 +652,8 @@ def check_budget(max_seconds):
 
 def train(config, run_dir,
           make_dataset_and_model=factory.make_dataset_and_model,
-          progress=True, log=None, max_seconds=None, progress_every=100):
+          progress=True, log=None, max_seconds=None, progress_every=100,
+          strategy=None):
   """Trains (or resumes) a run.
 
   Training is the one writer of its run directory: it holds RUN_DIR/lock
@@ -645,6 +671,11 @@ def train(config, run_dir,
     max_seconds: optional wall-clock budget (> 0); training stops (with a
       checkpoint) once it is spent, and can be resumed later.
     progress_every: steps between plain progress lines. Default value: 100.
+    strategy: optional tf.distribute strategy
+      (`seqlvm.run.distribute.make_strategy`): data-parallel training of
+      the global batch `config.batch_size`; in a cluster, workers other
+      than the chief train in a private copy of run_dir. Default value:
+      None (one device).
 
   Returns:
     result: a `TrainResult`; `trained_steps` is 0 when the run was already
@@ -664,6 +695,21 @@ def train(config, run_dir,
   log = log or progress_lib.message
   if max_seconds is not None:
     check_budget(max_seconds)
+  if strategy is not None:
+    distribute.check_batch(config.batch_size, strategy)
+    if not distribute.is_chief(strategy):
+      with distribute.worker_run_dir(strategy, run_dir) as private:
+        log(f"{distribute.task_id(strategy)}: training in the temporary "
+            f"copy {private} (the chief writes {run_dir}).")
+        return _train_in(config, private, make_dataset_and_model, log,
+                         max_seconds, progress, progress_every, strategy)
+  return _train_in(config, run_dir, make_dataset_and_model, log, max_seconds,
+                   progress, progress_every, strategy)
+
+
+def _train_in(config, run_dir, make_dataset_and_model, log, max_seconds,
+              progress, progress_every, strategy):
+  """`train` in the directory this process writes."""
   config = config.replace(data=data_registry.canonical(config.data))
   run = rundir_lib.RunDir(run_dir)
   config = factory.resolve_schedule(
@@ -675,7 +721,7 @@ def train(config, run_dir,
     with rundir_lib.RunLock(run_dir, log=log):
       return _train(config, run, make_dataset_and_model, log,
                     dict(progress=progress, max_seconds=max_seconds,
-                         progress_every=progress_every))
+                         progress_every=progress_every), strategy)
   except BaseException:
     if created and not os.listdir(run_dir):  # Refused before writing.
       os.rmdir(run_dir)
@@ -725,26 +771,49 @@ def _restore(run, checkpoint, manager, model, optimizer, step, stored_data,
   return restored
 
 
-def _train(config, run, make_dataset_and_model, log, options):
-  """`train` inside the run's lock; `options` for `default_hooks`."""
-  dataset, model = make_dataset_and_model(config)
-  source = sources.as_source(dataset)
-  _check_batch_size(source, config)
-  resuming = run.exists()
-  stored_data = run.check_data(source, config.data)
-  same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
-      source)
-  run.save_config(config)
+def _saved_iterator(manager):
+  """Whether the newest checkpoint holds the data iterator's state (one
+  saved by a distributed run has none: it resumes by skipping)."""
+  latest = manager.latest_checkpoint
+  if not latest:
+    return True
+  try:
+    return any(name.startswith("data_iterator/")
+               for name, _ in tf.train.list_variables(latest))
+  except (tf.errors.OpError, ValueError):
+    return True  # Unreadable: the restore names it.
 
-  optimizer, learning_rate = factory.make_optimizer(
-      config, model.trainable_variables)
+
+def _train(config, run, make_dataset_and_model, log, options, strategy=None):
+  """`train` inside the run's lock; `options` for `default_hooks`."""
+  scope = strategy.scope() if strategy is not None else (
+      contextlib.nullcontext())
+  with scope:  # The model's and the optimizer's variables are mirrored.
+    dataset, model = make_dataset_and_model(config)
+    source = sources.as_source(dataset)
+    _check_batch_size(source, config)
+    resuming = run.exists()
+    stored_data = run.check_data(source, config.data)
+    same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
+        source)
+    run.save_config(config)
+    optimizer, learning_rate = factory.make_optimizer(
+        config, model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64, name="step")
-  iterator = iter(source.train_dataset(
+  train_data = lambda: source.train_dataset(
       config.batch_size, seed=config.seed,
-      pad_to_multiple=config.pad_to_multiple, max_length=config.max_length))
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                   step=step, data_iterator=iterator)
+      pad_to_multiple=config.pad_to_multiple, max_length=config.max_length)
   run.adopt_checkpoints(log)
+  # One device keeps the data iterator's state in its checkpoints; a
+  # distributed run (whose iterator cannot be saved), or a single-device
+  # run resumed from one, skips the data stream to the restored step.
+  saves_iterator = strategy is None and (
+      not resuming or _saved_iterator(tf.train.CheckpointManager(
+          tf.train.Checkpoint(), run.ckpt_dir, max_to_keep=None)))
+  iterator = iter(train_data()) if saves_iterator else None
+  checkpoint = tf.train.Checkpoint(
+      model=model, optimizer=optimizer, step=step,
+      **({"data_iterator": iterator} if saves_iterator else {}))
   manager = run.checkpoint_manager(checkpoint, config.keep_checkpoints)
   restored = _restore(run, checkpoint, manager, model, optimizer, step,
                       stored_data, resuming, same_pipeline, log)
@@ -762,8 +831,21 @@ def _train(config, run, make_dataset_and_model, log, options):
   # A run restored from a checkpoint without a record was made by an older
   # seqlvm: its creator is unknown.
   run.record_versions(resuming=restored is not None)
-  train_step = make_train_step(model, optimizer, config, source.data_size,
-                               mode="xla" if config.jit_compile else "graph")
+  mode = "xla" if config.jit_compile else "graph"
+  if strategy is not None:
+    log(f"Distributed: {distribute.describe(strategy)}; global batch "
+        f"{config.batch_size}, "
+        f"{distribute.check_batch(config.batch_size, strategy)} sequences "
+        "per replica.")
+    inputs = distribute.train_input(strategy, source, config, int(step))
+    train_step = distribute.make_train_step(
+        model, optimizer, config, strategy, inputs.element_spec, mode=mode)
+    iterator = iter(inputs)
+  else:
+    if iterator is None:
+      iterator = iter(train_data().skip(int(step)))
+    train_step = make_train_step(model, optimizer, config, source.data_size,
+                                 mode=mode)
   best = best_lib.BestCheckpoint(
       run.path, _best_saver(run, model, step), config.bound,
       config.num_particles, resumed_step=int(step) if restored else None,
@@ -772,7 +854,7 @@ def _train(config, run, make_dataset_and_model, log, options):
                         learning_rate=learning_rate, **options)
   return _run_loop(config, train_step, lambda: next(iterator), step,
                    Checkpointer(manager, step, restored), hooks, log, source,
-                   best)
+                   best, agree=distribute.agreement(strategy))
 
 
 def _best_saver(run, model, step):
@@ -842,14 +924,15 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
 
 
 def _run_loop(config, train_step, next_batch, step, checkpointer, hooks, log,
-              source, best):
+              source, best, agree=None):
   """Runs the loop with `hooks`; the `TrainResult`."""
   by_type = {type(h): h for h in hooks}
   summaries, validation = by_type[Summaries], by_type[Validation]
   nonfinite = by_type[NonFinitePolicy]
   stopping = by_type.get(EarlyStopping)
   loop = TrainingLoop(train_step, next_batch, step, config.num_steps,
-                      config.seed, checkpointer, hooks, log, source)
+                      config.seed, checkpointer, hooks, log, source,
+                      agree=agree)
   loop.run()
   return TrainResult(step=int(step), checkpoint=checkpointer.path,
                      train_bound_per_timestep=summaries.last_window_mean,
