@@ -160,11 +160,32 @@ def _training_flags(p, arg, registry):
   p.add_argument("--max-minutes", type=float, default=None,
                  help="stop (with a checkpoint) after this much wall-clock "
                  "time; resume later with the same command [no limit]")
+  _distribute_flags(p, registry, "--batch-size is the global batch, split "
+                    "into whole sequences per replica")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar and no progress lines")
   p.add_argument("--progress-every", type=int, default=100,
                  help="steps between progress lines when stderr is not a "
                  "terminal (a log file) [100]")
+
+
+def _distribute_flags(p, registry, what):
+  """--distribute and --devices (train and eval)."""
+  p.add_argument("--distribute", default="none",
+                 choices=registry.DISTRIBUTE.names,
+                 help="data-parallel over several devices or hosts: " +
+                 registry.DISTRIBUTE.help() + f"; {what} [none]")
+  p.add_argument("--devices", type=int, default=None,
+                 help="mirrored: use this many GPUs, or create this many "
+                 "logical CPU devices where there is no GPU [every GPU, or "
+                 "one CPU]")
+
+
+def _strategy(args):
+  """The tf.distribute strategy the flags ask for (None: one device)."""
+  from seqlvm.run import distribute  # pylint: disable=g-import-not-at-top
+  distribute.configure_devices(args.distribute, args.devices)
+  return distribute.make_strategy(args.distribute, args.devices)
 
 
 def _config_from_args(args):
@@ -194,13 +215,14 @@ def _cmd_train(args):
     print("seqlvm train: error: --progress-every must be >= 1.",
           file=sys.stderr)
     return 2
+  strategy = _strategy(args)
   print(f"Training {config.model} with {config.bound} (N={config.num_particles}) "
         f"on {config.data}; run directory: {os.path.abspath(args.run_dir)}",
         file=sys.stderr)
   result = training.train(
       config, args.run_dir, progress=not args.no_progress,
       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
-      progress_every=args.progress_every)
+      progress_every=args.progress_every, strategy=strategy)
   valid = result.valid_bound_per_timestep
   train_bound = result.train_bound_per_timestep
   if not result.trained_steps:

@@ -146,7 +146,7 @@ def make_strategy(kind, devices=None):
   """
   if kind in (None, "none"):
     if devices is not None:
-      configure_devices(kind or "none", devices)
+      raise ConfigError("--devices applies to --distribute mirrored only.")
     return None
   if kind == "mirrored":
     gpus = tf.config.list_logical_devices("GPU")
@@ -448,9 +448,10 @@ def agreement(strategy):
 
   @tf.function
   def any_set(flag):
-    def replica_fn():
+    def replica_fn(value):
       context = tf.distribute.get_replica_context()
-      return context.all_reduce("SUM", flag)
-    return strategy.experimental_local_results(strategy.run(replica_fn))[0]
+      return context.all_reduce("SUM", tf.identity(value))
+    return strategy.experimental_local_results(
+        strategy.run(replica_fn, args=(flag,)))[0]
 
   return lambda flag: bool(any_set(tf.constant(float(bool(flag)))) > 0)

@@ -771,12 +771,13 @@ def _restore(run, checkpoint, manager, model, optimizer, step, stored_data,
   return restored
 
 
-def _saved_iterator(manager):
+def _saved_iterator(run):
   """Whether the newest checkpoint holds the data iterator's state (one
   saved by a distributed run has none: it resumes by skipping)."""
-  latest = manager.latest_checkpoint
-  if not latest:
+  found = rundir_lib.checkpoint_files(run.ckpt_dir)
+  if not found:
     return True
+  latest = found[-1]
   try:
     return any(name.startswith("data_iterator/")
                for name, _ in tf.train.list_variables(latest))
@@ -807,9 +808,7 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
   # One device keeps the data iterator's state in its checkpoints; a
   # distributed run (whose iterator cannot be saved), or a single-device
   # run resumed from one, skips the data stream to the restored step.
-  saves_iterator = strategy is None and (
-      not resuming or _saved_iterator(tf.train.CheckpointManager(
-          tf.train.Checkpoint(), run.ckpt_dir, max_to_keep=None)))
+  saves_iterator = strategy is None and _saved_iterator(run)
   iterator = iter(train_data()) if saves_iterator else None
   checkpoint = tf.train.Checkpoint(
       model=model, optimizer=optimizer, step=step,

@@ -134,6 +134,68 @@ def mirrored(pickle_path):
   return out
 
 
+def _weights(model):
+  return [v.numpy().tolist() for v in model.trainable_variables]
+
+
+def lgssm_steps(kind, steps="3"):
+  """`steps` updates of the LGSSM on the global batch: on one device
+  ("none"), or as this TF_CONFIG worker ("multi-worker")."""
+  strategy = distribute.make_strategy(kind)
+  config = Config(bound="iwae", num_particles=4, batch_size=4,
+                  learning_rate=0.01)
+  x, lengths = _data(), tf.constant(LENGTHS, tf.int32)
+  scope = strategy.scope() if strategy else tf.name_scope("single")
+  with scope:
+    model = _lgssm()
+    optimizer, _ = factory.make_optimizer(config, model.trainable_variables)
+  if strategy is None:
+    step = training.make_train_step(model, optimizer, config, 2,
+                                    mode="graph")
+    inputs = lambda: (x, lengths)
+  else:
+    step = distribute.make_train_step(model, optimizer, config, strategy,
+                                      None, mode="graph")
+    replicas = strategy.num_replicas_in_sync
+
+    def inputs():
+      def value(i):
+        def fn(context):
+          return distribute.replica_share(
+              x, lengths, context.replica_id_in_sync_group, replicas, 1)[i]
+        return strategy.experimental_distribute_values_from_function(fn)
+      return value(0), value(1)
+  bounds = []
+  for k in range(int(steps)):
+    bound, _, applied, _ = step(*inputs(), tf.constant([0, k], tf.int32))
+    bounds.append(float(bound))
+    assert bool(applied)
+  return {"bounds": bounds, "weights": _weights(model),
+          "chief": distribute.is_chief(strategy)}
+
+
+def vrnn_train(kind, run_dir, pickle_path, devices=None):
+  """`training.train` of a tiny VRNN, 3 steps; its final weights."""
+  devices = int(devices) if devices else None
+  distribute.configure_devices(kind, devices)
+  strategy = distribute.make_strategy(kind, devices)
+  models = []
+
+  def make(config):
+    source, model = factory.make_dataset_and_model(config)
+    models.append(model)
+    return source, model
+
+  config = Config(data=pickle_path, hidden_size=8, latent_size=4,
+                  batch_size=4, num_steps=3, valid_every=0,
+                  checkpoint_every=3, valid_samples=0, seed=5)
+  result = training.train(config, run_dir, make_dataset_and_model=make,
+                          progress=False, strategy=strategy)
+  return {"step": result.step, "weights": _weights(models[0]),
+          "chief": distribute.is_chief(strategy)}
+
+
 if __name__ == "__main__":
-  case = {"mirrored": mirrored}[sys.argv[1]]
+  case = {"mirrored": mirrored, "lgssm-steps": lgssm_steps,
+          "vrnn-train": vrnn_train}[sys.argv[1]]
   print("RESULT " + json.dumps(case(*sys.argv[2:])))

@@ -73,3 +73,84 @@ def test_distributed_input_is_the_single_device_stream_split(mirrored):
   sequences 0-1 and 2-3, each cut to its own longest sequence."""
   assert mirrored["input"] == {"same_sequences": True,
                                "cut_to_own_length": True}
+
+
+def _free_ports(count):
+  import socket  # pylint: disable=g-import-not-at-top
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _tf_configs(count=2):
+  hosts = [f"127.0.0.1:{p}" for p in _free_ports(count)]
+  return [json.dumps({"cluster": {"worker": hosts},
+                      "task": {"type": "worker", "index": i}})
+          for i in range(count)]
+
+
+def _spawn(command, tf_config, log_path):
+  env = {**os.environ, "TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": ""}
+  log = open(log_path, "w")  # pylint: disable=consider-using-with
+  return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, text=True), log
+
+
+def _workers(args, tmp_path, name, timeout=300):
+  """Runs a case as two TF_CONFIG workers on 127.0.0.1; their results."""
+  started = [_spawn([sys.executable, "-m", "tests.run.distributed_cases",
+                     *args], config, tmp_path / f"{name}-{i}.log")
+             for i, config in enumerate(_tf_configs())]
+  results = []
+  try:
+    for i, (process, log) in enumerate(started):
+      process.wait(timeout=timeout)
+      log.close()
+      text = (tmp_path / f"{name}-{i}.log").read_text()
+      lines = [l for l in text.splitlines() if l.startswith("RESULT ")]
+      assert process.returncode == 0 and lines, text[-3000:]
+      results.append(json.loads(lines[-1][len("RESULT "):]))
+  finally:
+    for process, log in started:
+      if process.poll() is None:
+        process.kill()
+      log.close()
+  return results
+
+
+def test_two_workers_equal_one_process_on_the_combined_batch(tmp_path):
+  """Noise-free (the LGSSM's exact IWAE): two MultiWorkerMirrored workers
+  on 127.0.0.1, 2 sequences each, 3 updates, against one process on the
+  4 sequences."""
+  chief, worker = _workers(["lgssm-steps", "multi-worker"], tmp_path, "lg")
+  single = _case("lgssm-steps", "none")
+  assert chief["chief"] and not worker["chief"]
+  assert chief["weights"] == worker["weights"]
+  np.testing.assert_allclose(chief["bounds"], single["bounds"], rtol=1e-6)
+  np.testing.assert_allclose(chief["weights"], single["weights"], atol=1e-6)
+  assert not np.allclose(single["weights"][0], _case(
+      "lgssm-steps", "none", "0")["weights"][0], atol=1e-3)  # They moved.
+
+
+def test_two_workers_train_a_vrnn_like_two_local_replicas(tmp_path):
+  """A tiny VRNN trained 3 steps through `training.train` by two workers:
+  identical weights on both, the chief's checkpoint in the run directory,
+  and (same replica count, so the same seeds and shares) the weights of a
+  MirroredStrategy run over 2 logical CPUs in one process."""
+  from tests.conftest import write_tiny_pianorolls
+  data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
+  run_dir = tmp_path / "run"
+  chief, worker = _workers(["vrnn-train", "multi-worker", str(run_dir), data],
+                           tmp_path, "vrnn")
+  assert chief["step"] == worker["step"] == 3
+  assert chief["weights"] == worker["weights"]
+  assert (run_dir / "ckpt" / "ckpt-3.index").exists()
+  assert not list(tmp_path.glob("run/*worker*"))
+  mirrored = _case("vrnn-train", "mirrored", str(tmp_path / "mirrored"),
+                   data, "2")
+  for a, b in zip(chief["weights"], mirrored["weights"]):
+    np.testing.assert_allclose(a, b, atol=1e-5)
