@@ -154,3 +154,52 @@ def test_two_workers_train_a_vrnn_like_two_local_replicas(tmp_path):
                    data, "2")
   for a, b in zip(chief["weights"], mirrored["weights"]):
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_killed_worker_restarts_from_the_checkpoint(tmp_path):
+  """SIGKILL worker 1 once a checkpoint exists (and then the chief, as a
+  scheduler restarting the job would); both restarted with the same
+  command resume from the newest checkpoint's step and finish."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
+  from tests.conftest import write_tiny_pianorolls
+  data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
+  run_dir = tmp_path / "run"
+  command = [sys.executable, "-m", "seqlvm.cli", "train", "--data", data,
+             "--run-dir", str(run_dir), "--hidden-size", "8",
+             "--latent-size", "4", "--batch-size", "4", "--num-steps",
+             "120", "--checkpoint-every", "20", "--valid-every", "0",
+             "--valid-samples", "0", "--progress-every", "20",
+             "--distribute", "multi-worker"]
+  started = [_spawn(command, c, tmp_path / f"first-{i}.log")
+             for i, c in enumerate(_tf_configs())]
+  deadline = time.time() + 240
+  while (not rundir.checkpoint_files(run_dir / "ckpt") and
+         time.time() < deadline and started[0][0].poll() is None):
+    time.sleep(0.2)
+  started[1][0].send_signal(signal.SIGKILL)
+  time.sleep(1.)
+  started[0][0].send_signal(signal.SIGKILL)
+  for process, log in started:
+    process.wait(timeout=60)
+    log.close()
+  first = (tmp_path / "first-0.log").read_text()
+  found = rundir.checkpoint_files(run_dir / "ckpt")
+  assert found, first[-3000:]
+  resume_step = rundir.checkpoint_number(found[-1])
+  assert 20 <= resume_step < 120
+  restarted = [_spawn(command, c, tmp_path / f"second-{i}.log")
+               for i, c in enumerate(_tf_configs())]
+  for process, log in restarted:
+    process.wait(timeout=400)
+    log.close()
+  logs = [(tmp_path / f"second-{i}.log").read_text() for i in range(2)]
+  for i, (process, _) in enumerate(restarted):
+    assert process.returncode == 0, logs[i][-3000:]
+    assert f"at step {resume_step}." in logs[i], logs[i][-3000:]
+  assert "Trained to step 120" in logs[0]
+  assert rundir.checkpoint_number(
+      rundir.checkpoint_files(run_dir / "ckpt")[-1]) == 120
+  # The run directory is whole: its config and records read back.
+  assert json.loads((run_dir / "config.json").read_text())["num_steps"] == 120
