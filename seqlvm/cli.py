@@ -285,15 +285,22 @@ def _print_evaluation(results, bound_names):
 def _cmd_eval(args):
   from seqlvm import registry  # pylint: disable=g-import-not-at-top
   from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import distribute  # pylint: disable=g-import-not-at-top
   names = args.bounds or list(registry.BOUNDS.names)
+  strategy = _strategy(args)
   results = evaluation.evaluate(
       args.run_dir, split=args.split, num_particles=args.num_particles,
       bound_names=names, batch_size=args.batch_size, seed=args.seed,
       seeds=args.seeds, checkpoint=args.checkpoint, force=args.force,
       progress=not args.no_progress,
-      report=lambda r: _print_evaluation(r, names), xla=args.xla)
+      report=lambda r: _print_evaluation(r, names), xla=args.xla,
+      strategy=strategy)
   reused = sum(results[name]["reused"] for name in names)
-  print(f"Records: {os.path.join(args.run_dir, 'eval', args.split)}" + (
+  where = os.path.join(args.run_dir, "eval", args.split)
+  if not distribute.is_chief(strategy):
+    print(f"Records: written by the chief in {where}")
+    return 0
+  print(f"Records: {where}" + (
       f" ({reused} reused; --force computes them again)" if reused else ""))
   return 0
 
@@ -533,6 +540,9 @@ def _eval_parser(sub, registry):
                  "each further seed of the same bound and N (3.5x); other "
                  "random streams than the default graph's (separate "
                  "records) [off]")
+  _distribute_flags(p, registry, "each replica evaluates whole batches of "
+                    "--batch-size, batch i on replica i mod R with its "
+                    "single-device seed: the numbers of one device")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=_cmd_eval)
 

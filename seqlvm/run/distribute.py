@@ -67,7 +67,7 @@ from seqlvm.smc import diagnostics as diagnostics_lib
 __all__ = ["configure_devices", "make_strategy", "num_replicas", "is_chief",
            "task_id", "replica_seed", "replica_share", "train_input",
            "make_train_step", "local_step", "agreement", "worker_run_dir",
-           "describe"]
+           "describe", "eval_input", "eval_seed", "check_batch"]
 
 # Files of a run directory a non-chief worker copies into its private one.
 _RUN_FILES = ("config.json", "data.json", "versions.json", "best.json")
@@ -314,6 +314,55 @@ def train_input(strategy, source, config, initial_step):
 
   options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
   return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def eval_input(strategy, source, split, batch_size, pad_to_multiple, seed,
+               max_batches=None):
+  """Whole evaluation batches spread over the replicas: the single-device
+  batch i of `source.eval_dataset` (with its seed) on replica i mod R, and
+  after the last one, empty fillers (number -1) forever, so that every
+  replica (and every worker) runs the same rounds.
+
+  Returns:
+    dataset: a distributed dataset of (number `[1]`, x `[T, B, D]`, lengths
+      `[B]`, index `[B]`, seed `[2]`) per replica; a filler's index is -1.
+  """
+  replicas = strategy.num_replicas_in_sync
+
+  def dataset_fn(context):
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+    ds = source.eval_dataset(split, batch_size,
+                             pad_to_multiple=pad_to_multiple)
+    if max_batches is not None:
+      ds = ds.take(max_batches)
+
+    def mine(i, unused_batch):  # This pipeline's replicas' batches.
+      turn = i % replicas
+      return tf.logical_and(turn >= first, turn < first + local)
+
+    def numbered(i, batch):
+      x, lengths, index = batch
+      i = tf.cast(i, tf.int32)
+      return (i[None], x, lengths, index, eval_seed(seed, i))
+
+    ds = ds.enumerate().filter(mine).map(numbered)
+    spec = ds.element_spec
+    steps = max(int(pad_to_multiple), 1)
+    filler = (tf.constant([-1], spec[0].dtype),
+              tf.zeros([steps, batch_size, source.data_size], spec[1].dtype),
+              tf.zeros([batch_size], spec[2].dtype),
+              tf.fill([batch_size], tf.constant(-1, spec[3].dtype)),
+              tf.zeros([2], spec[4].dtype))
+    return ds.concatenate(tf.data.Dataset.from_tensors(filler).repeat())
+
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def eval_seed(seed, i):
+  """Evaluation batch i's stateless seed (the same on every device)."""
+  return tf.random.experimental.stateless_fold_in(
+      tf.constant([seed, 7919], tf.int32), i)
 
 
 def _concatenated(parts):

@@ -15,8 +15,11 @@ Recommended import: `from seqlvm.run import evaluation`.
 """
 
 import collections
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +33,7 @@ from seqlvm.errors import ConfigError
 from seqlvm.errors import DataError
 from seqlvm.errors import TrainingError
 from seqlvm.run import best as best_lib
+from seqlvm.run import distribute
 from seqlvm.run import factory
 from seqlvm.run import records as records_lib
 from seqlvm.run import rundir as rundir_lib
@@ -112,14 +116,21 @@ class Evaluator:
     config: the run's `Config` (FIVO's resampling options, the padding).
     data_size: int D.
     xla: compile with XLA. Default value: None (`EVAL_XLA`).
+    strategy: a `tf.distribute` strategy (the model built in its scope), or
+      None for one device. Each replica evaluates whole batches of
+      `batch_size`: the single-device batch i, with its seed, on replica
+      i mod R, so the numbers are one device's (`distribute.eval_input`).
+      Every worker of a cluster gets every sequence's result.
   """
 
-  def __init__(self, model, config, data_size, xla=None):
+  def __init__(self, model, config, data_size, xla=None, strategy=None):
     self._model = model.for_evaluation()
     self._config = config
     self._data_size = data_size
     self.xla = EVAL_XLA if xla is None else bool(xla)
+    self.strategy = strategy
     self._fns = {}
+    self._rounds = {}
 
   @property
   def model(self):
@@ -165,32 +176,71 @@ class Evaluator:
       TrainingError: if the bound is not finite for some sequence.
     """
     fn = self.batch_fn(name, num_particles, batch_size, diagnostics=True)
-    ds = source.eval_dataset(split, batch_size,
-                             pad_to_multiple=self._config.pad_to_multiple)
-    if max_batches is not None:
-      ds = ds.take(max_batches)
     bar = progress_lib.Progress(
         source.num_sequences(split), label or name, unit="seq",
         enabled=progress, interval=30, leave=False)
     parts = collections.defaultdict(list)
+    if self.strategy is None:
+      ds = source.eval_dataset(split, batch_size,
+                               pad_to_multiple=self._config.pad_to_multiple)
+      if max_batches is not None:
+        ds = ds.take(max_batches)
+      batches = ((x, lengths, index, fn(x, lengths,
+                                        distribute.eval_seed(seed, i)))
+                 for i, (x, lengths, index) in enumerate(ds))
+    else:
+      batches = self._distributed_batches(fn, source, split, batch_size, seed,
+                                          max_batches)
     try:
-      for i, (x, lengths, index) in enumerate(ds):
-        batch_seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([seed, 7919], tf.int32), i)
-        index = index.numpy()
+      for unused_x, lengths, index, (bound, diagnostics) in batches:
+        index = np.asarray(index)
         real = index >= 0
-        bound, diagnostics = fn(x, lengths, batch_seed)
-        parts["values"].append(bound.numpy()[real])
+        parts["values"].append(np.asarray(bound)[real])
         parts["indices"].append(index[real])
-        parts["lengths"].append(lengths.numpy()[real])
+        parts["lengths"].append(np.asarray(lengths)[real])
         for key, value in diagnostics.items():
-          parts[key].append(value.numpy()[real])
+          parts[key].append(np.asarray(value)[real])
         bar.update(int(real.sum()))
     except tf.errors.OpError as e:
       raise read_error(source, f"the {split!r} split", e) from e
     finally:
       bar.close()
+    if not parts:
+      raise DataError(f"The {split!r} split is empty.")
     return _split_bound(parts, name, label or split)
+
+  def _distributed_batches(self, fn, source, split, batch_size, seed,
+                           max_batches):
+    """(None, lengths, index, (bound, diagnostics)) of every replica's batch
+    in rounds of R (gathered to every worker), until a round of fillers."""
+    strategy = self.strategy
+    inputs = iter(distribute.eval_input(
+        strategy, source, split, batch_size, self._config.pad_to_multiple,
+        seed, max_batches))
+    key = id(fn)
+    if key not in self._rounds:
+      def replica_fn(number, x, lengths, index, batch_seed):
+        context = tf.distribute.get_replica_context()
+        # (MultiWorkerMirrored cannot all_gather a replica's input itself,
+        # "destinations can not be empty": gather identities of it.)
+        return tf.nest.map_structure(
+            lambda t: context.all_gather(tf.identity(t), axis=0),
+            (number, lengths, index, fn(x, lengths, batch_seed)))
+
+      @tf.function
+      def one_round(iterator):  # Every replica holds the gathered round.
+        return tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0],
+            strategy.run(replica_fn, args=next(iterator)))
+
+      self._rounds[key] = one_round
+    one_round = self._rounds[key]
+    while True:
+      numbers, lengths, index, results = tf.nest.map_structure(
+          lambda t: t.numpy(), one_round(inputs))
+      if np.all(numbers < 0):
+        return
+      yield None, lengths, index, results
 
 
 def _split_bound(parts, name, label):
@@ -320,22 +370,41 @@ class RunEvaluation:
     log: callable for messages.
     xla: compile with XLA (see `Evaluator`). Default value: None
       (`EVAL_XLA`).
+    strategy: a `tf.distribute` strategy, or None (see `Evaluator`). In a
+      cluster, every worker reads the run directory and only the chief
+      writes records into it; the others write theirs to a temporary
+      directory (`close` deletes it).
   """
 
   def __init__(self, run_dir, checkpoint="auto",
                make_dataset_and_model=factory.make_dataset_and_model,
-               log=None, xla=None):
+               log=None, xla=None, strategy=None):
     self.log = log or progress_lib.message
     self.run_dir = os.fspath(run_dir)
-    self.config, self.source, model, path = load_run(
-        run_dir, make_dataset_and_model, self.log, "evaluate", checkpoint)
+    scope = (strategy.scope() if strategy is not None
+             else contextlib.nullcontext())
+    with scope:
+      self.config, self.source, model, path = load_run(
+          run_dir, make_dataset_and_model, self.log, "evaluate", checkpoint)
     self.checkpoint = os.path.relpath(path, self.run_dir)
     self.step = rundir_lib.checkpoint_number(path)
     self.digest = records_lib.checkpoint_digest(path)
     self.evaluator = Evaluator(model, self.config, self.source.data_size,
-                               xla=xla)
+                               xla=xla, strategy=strategy)
+    self._agree = distribute.agreement(strategy)
+    self._private = None
+    self.write_dir = self.run_dir
+    if not distribute.is_chief(strategy):
+      self._private = tempfile.mkdtemp(prefix="seqlvm-eval-")
+      self.write_dir = self._private
     self.write_errors = []
     self._versions = None
+
+  def close(self):
+    """Deletes a non-chief worker's temporary records."""
+    if self._private:
+      shutil.rmtree(self._private, ignore_errors=True)
+      self._private = None
 
   def record(self, split, bound, num_particles, batch_size, seed,
              progress=False, force=False):
@@ -349,8 +418,11 @@ class RunEvaluation:
                                    bound, num_particles, seed, batch_size,
                                    self.evaluator.xla)
     stored = records_lib.read(path)
-    if (stored and not force and self.digest and
-        stored.get("checkpoint_digest") == self.digest):
+    reuse = bool(stored and not force and self.digest and
+                 stored.get("checkpoint_digest") == self.digest)
+    if self._agree is not None:  # Every worker computes, or none does.
+      reuse = not self._agree(not reuse)
+    if reuse:
       stored["path"] = path
       return stored, True
     result = self.evaluator(self.source, split, bound, num_particles,
@@ -359,7 +431,7 @@ class RunEvaluation:
     record = self._record(result, split, bound, num_particles, batch_size,
                           seed)
     try:
-      records_lib.write(record, self.run_dir)
+      records_lib.write(record, self.write_dir)
     except fileio.WriteError as e:
       self.write_errors.append(e)
     record["path"] = path
@@ -425,7 +497,7 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
              batch_size=None, seed=0, seeds=1, checkpoint="auto",
              force=False,
              make_dataset_and_model=factory.make_dataset_and_model,
-             progress=True, log=None, report=None, xla=None):
+             progress=True, log=None, report=None, xla=None, strategy=None):
   """Evaluates a checkpoint of a run with each bound on a split.
 
   The ELBO averages `num_particles` independent single-particle bounds (same
@@ -444,6 +516,9 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
       a record is raised (so it never loses them).
     xla: compile with XLA (see `Evaluator`). Default value: None
       (`EVAL_XLA`: a graph without XLA, faster for one pass over a split).
+    strategy: a `tf.distribute` strategy: the batches spread over its
+      replicas, the same numbers as one device (see `RunEvaluation`).
+      Default value: None (one device).
 
   Returns:
     results: `RunEvaluation.summary`'s dict.
@@ -455,15 +530,18 @@ def evaluate(run_dir, split="test", num_particles=None, bound_names=None,
   log = log or progress_lib.message
   check_evaluation_arguments(split, num_particles, batch_size, seeds)
   session = RunEvaluation(run_dir, checkpoint, make_dataset_and_model, log,
-                          xla)
-  if not session.source.num_sequences(split):
-    raise DataError(f"The {split!r} split is empty.")
-  config = session.config
-  results = session.summary(
-      split, bound_names,
-      config.num_particles if num_particles is None else num_particles,
-      config.batch_size if batch_size is None else batch_size, seed, seeds,
-      progress, force)
+                          xla, strategy)
+  try:
+    if not session.source.num_sequences(split):
+      raise DataError(f"The {split!r} split is empty.")
+    config = session.config
+    results = session.summary(
+        split, bound_names,
+        config.num_particles if num_particles is None else num_particles,
+        config.batch_size if batch_size is None else batch_size, seed, seeds,
+        progress, force)
+  finally:
+    session.close()
   if report is not None:
     report(results)
   if session.write_errors:

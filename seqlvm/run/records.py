@@ -145,7 +145,8 @@ def write(record, run_dir):
   """Writes `record` atomically at its `record_path`; returns the path."""
   path = record_path(run_dir, record["split"], record["checkpoint"],
                      record["bound"], record["num_particles"],
-                     record["seed"], record["batch_size"])
+                     record["seed"], record["batch_size"],
+                     record.get("xla", False))
   fileio.write_json(record, path)
   return path
 

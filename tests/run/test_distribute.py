@@ -93,8 +93,9 @@ def _tf_configs(count=2):
           for i in range(count)]
 
 
-def _spawn(command, tf_config, log_path):
-  env = {**os.environ, "TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": ""}
+def _spawn(command, tf_config, log_path, env=None):
+  env = {**os.environ, "TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": "",
+         **(env or {})}
   log = open(log_path, "w")  # pylint: disable=consider-using-with
   return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
                           stderr=subprocess.STDOUT, text=True), log
@@ -203,3 +204,73 @@ def test_killed_worker_restarts_from_the_checkpoint(tmp_path):
       rundir.checkpoint_files(run_dir / "ckpt")[-1]) == 120
   # The run directory is whole: its config and records read back.
   assert json.loads((run_dir / "config.json").read_text())["num_steps"] == 120
+
+
+def _cli(*args, env=None):
+  result = subprocess.run([sys.executable, "-m", "seqlvm.cli", *args],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def _records(run_dir):
+  """The run's train-split records by file name."""
+  return {p.name: json.loads(p.read_text())
+          for p in (run_dir / "eval" / "train").glob("*/*.json")}
+
+
+def test_distributed_eval_gives_one_devices_numbers(tmp_path):
+  """`seqlvm eval` of one checkpoint over 2 logical CPUs and over two
+  TF_CONFIG workers: every sequence's bound and diagnostics are one
+  device's. 12 sequences in batches of 5 (the buckets make 3 batches), so
+  the second round holds one batch and one empty filler."""
+  from tests.conftest import write_tiny_pianorolls
+  data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
+  run_dir = tmp_path / "run"
+  _cli("train", "--data", data, "--run-dir", str(run_dir), "--hidden-size",
+       "8", "--latent-size", "4", "--batch-size", "4", "--num-steps", "2",
+       "--valid-every", "0", "--valid-samples", "0", "--no-progress")
+  evaluate = ["eval", str(run_dir), "--split", "train", "--batch-size", "5",
+              "--num-particles", "3", "--seeds", "2", "--no-progress"]
+  _cli(*evaluate)
+  single = _records(run_dir)
+  assert len(single) == 6  # 3 bounds x 2 seeds.
+  _cli(*evaluate, "--force", "--distribute", "mirrored", "--devices", "2")
+  mirrored = _records(run_dir)
+
+  # Two workers: seed 0's records are there (reused by both, agreed), seed
+  # 1's are computed by both and written by the chief only.
+  for name in list(single):
+    if "seed1" in name:
+      next((run_dir / "eval" / "train").glob(f"*/{name}")).unlink()
+  private = tmp_path / "tmp"
+  private.mkdir()
+  started = [_spawn([sys.executable, "-m", "seqlvm.cli", *evaluate,
+                     "--distribute", "multi-worker"], config,
+                    tmp_path / f"eval-{i}.log", {"TMPDIR": str(private)})
+             for i, config in enumerate(_tf_configs())]
+  for process, log in started:
+    process.wait(timeout=300)
+    log.close()
+  logs = [(tmp_path / f"eval-{i}.log").read_text() for i in range(2)]
+  for process, text in zip((p for p, _ in started), logs):
+    assert process.returncode == 0, text[-3000:]
+  assert "(3 reused;" in logs[0]
+  assert "written by the chief" in logs[1]
+  # The worker's records went to a temporary directory, deleted at the end.
+  assert not list(private.glob("seqlvm-eval-*"))
+  workers = _records(run_dir)
+
+  assert sorted(mirrored) == sorted(workers) == sorted(single)
+  for name, expected in single.items():
+    for got in (mirrored[name], workers[name]):
+      assert got["num_sequences"] == expected["num_sequences"] == 12
+      np.testing.assert_allclose(got["values"], expected["values"],
+                                 rtol=1e-6)
+      assert got["lengths"] == expected["lengths"]
+      np.testing.assert_allclose(got["ll_per_t"], expected["ll_per_t"],
+                                 rtol=1e-6)
+      for key, values in expected["diagnostics"].items():
+        np.testing.assert_allclose(got["diagnostics"][key], values,
+                                   rtol=1e-6, atol=1e-7)

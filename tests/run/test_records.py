@@ -1,6 +1,7 @@
 """Evaluation records: paths, statistics against numpy, combining seeds."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -58,7 +59,14 @@ def test_one_file_per_evaluation(tmp_path):
   third = records.write({**base, "checkpoint": "ckpt/ckpt-40"}, tmp_path)
   assert first.endswith("eval/test/best-40/fivo_n4_seed0_b4.json")
   assert third.endswith("eval/test/ckpt-40/fivo_n4_seed0_b4.json")
-  assert len({first, second, third}) == 3
+  # An XLA evaluation (other random streams) is another record, stored
+  # where `record_path` (and so `RunEvaluation`'s reuse) looks for it.
+  fourth = records.write({**base, "xla": True}, tmp_path)
+  assert fourth.endswith("eval/test/best-40/fivo_n4_seed0_b4_xla.json")
+  assert fourth == records.record_path(tmp_path, "test", "best/ckpt-40",
+                                       "fivo", 4, 0, 4, xla=True)
+  assert len({first, second, third, fourth}) == 4
+  os.remove(fourth)
   assert [r["seed"] for r in records.find(tmp_path, checkpoint="best/ckpt-40")
           ] == [0, 1]
   assert len(records.find(tmp_path, seed=0)) == 2
