@@ -165,17 +165,18 @@ def lgssm_steps(kind, steps="3"):
               x, lengths, context.replica_id_in_sync_group, replicas, 1)[i]
         return strategy.experimental_distribute_values_from_function(fn)
       return value(0), value(1)
-  bounds = []
+  bounds, initial = [], _weights(model)
   for k in range(int(steps)):
     bound, _, applied, _ = step(*inputs(), tf.constant([0, k], tf.int32))
     bounds.append(float(bound))
     assert bool(applied)
-  return {"bounds": bounds, "weights": _weights(model),
+  return {"bounds": bounds, "weights": _weights(model), "initial": initial,
           "chief": distribute.is_chief(strategy)}
 
 
 def vrnn_train(kind, run_dir, pickle_path, devices=None):
-  """`training.train` of a tiny VRNN, 3 steps; its final weights."""
+  """`training.train` of a tiny VRNN, 3 steps (graphs: XLA under the
+  strategies is tested by `mirrored`); its final weights."""
   devices = int(devices) if devices else None
   distribute.configure_devices(kind, devices)
   strategy = distribute.make_strategy(kind, devices)
@@ -188,7 +189,8 @@ def vrnn_train(kind, run_dir, pickle_path, devices=None):
 
   config = Config(data=pickle_path, hidden_size=8, latent_size=4,
                   batch_size=4, num_steps=3, valid_every=0,
-                  checkpoint_every=3, valid_samples=0, seed=5)
+                  checkpoint_every=3, valid_samples=0, seed=5,
+                  jit_compile=False)
   result = training.train(config, run_dir, make_dataset_and_model=make,
                           progress=False, strategy=strategy)
   return {"step": result.step, "weights": _weights(models[0]),
