@@ -17,6 +17,15 @@ A model is a `tf.Module` with four methods (DESIGN.md section 4):
 and optionally `for_evaluation()`, the model to evaluate (the default is the
 model itself; a model trained with relaxed latents returns its hard twin).
 
+Partial observations (`seqlvm.infer`). A model that can condition on some
+entries of x_t only says so with `check_partial_observations()` (the
+default refuses, with a message naming the model) and takes
+`step(..., observed=...)`, a bool `[N*B, D]`: the weight uses the
+emission's log density of the observed entries only, the others are drawn
+from the emission given the particle's latent (and the observed entries),
+and the completed x_t is returned as `StepOutput.x`. A step with no
+observed entry adds exactly zero to the log weight.
+
 The incremental importance weight is log_p_z + log_p_x_given_z - log_q_z.
 `models/` never imports `smc/`, `bounds` or `data/`.
 
@@ -39,9 +48,13 @@ StepOutput = collections.namedtuple(
     [
         "state",  # nest of [N*B, ...]: the state after this step.
         "log_p_z",  # float [N*B]: log p(z_t | history).
-        "log_p_x_given_z",  # float [N*B]: log p(x_t | z_t, history).
+        "log_p_x_given_z",  # float [N*B]: log p(x_t | z_t, history); of the
+                            # observed entries only, given `observed`.
         "log_q_z",  # float [N*B]: log q(z_t | history, context_t).
-    ])
+        "x",  # float [N*B, D] or None: given `observed`, x_t completed (the
+              # observed entries, the others drawn from the emission).
+    ],
+    defaults=(None,))
 
 
 def checked_mean(data_mean, data_size):
@@ -70,6 +83,12 @@ class SequenceModel(tf.Module):
 
   def sample(self, num_steps, batch_size, seed=None):
     raise NotImplementedError
+
+  def check_partial_observations(self):
+    """Raises ValueError unless this model can take `step(...,
+    observed=...)` (see the module docstring)."""
+    raise ValueError(f"{type(self).__name__} does not take partial "
+                     "observations (impute, continuation, harmonisation).")
 
   def for_evaluation(self):
     """The model whose bounds are reported: itself, unless training relaxes

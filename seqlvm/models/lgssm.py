@@ -223,7 +223,19 @@ class LinearGaussianSSM(base.SequenceModel):
                      self.q_tril)
     return tfd.MultivariateNormalTriL(loc, scale)
 
-  def step(self, state, context_t, x_t, seed):
+  def check_partial_observations(self):
+    """The bootstrap and filtering proposals take partial observations;
+    the smoothing proposal's backward recursion reads every entry."""
+    if self.proposal == "smoothing":
+      raise ValueError(
+          "The LGSSM's smoothing proposal reads every entry of x (its "
+          "backward recursion): use proposal='bootstrap' or 'filtering' "
+          "with partial observations.")
+
+  def step(self, state, context_t, x_t, seed, observed=None):
+    if observed is not None:
+      self.check_partial_observations()
+      return self._partial_step(state, context_t, x_t, seed, observed)
     z_prev = state
     first = context_t.first
     x_t = tf.cast(x_t, self.dtype)
@@ -249,6 +261,88 @@ class LinearGaussianSSM(base.SequenceModel):
     return base.StepOutput(state=z, log_p_z=p_z.log_prob(z),
                            log_p_x_given_z=p_x.log_prob(x_t),
                            log_q_z=q_z.log_prob(z))
+
+  def _observed_emission(self, m):
+    """x_t's observed entries as a linear-Gaussian observation of z_t, per
+    row: (C' = diag(m) C `[R, Dx, Dz]`, the Cholesky factor of R' `[R, Dx,
+    Dx]`), where R' is R on the observed block and the identity, coupled to
+    nothing, on the missing entries. log N(m x; C' z, R') is then the log
+    density of the observed entries minus the missing ones' (k/2) log 2 pi.
+    """
+    r_full = tf.matmul(self.r_tril, self.r_tril, transpose_b=True)
+    outer = m[:, :, tf.newaxis] * m[:, tf.newaxis, :]
+    r_obs = outer * r_full + tf.linalg.diag(1. - m)
+    return m[:, :, tf.newaxis] * self.c, tf.linalg.cholesky(r_obs)
+
+  def _partial_step(self, state, context_t, x_t, seed, observed):
+    """`step` given the observed entries only (see `base`): the weight is
+    exact for any pattern; the filtering proposal is the locally optimal
+    one given the observed entries (the prior where none is observed)."""
+    z_prev = state
+    first = context_t.first
+    m = tf.cast(observed, self.dtype)  # [R, Dx]
+    any_observed = tf.reduce_any(tf.cast(observed, tf.bool), axis=-1)
+    x_obs = m * tf.cast(x_t, self.dtype)  # missing entries zeroed
+    c_obs, r_obs_tril = self._observed_emission(m)
+    p_z = self._prior(z_prev, first)
+    q_z = p_z
+    if self.proposal == "filtering":
+      prior_prec = tf.where(first[:, tf.newaxis, tf.newaxis], self._p0_prec,
+                            self._q_prec)  # [R, Dz, Dz]
+      # C'^T R'^-1 (C' and m x) by Cholesky solves.
+      rinv_c = tf.linalg.cholesky_solve(r_obs_tril, c_obs)  # [R, Dx, Dz]
+      rinv_x = tf.linalg.cholesky_solve(r_obs_tril, x_obs[..., tf.newaxis])
+      post_prec = prior_prec + tf.matmul(c_obs, rinv_c, transpose_a=True)
+      post_cov = tf.linalg.inv(post_prec)
+      post_cov = (post_cov + tf.linalg.matrix_transpose(post_cov)) / 2.
+      loc = tf.linalg.matvec(post_cov, tf.linalg.matvec(
+          prior_prec, p_z.loc) + tf.linalg.matvec(
+              c_obs, rinv_x[..., 0], adjoint_a=True))
+      scale = tf.linalg.cholesky(post_cov)
+      prior_scale = p_z.scale.to_dense()
+      # With nothing observed the proposal is the prior itself, so that the
+      # step adds exactly zero (p/q = 1).
+      q_z = tfd.MultivariateNormalTriL(
+          tf.where(any_observed[:, tf.newaxis], loc, p_z.loc),
+          tf.where(any_observed[:, tf.newaxis, tf.newaxis], scale,
+                   prior_scale))
+    z = q_z.sample(seed=seed)
+    mean_x = tf.linalg.matvec(self.c, z)  # [R, Dx]
+    missing = tf.cast(self.data_size, self.dtype) - tf.reduce_sum(m, -1)
+    log_p_x = tfd.MultivariateNormalTriL(
+        tf.linalg.matvec(c_obs, z), r_obs_tril).log_prob(x_obs) + (
+            0.5 * missing * np.log(2. * np.pi))
+    log_p_x = tf.where(any_observed, log_p_x, tf.zeros_like(log_p_x))
+    log_q_z = q_z.log_prob(z)
+    if self.proposal == "filtering":
+      log_p_z = p_z.log_prob(z)
+      log_q_z = tf.where(any_observed, log_q_z, log_p_z)
+    else:
+      log_p_z = log_q_z  # q = p: the ratio is exactly one.
+    x_completed = self._complete(x_obs, m, mean_x,
+                                 tfp.random.split_seed(seed, salt="x")[0])
+    return base.StepOutput(state=z, log_p_z=log_p_z,
+                           log_p_x_given_z=log_p_x, log_q_z=log_q_z,
+                           x=x_completed)
+
+  def _complete(self, x_obs, m, mean_x, seed):
+    """x_t with its missing entries drawn from p(x_missing | x_observed,
+    z_t): precision Lam = R^-1; mean mu_m - Lam_mm^-1 Lam_mo (x_o - mu_o),
+    covariance Lam_mm^-1 (masked to the missing block per row)."""
+    eye = tf.eye(self.data_size, dtype=self.dtype)
+    lam = tf.linalg.cholesky_solve(self.r_tril, eye)  # R^-1
+    u = 1. - m
+    lam_mm = u[:, :, tf.newaxis] * u[:, tf.newaxis, :] * lam + tf.linalg.diag(
+        m)  # the observed block replaced by the identity
+    chol = tf.linalg.cholesky(lam_mm)
+    b = u * tf.linalg.matvec(lam, m * (x_obs - mean_x))
+    shift = tf.linalg.cholesky_solve(chol, b[..., tf.newaxis])[..., 0]
+    noise = tf.random.stateless_normal(tf.shape(mean_x), seed,
+                                       dtype=self.dtype)
+    # L^-T eps has covariance (L L^T)^-1 = Lam_mm^-1.
+    draw = tf.linalg.triangular_solve(chol, noise[..., tf.newaxis],
+                                      lower=True, adjoint=True)[..., 0]
+    return tf.where(m > 0, x_obs, mean_x - shift + draw)
 
   def sample(self, num_steps, batch_size, seed=None):
     """Draws x `[T, B, Dx]` from the model."""

@@ -1,0 +1,202 @@
+"""Conditioned generation (`seqlvm.infer`) against the linear-Gaussian
+model's closed-form joint Gaussian of x_{1:T}."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqlvm import infer
+from seqlvm.models import LinearGaussianSSM
+from tests.conftest import random_lgssm_params
+
+T, DZ, DX = 4, 2, 3
+# Correlated observation noise: the completion's conditional is not the
+# marginal.
+R_TRIL = np.array([[0.8, 0., 0.], [0.4, 0.6, 0.], [-0.3, 0.2, 0.7]])
+
+
+def _params():
+  params = random_lgssm_params(seed=4, latent_size=DZ, data_size=DX)
+  params["observation_noise_scale"] = R_TRIL
+  return params
+
+
+def _model(proposal):
+  return LinearGaussianSSM(proposal=proposal, dtype=tf.float64, **_params())
+
+
+def _joint(num_steps):
+  """The covariance of vec(x_{1:T}) `[T*Dx, T*Dx]` (its mean is zero)."""
+  p = _params()
+  a, c = p["transition_matrix"], p["observation_matrix"]
+  q = np.eye(DZ) * p["transition_noise_scale"] ** 2
+  p0 = np.eye(DZ) * p["initial_scale"] ** 2
+  r = R_TRIL @ R_TRIL.T
+  v = [p0]
+  for _ in range(1, num_steps):
+    v.append(a @ v[-1] @ a.T + q)
+  cov = np.zeros([num_steps * DX] * 2)
+  for s in range(num_steps):
+    for t in range(s, num_steps):
+      zz = np.linalg.matrix_power(a, t - s) @ v[s]  # cov(z_t, z_s)
+      block = c @ zz @ c.T + (r if s == t else 0.)
+      cov[t * DX:(t + 1) * DX, s * DX:(s + 1) * DX] = block
+      cov[s * DX:(s + 1) * DX, t * DX:(t + 1) * DX] = block.T
+  return cov
+
+
+def _gaussian_log_pdf(x, cov):
+  _, logdet = np.linalg.slogdet(cov)
+  return -0.5 * (x @ np.linalg.solve(cov, x) + logdet +
+                 len(x) * np.log(2 * np.pi))
+
+
+def _conditional(x_vec, observed_vec, cov):
+  """Mean and covariance of the missing entries given the observed ones."""
+  o, m = observed_vec, ~observed_vec
+  gain = cov[np.ix_(m, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+  return gain @ x_vec[o], cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)]
+
+
+def _data():
+  x = _model("bootstrap").sample(T, 1, seed=(3, 4)).numpy()  # [T, 1, Dx]
+  observed = np.ones([T, 1, DX], bool)
+  observed[1] = False  # a whole step missing
+  observed[2, 0, 1] = False  # one entry
+  observed[3, 0, [0, 2]] = False  # two entries
+  return x, observed
+
+
+def test_the_joint_gaussian_is_the_kalman_likelihood():
+  """The test's closed form agrees with TFP's Kalman filter."""
+  x, _ = _data()
+  exact = _gaussian_log_pdf(x[:, 0].reshape(-1), _joint(T))
+  kalman = float(_model("bootstrap").log_likelihood(x)[0])
+  np.testing.assert_allclose(kalman, exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize("proposal", ["bootstrap", "filtering"])
+def test_a_step_with_nothing_observed_adds_exactly_zero(proposal):
+  model = _model(proposal)
+  rows = 5
+  first = tf.constant([True, False, False, True, False])
+  context = model.prepare(tf.zeros([1, rows, DX], tf.float64),
+                          tf.ones([1, rows], bool))._replace(first=first)
+  state = tf.random.stateless_normal([rows, DZ], (1, 2), dtype=tf.float64)
+  x_t = tf.random.stateless_normal([rows, DX], (3, 4), dtype=tf.float64)
+  out = model.step(state, context, x_t, (5, 6),
+                   observed=tf.zeros([rows, DX], bool))
+  increment = (out.log_p_z + out.log_p_x_given_z - out.log_q_z).numpy()
+  assert np.all(increment == 0.)
+  # Every entry drawn: x_t given nothing is not x_t.
+  assert not np.any(out.x.numpy() == x_t.numpy())
+
+
+def test_fully_observed_weights_equal_the_plain_step():
+  """observed all True: the same draws and, to rounding, the same weights
+  as the step without a mask."""
+  for proposal in ("bootstrap", "filtering"):
+    model = _model(proposal)
+    rows = 4
+    context = tf.nest.map_structure(lambda c: c[0], model.prepare(
+        tf.zeros([1, rows, DX], tf.float64), tf.ones([1, rows], bool)))
+    state = tf.random.stateless_normal([rows, DZ], (1, 2), dtype=tf.float64)
+    x_t = tf.random.stateless_normal([rows, DX], (3, 4), dtype=tf.float64)
+    plain = model.step(state, context, x_t, (5, 6))
+    partial = model.step(state, context, x_t, (5, 6),
+                         observed=tf.ones([rows, DX], bool))
+    np.testing.assert_array_equal(partial.x.numpy(), x_t.numpy())
+    for name in ("log_p_z", "log_p_x_given_z", "log_q_z"):
+      np.testing.assert_allclose(getattr(partial, name).numpy(),
+                                 getattr(plain, name).numpy(), rtol=1e-10)
+    if proposal == "bootstrap":
+      np.testing.assert_array_equal(partial.state.numpy(),
+                                    plain.state.numpy())
+    else:
+      np.testing.assert_allclose(partial.state.numpy(), plain.state.numpy(),
+                                 rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("proposal", ["bootstrap", "filtering"])
+def test_log_marginal_of_the_observed_entries_is_unbiased(proposal):
+  """The mean of p_hat(x_observed) / p(x_observed) over independent sweeps
+  is 1 within 5 standard errors (N = 4, so each sweep is noisy)."""
+  x, observed = _data()
+  cov = _joint(T)
+  o = observed[:, 0].reshape(-1)
+  exact = _gaussian_log_pdf(x[:, 0].reshape(-1)[o], cov[np.ix_(o, o)])
+  result = infer.impute(_model(proposal), x, observed, num_particles=4,
+                        seed=(7, 8), num_samples=4000, independent=True)
+  ratio = np.exp(result.log_marginal.numpy()[:, 0] - exact)
+  se = ratio.std(ddof=1) / np.sqrt(len(ratio))
+  assert abs(ratio.mean() - 1.) < 5 * se, (ratio.mean(), se)
+  assert 0. < se < 0.2  # the check has power: p_hat varies, not wildly
+  # Jensen: the mean log p_hat is below log p (a bound).
+  assert result.log_marginal.numpy().mean() < exact
+
+
+def _check_moments(samples, mean, cov, what):
+  """Sample mean and covariance within 5 Monte Carlo standard errors."""
+  s = len(samples)
+  mean_se = np.sqrt(np.diag(cov) / s)
+  assert np.all(np.abs(samples.mean(0) - mean) < 5 * mean_se), (
+      what, samples.mean(0), mean, mean_se)
+  got = np.cov(samples, rowvar=False)
+  cov_se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / s)
+  assert np.all(np.abs(got - cov) < 5 * cov_se), (what, got, cov)
+
+
+def test_imputed_entries_follow_the_exact_conditional_gaussian():
+  """Whole steps and single entries missing: the missing entries' sample
+  mean and covariance over 3000 independent sweeps (N = 64, filtering
+  proposal) are the closed-form conditional's."""
+  x, observed = _data()
+  result = infer.impute(_model("filtering"), x, observed, num_particles=64,
+                        seed=(9, 10), num_samples=3000, independent=True)
+  samples = result.samples.numpy()[:, :, 0]  # [S, T, Dx]
+  assert samples.shape == (3000, T, DX)
+  # Observed entries are given back as they are.
+  np.testing.assert_array_equal(samples[:, observed[:, 0]],
+                                np.broadcast_to(x[:, 0][observed[:, 0]],
+                                                (3000, observed.sum())))
+  o = observed[:, 0].reshape(-1)
+  mean, cov = _conditional(x[:, 0].reshape(-1), o, _joint(T))
+  _check_moments(samples.reshape(3000, -1)[:, ~o], mean, cov, "impute")
+
+
+def test_continuation_follows_the_kalman_forecast():
+  """Two steps after a 3-step primer: the continued steps' mean and
+  covariance are p(x_4, x_5 | x_1..3)'s (the Kalman forecast)."""
+  steps = 5
+  x = _model("bootstrap").sample(steps, 1, seed=(11, 12)).numpy()
+  prime = x[:3]
+  result = infer.continuation(_model("filtering"), prime, num_steps=2,
+                              num_particles=64, seed=(13, 14),
+                              num_samples=3000, independent=True)
+  samples = result.samples.numpy()[:, :, 0]  # [S, 5, Dx]
+  np.testing.assert_array_equal(samples[:, :3],
+                                np.broadcast_to(prime[:, 0], (3000, 3, DX)))
+  observed = np.zeros([steps, DX], bool)
+  observed[:3] = True
+  vec = np.concatenate([prime[:, 0], np.zeros([2, DX])]).reshape(-1)
+  mean, cov = _conditional(vec, observed.reshape(-1), _joint(steps))
+  _check_moments(samples[:, 3:].reshape(3000, -1), mean, cov, "continue")
+  # The primer's p_hat is unbiased for its exact likelihood (the steps
+  # after it add nothing).
+  exact = float(_model("bootstrap").log_likelihood(prime)[0])
+  ratio = np.exp(result.log_marginal.numpy()[:, 0] - exact)
+  assert abs(ratio.mean() - 1.) < 5 * ratio.std(ddof=1) / np.sqrt(3000)
+
+
+def test_models_without_partial_observations_refuse_in_one_line():
+  from seqlvm import models  # pylint: disable=g-import-not-at-top
+  vrnn = models.VRNN(4, hidden_size=4, latent_size=2)
+  x = np.zeros([3, 1, 4], np.float32)
+  with pytest.raises(ValueError, match="VRNN does not take partial"):
+    infer.impute(vrnn, x, np.ones_like(x, bool))
+  with pytest.raises(ValueError, match="smoothing proposal reads every"):
+    infer.impute(_model("smoothing"), np.zeros([3, 1, DX]),
+                 np.ones([3, 1, DX], bool))
+  with pytest.raises(ValueError, match="observed of the same shape"):
+    infer.impute(_model("filtering"), np.zeros([3, 1, DX]),
+                 np.ones([3, 1, 2], bool))
