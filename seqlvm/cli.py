@@ -209,6 +209,7 @@ def _config_from_args(args):
 
 
 def _cmd_train(args):
+  from seqlvm.run import distribute  # pylint: disable=g-import-not-at-top
   from seqlvm.run import training  # pylint: disable=g-import-not-at-top
   config = _config_from_args(args)
   if args.progress_every < 1:
@@ -236,6 +237,9 @@ def _cmd_train(args):
           (" Stopped early." if result.stopped_early else ""))
   if result.skipped_steps:
     print(f"Skipped {result.skipped_steps} non-finite batches.")
+  if strategy is not None and not distribute.is_chief(strategy):
+    print(f"Checkpoints: written by the chief in {args.run_dir}")
+    return 0
   print(f"Checkpoint: {result.checkpoint}")
   if result.best_checkpoint:
     print(f"Best: {os.path.join(args.run_dir, result.best_checkpoint)} "

@@ -67,7 +67,14 @@ from seqlvm.smc import diagnostics as diagnostics_lib
 __all__ = ["configure_devices", "make_strategy", "num_replicas", "is_chief",
            "task_id", "replica_seed", "replica_share", "train_input",
            "make_train_step", "local_step", "agreement", "worker_run_dir",
-           "describe", "eval_input", "eval_seed", "check_batch"]
+           "describe", "eval_input", "eval_seed", "check_batch",
+           "check_same_on_workers"]
+
+# What a collective raises when another worker has gone (InternalError
+# too, with some communication implementations).
+COLLECTIVE_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError,
+                     tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                     tf.errors.InternalError)
 
 # Files of a run directory a non-chief worker copies into its private one.
 _RUN_FILES = ("config.json", "data.json", "versions.json", "best.json")
@@ -126,6 +133,11 @@ def _tf_config():
         f"TF_CONFIG: expected a JSON object with \"cluster\" (task type -> "
         f"list of host:port) and \"task\" ({{\"type\", \"index\"}}), got "
         f"{text[:200]!r} ({type(e).__name__}: {e}).") from e
+  if task_type not in ("worker", "chief"):
+    raise ConfigError(
+        f"TF_CONFIG: task type {task_type!r}: --distribute multi-worker "
+        "runs \"worker\" tasks (and at most one \"chief\"); parameter "
+        "servers and evaluators are not used.")
   if not 0 <= index < len(members):
     raise ConfigError(f"TF_CONFIG: task index {index} is not in the "
                       f"cluster's {len(members)} {task_type!r} tasks.")
@@ -487,6 +499,35 @@ def make_train_step(model, optimizer, config, strategy, element_spec,
     return tf.function(train_step, reduce_retracing=True)
   return tf.function(train_step, input_signature=[
       *element_spec, tf.TensorSpec([2], tf.int32)])
+
+
+def check_same_on_workers(strategy, values, what):
+  """Raises ConfigError, on every worker, unless the ints `values` are the
+  same on all of them (a cluster only; a collective every worker calls).
+
+  Args:
+    values: a list of ints (a step, a checkpoint digest's prefix).
+    what: what they are, for the message.
+  """
+  if strategy is None or _cluster(strategy)[0] is None:
+    return
+
+  @tf.function
+  def gather(value):
+    def replica_fn(v):
+      return tf.distribute.get_replica_context().all_gather(
+          tf.identity(v)[tf.newaxis], axis=0)
+    return strategy.experimental_local_results(
+        strategy.run(replica_fn, args=(value,)))[0]
+
+  got = gather(tf.constant(list(values), tf.int64)).numpy()
+  if not (got == got[0]).all():
+    seen = sorted({tuple(int(v) for v in row) for row in got})
+    raise ConfigError(
+        f"The workers disagree on {what} ({task_id(strategy)} has "
+        f"{list(values)}; the cluster has {seen}): every worker must read "
+        "the same run directory (a file system they share, the same "
+        "absolute --run-dir).")
 
 
 def agreement(strategy):

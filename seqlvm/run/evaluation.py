@@ -201,6 +201,14 @@ class Evaluator:
         for key, value in diagnostics.items():
           parts[key].append(np.asarray(value)[real])
         bar.update(int(real.sum()))
+    except distribute.COLLECTIVE_ERRORS as e:
+      if self.strategy is None or not distribute.task_id(self.strategy):
+        raise read_error(source, f"the {split!r} split", e) from e
+      raise TrainingError(
+          f"Lost contact with another worker while evaluating {split!r} "
+          f"(or a collective failed: {type(e).__name__}: "
+          f"{(e.message or '').splitlines()[0][:200]}); run the evaluation "
+          "again on every worker (records already written are kept).") from e
     except tf.errors.OpError as e:
       raise read_error(source, f"the {split!r} split", e) from e
     finally:
@@ -389,6 +397,9 @@ class RunEvaluation:
     self.checkpoint = os.path.relpath(path, self.run_dir)
     self.step = rundir_lib.checkpoint_number(path)
     self.digest = records_lib.checkpoint_digest(path)
+    distribute.check_same_on_workers(
+        strategy, [self.step, int(self.digest[:15] or "0", 16)],
+        "the checkpoint evaluated (its step and digest)")
     self.evaluator = Evaluator(model, self.config, self.source.data_size,
                                xla=xla, strategy=strategy)
     self._agree = distribute.agreement(strategy)
@@ -418,8 +429,11 @@ class RunEvaluation:
                                    bound, num_particles, seed, batch_size,
                                    self.evaluator.xla)
     stored = records_lib.read(path)
+    # (Before the XLA records had their own path, some were written at the
+    # graph path: the flag must agree too.)
     reuse = bool(stored and not force and self.digest and
-                 stored.get("checkpoint_digest") == self.digest)
+                 stored.get("checkpoint_digest") == self.digest and
+                 bool(stored.get("xla", False)) == self.evaluator.xla)
     if self._agree is not None:  # Every worker computes, or none does.
       reuse = not self._agree(not reuse)
     if reuse:

@@ -152,12 +152,14 @@ def write(record, run_dir):
 
 
 def find(run_dir, split="*", checkpoint="*", bound="*", num_particles="*",
-         seed="*", batch_size="*"):
+         seed="*", batch_size="*", xla=False):
   """The readable records of a run that match (glob patterns or values),
-  sorted by path."""
+  sorted by path: those of graph evaluations, or with `xla` of XLA ones
+  (other random streams), or with xla=None both."""
   tag = checkpoint if checkpoint == "*" else checkpoint_tag(checkpoint)
   pattern = os.path.join(
       os.fspath(run_dir), EVAL_DIR, str(split), tag,
-      f"{bound}_n{num_particles}_seed{seed}_b{batch_size}.json")
+      f"{bound}_n{num_particles}_seed{seed}_b{batch_size}*.json")
   found = [read(p) for p in sorted(glob.glob(pattern))]
-  return [r for r in found if r is not None]
+  return [r for r in found if r is not None and (
+      xla is None or bool(r.get("xla", False)) == bool(xla))]

@@ -533,13 +533,12 @@ class TrainingLoop:
       return fn()
     try:
       return fn()
-    except (tf.errors.UnavailableError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-            tf.errors.InternalError) as e:
+    except distribute.COLLECTIVE_ERRORS as e:
       last = self.checkpointer.path or "none yet"
       raise TrainingError(
           f"Lost contact with another worker at step {int(self.step) + 1} "
-          f"({type(e).__name__}: {(e.message or '').splitlines()[0][:200]}). "
+          "(or a collective failed: "
+          f"{type(e).__name__}: {(e.message or '').splitlines()[0][:200]}). "
           f"The newest checkpoint is {last}; restart every worker with the "
           "same command to resume from it.") from e
 
@@ -816,6 +815,8 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
   manager = run.checkpoint_manager(checkpoint, config.keep_checkpoints)
   restored = _restore(run, checkpoint, manager, model, optimizer, step,
                       stored_data, resuming, same_pipeline, log)
+  distribute.check_same_on_workers(strategy, [int(step)],
+                                   "the step restored")
   if int(step) > config.num_steps:
     raise ConfigError(
         f"{restored}: this run is at step {int(step)}, past --num-steps "

@@ -191,10 +191,19 @@ def vrnn_train(kind, run_dir, pickle_path, devices=None):
                   batch_size=4, num_steps=3, valid_every=0,
                   checkpoint_every=3, valid_samples=0, seed=5,
                   jit_compile=False)
+  where = []
+  original = training._train_in  # pylint: disable=protected-access
+
+  def train_in(config, run_dir, *args, **kwargs):
+    where.append(str(run_dir))
+    return original(config, run_dir, *args, **kwargs)
+
+  training._train_in = train_in  # pylint: disable=protected-access
   result = training.train(config, run_dir, make_dataset_and_model=make,
                           progress=False, strategy=strategy)
   return {"step": result.step, "weights": _weights(models[0]),
-          "chief": distribute.is_chief(strategy)}
+          "chief": distribute.is_chief(strategy),
+          "private_run_dir": where[0] if where else None}
 
 
 if __name__ == "__main__":

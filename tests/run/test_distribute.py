@@ -104,10 +104,10 @@ def _spawn(command, tf_config, log_path, env=None):
                           stderr=subprocess.STDOUT, text=True), log
 
 
-def _workers(args, tmp_path, name, timeout=300):
+def _workers(args, tmp_path, name, timeout=300, env=None):
   """Runs a case as two TF_CONFIG workers on 127.0.0.1; their results."""
   started = [_spawn([sys.executable, "-m", "tests.run.distributed_cases",
-                     *args], config, tmp_path / f"{name}-{i}.log")
+                     *args], config, tmp_path / f"{name}-{i}.log", env)
              for i, config in enumerate(_tf_configs())]
   results = []
   try:
@@ -148,8 +148,9 @@ def vrnn_workers(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("workers")
   data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
   run_dir = tmp_path / "run"
+  (tmp_path / "tmp").mkdir()
   results = _workers(["vrnn-train", "multi-worker", str(run_dir), data],
-                     tmp_path, "vrnn")
+                     tmp_path, "vrnn", env={"TMPDIR": str(tmp_path / "tmp")})
   return tmp_path, data, run_dir, results
 
 
@@ -161,7 +162,11 @@ def test_two_workers_train_a_vrnn_like_two_local_replicas(vrnn_workers):
   assert chief["step"] == worker["step"] == 3
   assert chief["weights"] == worker["weights"]
   assert (run_dir / "ckpt" / "ckpt-3.index").exists()
-  assert not list(tmp_path.glob("run/*worker*"))
+  # Worker 1 trained in a private copy of the run directory, deleted at the
+  # end (it wrote its checkpoint there, so it existed).
+  assert worker["private_run_dir"] != str(run_dir)
+  assert not list((tmp_path / "tmp").glob("seqlvm-worker*"))
+  assert chief["private_run_dir"] == str(run_dir)
   mirrored = _case("vrnn-train", "mirrored", str(tmp_path / "mirrored"),
                    data, "2")
   for a, b in zip(chief["weights"], mirrored["weights"]):
@@ -282,3 +287,62 @@ def test_distributed_eval_gives_one_devices_numbers(vrnn_workers,
       for key, values in expected["diagnostics"].items():
         np.testing.assert_allclose(got["diagnostics"][key], values,
                                    rtol=1e-6, atol=1e-7)
+
+
+def test_replica_seeds():
+  """One replica keeps the plain seed (--devices 1 draws like one device);
+  with more, each replica's seed is its own."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import distribute  # pylint: disable=g-import-not-at-top
+  seed = tf.constant([5, 7], tf.int32)
+  assert distribute.replica_seed(seed, 0, 1) is seed
+  seeds = [tuple(distribute.replica_seed(seed, r, 4).numpy())
+           for r in range(4)]
+  assert len(set(seeds)) == 4 and (5, 7) not in seeds
+
+
+def test_tf_config_mistakes_get_one_message(monkeypatch):
+  from seqlvm.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import distribute  # pylint: disable=g-import-not-at-top
+  for text, message in (
+      ("", "needs the TF_CONFIG environment variable"),
+      ("{", "expected a JSON object"),
+      ('{"cluster": {"ps": ["h:1"]}, "task": {"type": "ps", "index": 0}}',
+       "task type 'ps'"),
+      ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", '
+       '"index": 3}}', "task index 3 is not in")):
+    monkeypatch.setenv("TF_CONFIG", text)
+    with pytest.raises(ConfigError, match=message):
+      distribute.make_strategy("multi-worker")
+
+
+def test_workers_that_restore_different_steps_stop_with_one_message(
+    vrnn_workers, tmp_path):
+  """A run directory that is not shared: worker 0 sees the run at step 3,
+  worker 1 an empty folder. Both stop, each with one message, and nothing
+  is trained on mismatched weights."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  _, data, run_dir, _ = vrnn_workers
+  seen = [tmp_path / "a", tmp_path / "b"]
+  shutil.copytree(run_dir / "ckpt", seen[0] / "ckpt")
+  shutil.copy(run_dir / "config.json", seen[0])
+  shutil.copy(run_dir / "data.json", seen[0])
+  flags = ["--data", data, "--hidden-size", "8", "--latent-size", "4",
+           "--batch-size", "4", "--num-steps", "3", "--checkpoint-every",
+           "3", "--valid-every", "0", "--valid-samples", "0", "--seed", "5",
+           "--no-jit", "--no-progress", "--distribute", "multi-worker"]
+  started = [_spawn([sys.executable, "-m", "seqlvm.cli", "train",
+                     "--run-dir", str(seen[i]), *flags], config,
+                    tmp_path / f"{i}.log")
+             for i, config in enumerate(_tf_configs())]
+  for process, log in started:
+    process.wait(timeout=300)
+    log.close()
+  for i, (process, _) in enumerate(started):
+    text = (tmp_path / f"{i}.log").read_text()
+    assert process.returncode != 0, text[-3000:]
+    assert "The workers disagree on the step restored" in text, text[-3000:]
+    assert "Traceback" not in text
+  # The chief's run directory is as it was.
+  assert sorted(p.name for p in (seen[0] / "ckpt").glob("ckpt-*.index")) == [
+      "ckpt-3.index"]

@@ -66,6 +66,12 @@ def test_one_file_per_evaluation(tmp_path):
   assert fourth == records.record_path(tmp_path, "test", "best/ckpt-40",
                                        "fivo", 4, 0, 4, xla=True)
   assert len({first, second, third, fourth}) == 4
+  # find keeps them apart: graph records by default, XLA ones when asked.
+  assert [r["seed"] for r in records.find(tmp_path, checkpoint="best/ckpt-40")
+          ] == [0, 1]
+  assert [r.get("xla") for r in records.find(
+      tmp_path, checkpoint="best/ckpt-40", seed=0, xla=True)] == [True]
+  assert len(records.find(tmp_path, seed=0, xla=None)) == 3
   os.remove(fourth)
   assert [r["seed"] for r in records.find(tmp_path, checkpoint="best/ckpt-40")
           ] == [0, 1]
