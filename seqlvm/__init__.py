@@ -16,8 +16,8 @@ from seqlvm import lazy
 # Quiet TensorFlow's C++ start-up logging (set the variable to override).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__all__ = ["bounds", "config", "data", "errors", "models", "registry",
-           "render", "run", "shapes", "smc", "__version__"]
+__all__ = ["bounds", "config", "data", "errors", "infer", "models",
+           "registry", "render", "run", "shapes", "smc", "__version__"]
 __version__ = "0.1.0"
 
 
