@@ -71,13 +71,19 @@ class _PathRecorder(base.SequenceModel):
     num_steps, batch_size = tf.shape(x)[0], tf.shape(x)[1]
     index = tf.broadcast_to(tf.range(num_steps)[:, tf.newaxis],
                             [num_steps, batch_size])
-    filled = tf.where(self.observed, x, tf.zeros_like(x))
+    # What `prepare` (features for the proposal) sees: the missing entries
+    # at the training mean (a fixed value, so the proposal depends on the
+    # observed entries only).
+    mean = getattr(self.model, "data_mean", None)
+    fill = (tf.zeros_like(x) if mean is None else
+            tf.broadcast_to(tf.cast(mean, x.dtype), tf.shape(x)))
+    filled = tf.where(self.observed, x, fill)
     return (self.model.prepare(filled, mask), self.observed, index)
 
   def initial_state(self, batch_size):
     path = tf.zeros([batch_size, self.num_steps, self.model.data_size],
                     self.model.dtype)
-    return (self.model.initial_state(batch_size), path)
+    return (self.model.partial_initial_state(batch_size), path)
 
   def step(self, state, context_t, x_t, seed):
     inner, path = state
@@ -91,7 +97,7 @@ class _PathRecorder(base.SequenceModel):
 
 def _check(model, x, observed):
   model.check_partial_observations()
-  x = tf.convert_to_tensor(x)
+  x = tf.cast(tf.convert_to_tensor(x), model.dtype)
   observed = tf.convert_to_tensor(observed, tf.bool)
   if x.shape.rank != 3 or observed.shape != x.shape:
     raise ValueError(f"x must be [T, B, D] and observed of the same shape; "
@@ -128,6 +134,8 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
       shapes disagree.
   """
   x, observed = _check(model, x, observed)
+  # Missing entries may hold anything (NaN too): the sweep never sees them.
+  x = tf.where(observed, x, tf.zeros_like(x))
   seed = tfp.random.sanitize_seed(seed, salt="impute")
   sweep_seed, draw_seed = tfp.random.split_seed(seed, n=2)
   num_steps, batch_size = x.shape[0], x.shape[1]
@@ -182,7 +190,7 @@ def continuation(model, prime, num_steps, num_particles=64, seed=None,
     primer's observed entries as given) and whose log_marginal is the
     primer's log p_hat.
   """
-  prime = tf.convert_to_tensor(prime)
+  prime = tf.cast(tf.convert_to_tensor(prime), model.dtype)
   observed = (tf.ones(tf.shape(prime), tf.bool) if prime_mask is None
               else tf.convert_to_tensor(prime_mask, tf.bool))
   shape = [num_steps, prime.shape[1], prime.shape[2]]

@@ -84,6 +84,12 @@ class SequenceModel(tf.Module):
   def sample(self, num_steps, batch_size, seed=None):
     raise NotImplementedError
 
+  def partial_initial_state(self, batch_size):
+    """The state a partial-observation sweep starts from (a model whose
+    step then carries more, such as features of its completed x_{t-1},
+    says so here). Default value: `initial_state`."""
+    return self.initial_state(batch_size)
+
   def check_partial_observations(self):
     """Raises ValueError unless this model can take `step(...,
     observed=...)` (see the module docstring)."""

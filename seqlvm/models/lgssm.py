@@ -282,7 +282,8 @@ class LinearGaussianSSM(base.SequenceModel):
     first = context_t.first
     m = tf.cast(observed, self.dtype)  # [R, Dx]
     any_observed = tf.reduce_any(tf.cast(observed, tf.bool), axis=-1)
-    x_obs = m * tf.cast(x_t, self.dtype)  # missing entries zeroed
+    x_t = tf.cast(x_t, self.dtype)
+    x_obs = tf.where(m > 0, x_t, tf.zeros_like(x_t))  # missing entries: 0
     c_obs, r_obs_tril = self._observed_emission(m)
     p_z = self._prior(z_prev, first)
     q_z = p_z

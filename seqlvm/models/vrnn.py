@@ -236,7 +236,72 @@ class VRNN(base.SequenceModel):
     del context_t
     return self.emission(h=rnn_out, z=encoded_z)
 
-  def step(self, state, context_t, x_t, seed):
+  def check_partial_observations(self):
+    """The VRNN takes partial observations (a subclass whose emission reads
+    more of the context than h_t and z_t must say so itself)."""
+    if type(self)._emission_at is not VRNN._emission_at:
+      super().check_partial_observations()
+
+  def partial_initial_state(self, batch_size):
+    """The state of a partial-observation sweep: `initial_state` and the
+    LSTM's product of phi_x of the previous completed x (zeros, centred,
+    before the first step), which differs between particles."""
+    first = self.lstm.kernel.project(x=self.x_encoder(
+        tf.zeros([1, self.data_size], self.dtype)))
+    return self.initial_state(batch_size) + (
+        tf.tile(first, [batch_size, 1]),)
+
+  def _prior_draw(self, rnn_out, seed):
+    """z_t from the prior itself: (z, log p(z)), in the same space as
+    `propose`'s densities (log z for a relaxed latent)."""
+    if self.latent == "gaussian" or self.hard:
+      p_z = self.prior_distribution(rnn_out)
+      z = p_z.sample(seed=seed)
+      return z, p_z.log_prob(z)
+    p_y = tfd.ExpRelaxedOneHotCategorical(self.temperature,
+                                          logits=self.prior(rnn_out))
+    y = p_y.sample(seed=seed)
+    return tf.exp(y), p_y.log_prob(y)
+
+  def _partial_step(self, state, context_t, x_t, seed, observed):
+    """`step` given the observed entries only (`seqlvm.models.base`).
+
+    The LSTM reads phi_x of the particle's own completed x_{t-1} (carried
+    in the state). The proposal reads phi_x(x_t) with the missing entries
+    at the training mean (what `seqlvm.infer` hands `prepare`), so it
+    depends on the observed entries only; a step with nothing observed
+    proposes from the prior. Either way the weight is the exact p/q of the
+    draw, with p(x_t | .) the emission's density of the observed entries.
+    """
+    h, c, encoded_previous_z, lstm_inputs = state
+    rnn_out, h, c = self.transition((h, c, encoded_previous_z), lstm_inputs)
+    z_seed, prior_seed, x_seed = tfp.random.split_seed(seed, n=3)
+    observed = tf.cast(observed, tf.bool)
+    any_observed = tf.reduce_any(observed, axis=-1)
+    z_q, log_p_q, log_q_q = self.propose(rnn_out, context_t.proposal_inputs,
+                                         z_seed)
+    z_p, log_p_p = self._prior_draw(rnn_out, prior_seed)
+    z = tf.where(any_observed[:, tf.newaxis], z_q, z_p)
+    log_p_z = tf.where(any_observed, log_p_q, log_p_p)
+    log_q_z = tf.where(any_observed, log_q_q, log_p_p)  # q = p: exactly 0
+    encoded_z = self.z_encoder(z)
+    p_x = self.emission(h=rnn_out, z=encoded_z)
+    x_t = tf.cast(x_t, self.dtype)
+    entries = p_x.distribution.log_prob(x_t)  # [R, D]
+    log_p_x = tf.reduce_sum(tf.where(observed, entries,
+                                     tf.zeros_like(entries)), axis=-1)
+    x_completed = tf.where(observed, x_t, tf.cast(p_x.sample(seed=x_seed),
+                                                  self.dtype))
+    next_inputs = self.lstm.kernel.project(
+        x=self.x_encoder(self._centre(x_completed)))
+    return base.StepOutput(state=(h, c, encoded_z, next_inputs),
+                           log_p_z=log_p_z, log_p_x_given_z=log_p_x,
+                           log_q_z=log_q_z, x=x_completed)
+
+  def step(self, state, context_t, x_t, seed, observed=None):
+    if observed is not None:
+      self.check_partial_observations()
+      return self._partial_step(state, context_t, x_t, seed, observed)
     rnn_out, h, c = self.transition(state, context_t.lstm_inputs)
     z, log_p_z, log_q_z = self.propose(rnn_out,
                                             context_t.proposal_inputs, seed)
