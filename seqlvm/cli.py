@@ -4,6 +4,9 @@
     seqlvm eval runs/x --split test --num-particles 16 --seeds 3
     seqlvm compare runs/x runs/y --num-particles 1 4 16 --out cmp/
     seqlvm sample runs/x --num 4 --steps 64 --out samples/ --audio
+    seqlvm continue runs/x --prime opening.mid --steps 32 --num 4
+    seqlvm harmonize runs/x --melody tune.mid --num 4
+    seqlvm inpaint runs/x --input piece.mid --from 16 --to 24
     seqlvm data fetch jsb
     seqlvm data from-midi my_midi/ --out mine.pkl --resolution eighth
     seqlvm data from-audio TIMIT/ --out timit
@@ -336,6 +339,25 @@ def _cmd_sample(args):
   return 0
 
 
+def _cmd_conditioned(args):
+  from seqlvm.run import conditioned  # pylint: disable=g-import-not-at-top
+  common = dict(num=args.num, num_particles=args.num_particles,
+                seed=args.seed, out_dir=args.out, audio=args.audio,
+                checkpoint=args.checkpoint, resolution=args.resolution)
+  if args.command == "continue":
+    paths = conditioned.continue_run(args.run_dir, args.prime, args.steps,
+                                     args.prime_steps, **common)
+  elif args.command == "harmonize":
+    paths = conditioned.harmonize_run(args.run_dir, args.melody, **common)
+  else:
+    paths = conditioned.inpaint_run(args.run_dir, args.input,
+                                    getattr(args, "from"), args.to, **common)
+  print("Wrote:")
+  for p in paths:
+    print(f"  {p}")
+  return 0
+
+
 def _out_path(out, suffix=""):
   """A bare NAME goes into the data directory (so --data NAME finds it);
   anything else (a path with a folder, ".", "..") is a path."""
@@ -579,6 +601,66 @@ def _compare_parser(sub, registry):
   p.set_defaults(func=_cmd_compare)
 
 
+def _conditioned_parsers(sub, registry):
+  """continue, harmonize and inpaint: the particle filter given part of a
+  sequence (`seqlvm.infer`)."""
+
+  def common(p):
+    p.add_argument("run_dir")
+    p.add_argument("--num", type=int, default=4,
+                   help="completions, each from its own particle filter [4]")
+    p.add_argument("--num-particles", type=int, default=64, help="[64]")
+    p.add_argument("--out", default=None,
+                   help=f"[RUN_DIR/{p.prog.split()[-1]}]")
+    p.add_argument("--seed", type=int, default=0, help="[0]")
+    p.add_argument("--audio", action="store_true",
+                   help="also render each completed pianoroll as a WAV "
+                   "[off; speech runs always write WAVs]")
+    p.add_argument("--resolution", default="quarter",
+                   choices=registry.RESOLUTIONS.names,
+                   help="a MIDI file's step, as the run's data was made "
+                   "[quarter]")
+    _checkpoint_flag(p, registry)
+    p.set_defaults(func=_cmd_conditioned)
+
+  p = sub.add_parser(
+      "continue", help="continue a primer (MIDI, WAV or .npz)",
+      parents=[_common_parser()],
+      description="Filter the primer with the run's model and draw --steps "
+      "more steps from particles resampled by their final weights: K "
+      "continuations (MIDI and a PNG with the primer marked; WAV for speech "
+      "or with --audio).")
+  common(p)
+  p.add_argument("--prime", required=True,
+                 help="FILE.mid, FILE.wav (speech runs) or FILE.npz ('x': "
+                 "[T, D] in the data's units)")
+  p.add_argument("--prime-steps", type=int, default=None,
+                 help="use the primer's first P steps [all]")
+  p.add_argument("--steps", type=int, default=32,
+                 help="steps to draw after the primer [32]")
+  p = sub.add_parser(
+      "harmonize", help="complete the voices below a melody",
+      parents=[_common_parser()],
+      description="The melody (the file's top line: at each step its "
+      "highest note) is observed as on, every pitch above it as off, and "
+      "everything below is drawn: K harmonisations. A step where the melody "
+      "rests is drawn whole.")
+  common(p)
+  p.add_argument("--melody", required=True, help="FILE.mid (or .npz)")
+  p = sub.add_parser(
+      "inpaint", help="fill a gap given both sides",
+      parents=[_common_parser()],
+      description="Steps FROM..TO-1 are drawn given everything before and "
+      "after them: K fillings of the gap.")
+  common(p)
+  p.add_argument("--input", required=True,
+                 help="FILE.mid, FILE.wav (speech runs) or FILE.npz")
+  p.add_argument("--from", type=int, required=True,
+                 help="the gap's first step (0-based)")
+  p.add_argument("--to", type=int, required=True,
+                 help="the step after the gap")
+
+
 def _sample_parser(sub, registry):
   p = sub.add_parser("sample", help="sample sequences (MIDI, PNG and WAV "
                      "for music; WAV for speech)",
@@ -614,12 +696,14 @@ def build_parser():
   _eval_parser(sub, registry)
   _compare_parser(sub, registry)
   _sample_parser(sub, registry)
+  _conditioned_parsers(sub, registry)
   _data_parser(sub)
   return parser
 
 
 # The commands that run TensorFlow (imported quietly before they start).
-_TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample")
+_TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample", "continue",
+                        "harmonize", "inpaint")
 
 
 def main(argv=None):
