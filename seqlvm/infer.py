@@ -61,11 +61,12 @@ class _PathRecorder(base.SequenceModel):
   """A model's partial-observation sweep, each particle carrying its path
   of completed observations `[T, D]`."""
 
-  def __init__(self, model, observed):
+  def __init__(self, model, observed, record=True):
     super().__init__(name="path_recorder")
     self.model = model
     self.observed = observed  # bool [T, B, D]
     self.num_steps = tf.shape(observed)[0]
+    self.record = record  # False: the weights only (no paths kept)
 
   def prepare(self, x, mask):
     num_steps, batch_size = tf.shape(x)[0], tf.shape(x)[1]
@@ -81,13 +82,19 @@ class _PathRecorder(base.SequenceModel):
     return (self.model.prepare(filled, mask), self.observed, index)
 
   def initial_state(self, batch_size):
+    inner = self.model.partial_initial_state(batch_size)
+    if not self.record:
+      return inner
     path = tf.zeros([batch_size, self.num_steps, self.model.data_size],
                     self.model.dtype)
-    return (self.model.partial_initial_state(batch_size), path)
+    return (inner, path)
 
   def step(self, state, context_t, x_t, seed):
-    inner, path = state
     context, observed_t, t = context_t
+    if not self.record:
+      out = self.model.step(state, context, x_t, seed, observed=observed_t)
+      return out._replace(x=None)
+    inner, path = state
     out = self.model.step(inner, context, x_t, seed, observed=observed_t)
     here = tf.equal(tf.range(self.num_steps)[tf.newaxis], t[:, tf.newaxis])
     path = tf.where(here[..., tf.newaxis],
@@ -119,7 +126,9 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
     observed: bool `[T, B, D]`.
     num_particles: N. Default value: 64.
     seed: a stateless seed. Default value: None (random).
-    num_samples: S paths drawn from the final weights. Default value: 1.
+    num_samples: S paths drawn from the final weights; 0 keeps no paths
+      (the weights and `log_marginal` only: samples is None). Default
+      value: 1.
     mask: optional bool `[T, B]`, True where a step is real (padding).
     independent: run S independent sweeps (one sample each) instead of
       drawing S correlated samples from one sweep. Default value: False.
@@ -147,8 +156,11 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
       mask = tf.tile(mask, [1, copies])
   spec = bounds.bound_spec("fivo", num_particles, resampling="ess",
                            threshold=threshold)
-  recorder = _PathRecorder(model, observed)
+  recorder = _PathRecorder(model, observed, record=num_samples > 0)
   result = spec.sweep(recorder, x, mask, sweep_seed)
+  if not num_samples:
+    return Imputation(None, result.log_marginal, result.ess,
+                      result.resampled)
   _, paths = result.final_state  # [N*B', T, D]
   width = batch_size * copies
   # The final weights: the last step's, or uniform where it resampled.

@@ -289,3 +289,15 @@ def test_models_without_partial_observations_refuse_in_one_line():
   with pytest.raises(ValueError, match="observed of the same shape"):
     infer.impute(_model("filtering"), np.zeros([3, 1, DX]),
                  np.ones([3, 1, 2], bool))
+
+
+def test_without_paths_the_same_sweep():
+  """num_samples=0 keeps no paths: the same sweep, the same log p_hat."""
+  x, observed = _data()
+  with_paths = infer.impute(_model("filtering"), x, observed,
+                            num_particles=16, seed=(41, 42), num_samples=2)
+  weights_only = infer.impute(_model("filtering"), x, observed,
+                              num_particles=16, seed=(41, 42), num_samples=0)
+  assert weights_only.samples is None
+  np.testing.assert_allclose(weights_only.log_marginal.numpy(),
+                             with_paths.log_marginal.numpy(), rtol=1e-12)
