@@ -148,6 +148,9 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
   seed = tfp.random.sanitize_seed(seed, salt="impute")
   sweep_seed, draw_seed = tfp.random.split_seed(seed, n=2)
   num_steps, batch_size = x.shape[0], x.shape[1]
+  if num_samples < 0:
+    raise ValueError(f"num_samples must be >= 0, got {num_samples}.")
+  independent = bool(independent and num_samples)
   copies = num_samples if independent else 1
   if copies > 1:  # S sweeps side by side: batch b of copy s at s*B + b.
     x = tf.tile(x, [1, copies, 1])
@@ -161,6 +164,7 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
   if not num_samples:
     return Imputation(None, result.log_marginal, result.ess,
                       result.resampled)
+  # (independent with num_samples=S: S sweeps side by side, one draw each.)
   _, paths = result.final_state  # [N*B', T, D]
   width = batch_size * copies
   # The final weights: the last step's, or uniform where it resampled.
@@ -174,12 +178,12 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
   picked = tf.gather(paths, rows)  # [S, B', T, D]
   samples = tf.transpose(picked, [0, 2, 1, 3])  # [S, T, B', D]
   log_marginal = result.log_marginal
-  if copies > 1:
+  if independent:  # [S, ...] even for one sample
     samples = tf.transpose(tf.reshape(
         samples, [num_steps, copies, batch_size, -1]), [1, 0, 2, 3])
     log_marginal = tf.reshape(log_marginal, [copies, batch_size])
   ess, resampled = result.ess, result.resampled
-  if copies > 1:
+  if independent:
     ess = tf.reshape(ess, [num_steps, copies, batch_size])[:, 0]
     resampled = tf.reshape(resampled, [num_steps, copies, batch_size])[:, 0]
   return Imputation(samples, log_marginal, ess, resampled)

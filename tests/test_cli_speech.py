@@ -68,6 +68,36 @@ def test_prepare_train_eval_sample(speech_folder, tmp_path, monkeypatch,
     assert np.all(np.isfinite(wav)) and np.abs(wav).max() <= 1.
   assert (out_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+  # Conditioned generation from a recording: a continuation and a gap.
+  recording = sorted((speech_folder / "test").glob("*.wav"))[0]
+  frames_in = len(soundfile.read(recording)[0]) // FRAME
+  out_dir = tmp_path / "continued"
+  assert cli.main(["continue", str(run_dir), "--prime", str(recording),
+                   "--prime-steps", "3", "--steps", "4", "--num", "2",
+                   "--num-particles", "4", "--out", str(out_dir)]) == 0
+  completions = np.load(out_dir / "completions.npz")["completions"]
+  assert completions.shape == (2, 7, FRAME)
+  for i in range(2):
+    wav, rate = soundfile.read(out_dir / f"completion_{i:02d}.wav")
+    assert rate == RATE and len(wav) == 7 * FRAME and np.all(np.isfinite(wav))
+  out_dir = tmp_path / "inpainted"
+  assert cli.main(["inpaint", str(run_dir), "--input", str(recording),
+                   "--from", "1", "--to", "3", "--num", "1",
+                   "--num-particles", "4", "--out", str(out_dir)]) == 0
+  saved = np.load(out_dir / "completions.npz")
+  assert saved["completions"].shape == (1, frames_in, FRAME)
+  # Outside the gap, the recording's own (normalised) frames.
+  np.testing.assert_array_equal(saved["completions"][0, 3:], saved["x"][3:])
+  assert not np.array_equal(saved["completions"][0, 1:3], saved["x"][1:3])
+  # A MIDI file for a speech run: one message.
+  capsys.readouterr()
+  (tmp_path / "tune.mid").write_bytes(b"MThd")
+  assert cli.main(["continue", str(run_dir), "--prime",
+                   str(tmp_path / "tune.mid"), "--out",
+                   str(tmp_path / "x")]) == 2
+  err = capsys.readouterr().err
+  assert "this run models speech" in err and "Traceback" not in err
+
 
 def test_gaussian_model_sees_normalised_frames(speech_folder, tmp_path):
   from seqlvm.data.prepare import from_audio  # pylint: disable=g-import-not-at-top

@@ -271,6 +271,26 @@ def test_vrnn_with_nothing_observed_samples_the_prior():
   assert np.all(np.abs(imputed - prior) < 5 * se), (imputed, prior)
 
 
+def test_which_models_take_partial_observations():
+  """The LGSSM (bootstrap, filtering) and the VRNN do; every other model
+  refuses with a message naming itself."""
+  from seqlvm import models  # pylint: disable=g-import-not-at-top
+  _model("bootstrap").check_partial_observations()
+  _model("filtering").check_partial_observations()
+  _vrnn().check_partial_observations()
+  _vrnn("concrete").for_evaluation().check_partial_observations()
+  refusing = {
+      "SRNN": models.SRNN(4, hidden_size=4, latent_size=2),
+      "DRAW": models.DRAW(4, hidden_size=4, latent_size=2),
+      "WaveNet": models.WaveNet(4, channels=4, dilations=(1,)),
+      "VRNNWaveNet": models.VRNNWaveNet(4, hidden_size=4, latent_size=2,
+                                        channels=4, dilations=(1,)),
+  }
+  for name, model in refusing.items():
+    with pytest.raises(ValueError, match=f"^{name} does not take partial"):
+      model.check_partial_observations()
+
+
 def test_models_without_partial_observations_refuse_in_one_line():
   from seqlvm import models  # pylint: disable=g-import-not-at-top
   srnn = models.SRNN(4, hidden_size=4, latent_size=2)
