@@ -78,6 +78,7 @@ def evaluate(run_dir, x, mask, soprano, num_particles, seed):
   from seqlvm import infer  # pylint: disable=g-import-not-at-top
   from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
   from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import records  # pylint: disable=g-import-not-at-top
   _, _, model, path = evaluation.load_run(
       run_dir, factory.make_dataset_and_model, lambda m: print(m, flush=True),
       "evaluate")
@@ -91,15 +92,15 @@ def evaluate(run_dir, x, mask, soprano, num_particles, seed):
     part = infer.impute(model, x, soprano, n, seed=tf.constant([seed, 2]),
                         num_samples=0, mask=mask).log_marginal.numpy()
     steps = mask.sum()
-    per_sequence = (full - part) / mask.sum(0)
+    # The ratio estimator's standard error (sum of the sequences' values
+    # over their timesteps), as the evaluation records give it.
+    spread = records.summarize(full - part, mask.sum(0))
     rows[n] = {
         "checkpoint": os.path.relpath(path, run_dir),
         "log_p_x": float(full.sum() / steps),
         "log_p_soprano": float(part.sum() / steps),
         "conditional": float((full - part).sum() / steps),
-        # Spread over sequences of their own per-step conditionals.
-        "conditional_se_over_sequences": float(
-            per_sequence.std(ddof=1) / np.sqrt(len(per_sequence))),
+        "conditional_se_over_sequences": float(spread["ll_per_t_se"]),
         "seconds": time.time() - start}
     print(f"{run_dir} N={n}: {rows[n]}", file=sys.stderr, flush=True)
   return rows

@@ -18,8 +18,13 @@ path of its completed x (gathered with it at every resampling), so the
 particles drawn from the final weights are samples of x_missing from the
 particle approximation of p(x_missing | x_observed): the ancestry of the
 surviving particles, given the past and the future. Their bias falls as
-1/N; weighting many independent sweeps' draws by their p_hat removes it
-(ratio of unbiased estimators).
+1/N; weighting many independent sweeps' draws by their p_hat gives
+estimates that are consistent in the number of sweeps, at any N (a ratio
+of unbiased estimators). Padded steps (mask False) come back as zeros.
+
+Cost: each particle carries its whole path `[T, D]`, rewritten at every
+step and gathered at every resampling: O(T^2 N B D) in all, fine for
+pianorolls (D = 88, T in the hundreds), heavy for long speech.
 
 `log_marginal` is log p_hat(x_observed): p_hat is unbiased for
 p(x_observed), so log p(x_missing | x_observed) = log p(x) -
@@ -52,8 +57,9 @@ Imputation = collections.namedtuple(
         "samples",  # [S, T, B, D]: x with its missing entries drawn.
         "log_marginal",  # [B] ([S, B] with independent=True): log p_hat of
                          # the observed entries.
-        "ess",  # [T, B]: the sweep's effective sample size after each step.
-        "resampled",  # bool [T, B]: where it resampled.
+        "ess",  # [T, B]: the sweep's effective sample size after each step
+                # (with independent=True, the first sweep's).
+        "resampled",  # bool [T, B]: where it resampled (likewise).
     ])
 
 
@@ -105,7 +111,7 @@ class _PathRecorder(base.SequenceModel):
 def _check(model, x, observed):
   model.check_partial_observations()
   x = tf.cast(tf.convert_to_tensor(x), model.dtype)
-  observed = tf.convert_to_tensor(observed, tf.bool)
+  observed = tf.cast(tf.convert_to_tensor(observed), tf.bool)
   if x.shape.rank != 3 or observed.shape != x.shape:
     raise ValueError(f"x must be [T, B, D] and observed of the same shape; "
                      f"got x {x.shape} and observed {observed.shape}.")
@@ -127,8 +133,8 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
     num_particles: N. Default value: 64.
     seed: a stateless seed. Default value: None (random).
     num_samples: S paths drawn from the final weights; 0 keeps no paths
-      (the weights and `log_marginal` only: samples is None). Default
-      value: 1.
+      (the weights and `log_marginal` `[B]` of one sweep only: samples is
+      None). Default value: 1.
     mask: optional bool `[T, B]`, True where a step is real (padding).
     independent: run S independent sweeps (one sample each) instead of
       drawing S correlated samples from one sweep. Default value: False.
@@ -143,6 +149,11 @@ def impute(model, x, observed, num_particles=64, seed=None, num_samples=1,
       shapes disagree.
   """
   x, observed = _check(model, x, observed)
+  if mask is not None:
+    mask = tf.cast(tf.convert_to_tensor(mask), tf.bool)
+    if mask.shape != x.shape[:2]:
+      raise ValueError(f"mask must be [T, B] = {x.shape[:2]}, got "
+                       f"{mask.shape}.")
   # Missing entries may hold anything (NaN too): the sweep never sees them.
   x = tf.where(observed, x, tf.zeros_like(x))
   seed = tfp.random.sanitize_seed(seed, salt="impute")
@@ -195,7 +206,8 @@ def continuation(model, prime, num_steps, num_particles=64, seed=None,
 
   Args:
     model: as for `impute`.
-    prime: float `[P, B, D]`, every entry observed.
+    prime: float `[P, B, D]`: every step of it is real (continue primers
+      of different lengths in separate calls).
     num_steps: int, the steps to draw after the primer.
     num_particles, seed, num_samples, independent: as for `impute`.
     prime_mask: optional bool `[P, B, D]`: the primer's observed entries

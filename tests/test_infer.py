@@ -232,6 +232,33 @@ def test_vrnn_fully_observed_step_is_the_plain_step():
                                getattr(plain, name).numpy(), rtol=1e-5)
 
 
+def test_vrnn_lstm_reads_each_particles_completed_previous_x():
+  """Two partial steps: the second step's LSTM state equals a plain step's
+  whose `prepare` saw the first step's completed x (per particle), and
+  differs from one that saw the mean-filled x."""
+  model = _vrnn()
+  rows = 4
+  x = tf.constant((np.random.RandomState(2).rand(2, rows, 3) < 0.5)
+                  .astype(np.float32))
+  observed_0 = tf.constant([[True, False, False]] * rows)  # two drawn
+  filled = tf.where(observed_0, x[0], model.data_mean[tf.newaxis])
+  context = model.prepare(tf.stack([filled, x[1]]), tf.ones([2, rows], bool))
+  at = lambda c, t: tf.nest.map_structure(lambda v: v[t], c)
+  out_0 = model.step(model.partial_initial_state(rows), at(context, 0), x[0],
+                     (1, 2), observed=observed_0)
+  out_1 = model.step(out_0.state, at(context, 1), x[1], (3, 4),
+                     observed=tf.ones([rows, 3], bool))
+  completed = model.prepare(tf.stack([out_0.x, x[1]]),
+                            tf.ones([2, rows], bool))
+  plain = model.step(out_0.state[:3], at(completed, 1), x[1], (5, 6))
+  np.testing.assert_allclose(out_1.state[0].numpy(), plain.state[0].numpy(),
+                             rtol=1e-5, atol=1e-6)
+  assert not np.array_equal(out_0.x.numpy(), filled.numpy())
+  mean_filled = model.step(out_0.state[:3], at(context, 1), x[1], (5, 6))
+  assert np.abs(mean_filled.state[0].numpy() -
+                plain.state[0].numpy()).max() > 1e-4
+
+
 def test_vrnn_marginal_of_a_missing_note_sums_its_two_values():
   """One binary entry missing at the last step: p(x_observed) = p(x with
   it off) + p(x with it on). The mean p_hat of each (independent sweeps,

@@ -24,7 +24,11 @@ default refuses, with a message naming the model) and takes
 emission's log density of the observed entries only, the others are drawn
 from the emission given the particle's latent (and the observed entries),
 and the completed x_t is returned as `StepOutput.x`. A step with no
-observed entry adds exactly zero to the log weight.
+observed entry adds exactly zero to the log weight. The sweep starts from
+`partial_initial_state`, and `prepare` must be given x with its missing
+entries at a fixed value (`seqlvm.infer` uses the training mean), so that
+the proposal depends on the observed entries only: the weight is then the
+exact p/q of what was proposed.
 
 The incremental importance weight is log_p_z + log_p_x_given_z - log_q_z.
 `models/` never imports `smc/`, `bounds` or `data/`.

@@ -237,9 +237,13 @@ class VRNN(base.SequenceModel):
     return self.emission(h=rnn_out, z=encoded_z)
 
   def check_partial_observations(self):
-    """The VRNN takes partial observations (a subclass whose emission reads
-    more of the context than h_t and z_t must say so itself)."""
-    if type(self)._emission_at is not VRNN._emission_at:
+    """The VRNN takes partial observations; a subclass that changes what
+    its step reads (its emission, prepare, transition, proposal or step)
+    must say so itself."""
+    cls = type(self)
+    if any(getattr(cls, name) is not getattr(VRNN, name) for name in (
+        "_emission_at", "prepare", "transition", "propose", "step",
+        "_partial_step", "partial_initial_state")):
       super().check_partial_observations()
 
   def partial_initial_state(self, batch_size):

@@ -68,9 +68,11 @@ def read_sequence(path, source, resolution="quarter"):
         names = list(arrays.keys())
         if not names:
           raise DataError(f"{path}: holds no array.")
-        x = arrays["x" if "x" in names else names[0]]
-    except (OSError, ValueError) as e:
-      raise DataError(f"{path}: cannot be read as .npz ({e}).") from e
+        x = np.asarray(arrays["x" if "x" in names else names[0]],
+                       np.float32)
+    except (OSError, ValueError, TypeError) as e:
+      raise DataError(f"{path}: cannot be read as .npz of numbers "
+                      f"({e}).") from e
   elif extension in (".wav", ".flac"):
     if source.kind != "speech":
       raise DataError(f"{path}: audio, but this run models pianorolls; "
@@ -95,7 +97,7 @@ def _frames(path, source):
   from seqlvm.data.formats import recordings  # pylint: disable=g-import-not-at-top
   try:
     samples, rate = recordings.read_mono(path)
-  except RuntimeError as e:
+  except recordings.READ_ERRORS as e:
     raise DataError(f"{path}: cannot be read as audio ({e}).") from e
   if rate != source.sample_rate:
     raise DataError(f"{path}: {rate} Hz; the run's speech is at "
