@@ -126,6 +126,9 @@ class LinearGaussianSSM(base.SequenceModel):
     self._p0_prec = tf.linalg.cholesky_solve(self.p0_tril, eye)
     r_prec = tf.linalg.cholesky_solve(self.r_tril,
                                       tf.eye(self.data_size, dtype=dtype))
+    # R and R^-1, for partial observations (`_partial_step`).
+    self._r_cov = tf.matmul(self.r_tril, self.r_tril, transpose_b=True)
+    self._r_prec = r_prec
     self._ctrinv = tf.matmul(self.c, r_prec, transpose_a=True)  # C' R^-1
     self._ctrinvc = tf.matmul(self._ctrinv, self.c)  # C' R^-1 C
     if proposal == "filtering":
@@ -269,9 +272,8 @@ class LinearGaussianSSM(base.SequenceModel):
     nothing, on the missing entries. log N(m x; C' z, R') is then the log
     density of the observed entries minus the missing ones' (k/2) log 2 pi.
     """
-    r_full = tf.matmul(self.r_tril, self.r_tril, transpose_b=True)
     outer = m[:, :, tf.newaxis] * m[:, tf.newaxis, :]
-    r_obs = outer * r_full + tf.linalg.diag(1. - m)
+    r_obs = outer * self._r_cov + tf.linalg.diag(1. - m)
     return m[:, :, tf.newaxis] * self.c, tf.linalg.cholesky(r_obs)
 
   def _partial_step(self, state, context_t, x_t, seed, observed):
@@ -330,8 +332,7 @@ class LinearGaussianSSM(base.SequenceModel):
     """x_t with its missing entries drawn from p(x_missing | x_observed,
     z_t): precision Lam = R^-1; mean mu_m - Lam_mm^-1 Lam_mo (x_o - mu_o),
     covariance Lam_mm^-1 (masked to the missing block per row)."""
-    eye = tf.eye(self.data_size, dtype=self.dtype)
-    lam = tf.linalg.cholesky_solve(self.r_tril, eye)  # R^-1
+    lam = self._r_prec  # R^-1
     u = 1. - m
     lam_mm = u[:, :, tf.newaxis] * u[:, tf.newaxis, :] * lam + tf.linalg.diag(
         m)  # the observed block replaced by the identity
