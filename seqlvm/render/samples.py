@@ -18,22 +18,53 @@ import numpy as np
 
 from seqlvm import fileio
 
-__all__ = ["write_samples", "tensorboard_media", "SAMPLE_FILE", "SYNTH_RATE"]
+__all__ = ["write_samples", "write_rolls", "write_waveforms",
+           "tensorboard_media", "SAMPLE_FILE", "SYNTH_RATE"]
 
 SYNTH_RATE = 22050
 # The per-sample files `write_samples` names.
 SAMPLE_FILE = re.compile(r"^sample_\d{2,}\.(mid|png|wav)$")
 
 
-def _write_speech(x, out_dir, checkpoint_name, source):
+def write_waveforms(frames, out_dir, source, prefix="sample"):
+  """Speech frames `[B, T, D]` as PREFIX_KK.wav at the set's rate, joined
+  and de-normalised with the training statistics; (paths, waveforms)."""
+  from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
+  paths = []
+  waveforms = [np.clip(source.to_waveform(f), -1., 1.) for f in frames]
+  for i, waveform in enumerate(waveforms):
+    p = os.path.join(out_dir, f"{prefix}_{i:02d}.wav")
+    synth.write_wav(waveform, p, source.sample_rate)
+    paths.append(p)
+  return paths, waveforms
+
+
+def write_rolls(rolls, out_dir, audio, prefix="sample", titles=None):
+  """Pianorolls `[B, T, 88]` as PREFIX_KK.mid, with `titles` a PNG of each
+  too, and with `audio` a WAV of each (the additive synthesiser)."""
+  from seqlvm.data.formats import midi  # pylint: disable=g-import-not-at-top
   from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
   from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
   paths = []
-  waveforms = [np.clip(source.to_waveform(frames), -1., 1.) for frames in x]
-  for i, waveform in enumerate(waveforms):
-    p = os.path.join(out_dir, f"sample_{i:02d}.wav")
-    synth.write_wav(waveform, p, source.sample_rate)
+  for i, roll in enumerate(rolls):
+    p = os.path.join(out_dir, f"{prefix}_{i:02d}.mid")
+    midi.write_midi(roll, p)
     paths.append(p)
+    if titles is not None:
+      png = os.path.join(out_dir, f"{prefix}_{i:02d}.png")
+      pictures.write_pianoroll_png([roll], png, titles=[titles[i]])
+      paths.append(png)
+    if audio:
+      wav = os.path.join(out_dir, f"{prefix}_{i:02d}.wav")
+      synth.write_wav(synth.render_roll(roll, sample_rate=SYNTH_RATE), wav,
+                      SYNTH_RATE)
+      paths.append(wav)
+  return paths
+
+
+def _write_speech(x, out_dir, checkpoint_name, source):
+  from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
+  paths, waveforms = write_waveforms(x, out_dir, source)
   png = os.path.join(out_dir, "samples.png")
   pictures.write_waveform_png(
       waveforms, png, source.sample_rate,
@@ -42,23 +73,9 @@ def _write_speech(x, out_dir, checkpoint_name, source):
 
 
 def _write_pianorolls(x, means, out_dir, checkpoint_name, audio):
-  from seqlvm.data.formats import midi  # pylint: disable=g-import-not-at-top
   from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
-  from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
-  paths = []
-  for i, roll in enumerate(x):
-    p = os.path.join(out_dir, f"sample_{i:02d}.mid")
-    midi.write_midi(roll, p)
-    paths.append(p)
-    png = os.path.join(out_dir, f"sample_{i:02d}.png")
-    pictures.write_pianoroll_png(
-        [roll], png, titles=[f"sample {i} ({checkpoint_name})"])
-    paths.append(png)
-    if audio:
-      wav = os.path.join(out_dir, f"sample_{i:02d}.wav")
-      synth.write_wav(synth.render_roll(roll, sample_rate=SYNTH_RATE), wav,
-                      SYNTH_RATE)
-      paths.append(wav)
+  paths = write_rolls(x, out_dir, audio, titles=[
+      f"sample {i} ({checkpoint_name})" for i in range(len(x))])
   png = os.path.join(out_dir, "samples.png")
   pictures.write_pianoroll_png(
       np.maximum(x, 0.6 * means), png,

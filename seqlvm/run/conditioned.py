@@ -131,15 +131,14 @@ def melody_mask(roll):
   return x, observed, top
 
 
-def _generate(run_dir, x, observed, what, source_file, num, num_particles,
-              seed, out_dir, audio, checkpoint, make_dataset_and_model, log,
-              loaded=None):
-  """Completes x where `observed` is False, K ways, and writes the files."""
+def _generate(run_dir, loaded, x, observed, what, source_file, num,
+              num_particles, seed, out_dir, audio):
+  """Completes x where `observed` is False, K ways, with the run `loaded`
+  (`evaluation.load_run`'s result), and writes the files."""
   if num < 1 or num_particles < 1:
     raise ConfigError(f"--num and --num-particles must be >= 1, got {num} "
                       f"and {num_particles}.")
-  config, source, model, path = loaded or evaluation.load_run(
-      run_dir, make_dataset_and_model, log, what, checkpoint)
+  config, source, model, path = loaded
   model = model.for_evaluation()
   try:
     model.check_partial_observations()
@@ -154,7 +153,7 @@ def _generate(run_dir, x, observed, what, source_file, num, num_particles,
                         num_samples=num, independent=True)
   completions = result.samples.numpy()[:, :, 0]  # [K, T, D]
   log_marginal = result.log_marginal.numpy()[:, 0]  # [K]
-  paths = _write(completions, x, observed, out_dir, os.path.basename(path),
+  paths = _write(completions, observed, out_dir, os.path.basename(path),
                  source, factory.resolve_emission(config, source), audio,
                  what)
   npz = os.path.join(out_dir, "completions.npz")
@@ -174,18 +173,13 @@ def _generate(run_dir, x, observed, what, source_file, num, num_particles,
   return paths + [npz, record]
 
 
-def _write(completions, x, observed, out_dir, checkpoint_name, source,
+def _write(completions, observed, out_dir, checkpoint_name, source,
            emission, audio, what):
   from seqlvm.render import pictures  # pylint: disable=g-import-not-at-top
   from seqlvm.render import samples as samples_lib  # pylint: disable=g-import-not-at-top
-  from seqlvm.render import synth  # pylint: disable=g-import-not-at-top
-  paths = []
   if source.kind == "speech":
-    waveforms = [np.clip(source.to_waveform(c), -1., 1.) for c in completions]
-    for k, waveform in enumerate(waveforms):
-      p = os.path.join(out_dir, f"completion_{k:02d}.wav")
-      synth.write_wav(waveform, p, source.sample_rate)
-      paths.append(p)
+    paths, waveforms = samples_lib.write_waveforms(completions, out_dir,
+                                                   source, "completion")
     png = os.path.join(out_dir, "completions.png")
     pictures.write_waveform_png(
         waveforms, png, source.sample_rate,
@@ -193,18 +187,8 @@ def _write(completions, x, observed, out_dir, checkpoint_name, source,
                 f"{_given_steps(observed)}" for k in range(len(waveforms))])
     return paths + [png]
   if emission != "bernoulli":
-    return paths
-  from seqlvm.data.formats import midi  # pylint: disable=g-import-not-at-top
-  for k, roll in enumerate(completions):
-    p = os.path.join(out_dir, f"completion_{k:02d}.mid")
-    midi.write_midi(roll, p)
-    paths.append(p)
-    if audio:
-      wav = os.path.join(out_dir, f"completion_{k:02d}.wav")
-      synth.write_wav(synth.render_roll(roll,
-                                        sample_rate=samples_lib.SYNTH_RATE),
-                      wav, samples_lib.SYNTH_RATE)
-      paths.append(wav)
+    return []
+  paths = samples_lib.write_rolls(completions, out_dir, audio, "completion")
   png = os.path.join(out_dir, "completions.png")
   pictures.write_conditioned_png(
       completions, observed, png,
@@ -240,9 +224,8 @@ def continue_run(run_dir, prime_file, steps, prime_steps=None, num=4,
   x = np.concatenate([prime, np.zeros([steps, prime.shape[1]], np.float32)])
   observed = np.zeros(x.shape, bool)
   observed[:len(prime)] = True
-  return _generate(run_dir, x, observed, "continue", prime_file, num,
-                   num_particles, seed, out_dir, audio, checkpoint,
-                   make_dataset_and_model, log, loaded)
+  return _generate(run_dir, loaded, x, observed, "continue", prime_file, num,
+                   num_particles, seed, out_dir, audio)
 
 
 def harmonize_run(run_dir, melody_file, num=4, num_particles=64, seed=0,
@@ -261,9 +244,8 @@ def harmonize_run(run_dir, melody_file, num=4, num_particles=64, seed=0,
   x, observed, top = melody_mask(roll)
   if (top < 0).all():
     raise DataError(f"{melody_file}: no melody note.")
-  return _generate(run_dir, x, observed, "harmonize", melody_file, num,
-                   num_particles, seed, out_dir, audio, checkpoint,
-                   make_dataset_and_model, log, loaded)
+  return _generate(run_dir, loaded, x, observed, "harmonize", melody_file, num,
+                   num_particles, seed, out_dir, audio)
 
 
 def inpaint_run(run_dir, input_file, start, stop, num=4, num_particles=64,
@@ -282,6 +264,5 @@ def inpaint_run(run_dir, input_file, start, stop, num=4, num_particles=64,
                       f"and {stop}.")
   observed = np.ones(x.shape, bool)
   observed[start:stop] = False
-  return _generate(run_dir, x, observed, "inpaint", input_file, num,
-                   num_particles, seed, out_dir, audio, checkpoint,
-                   make_dataset_and_model, log, loaded)
+  return _generate(run_dir, loaded, x, observed, "inpaint", input_file, num,
+                   num_particles, seed, out_dir, audio)
