@@ -68,7 +68,7 @@ __all__ = ["configure_devices", "make_strategy", "num_replicas", "is_chief",
            "task_id", "replica_seed", "replica_share", "train_input",
            "make_train_step", "local_step", "agreement", "worker_run_dir",
            "describe", "eval_input", "eval_seed", "check_batch",
-           "check_same_on_workers"]
+           "check_same_on_workers", "all_gather"]
 
 # What a collective raises when another worker has gone (InternalError
 # too, with some communication implementations).
@@ -501,6 +501,16 @@ def make_train_step(model, optimizer, config, strategy, element_spec,
       *element_spec, tf.TensorSpec([2], tf.int32)])
 
 
+def all_gather(nest):
+  """In a replica context: every replica's tensors of `nest`, concatenated
+  on their first axis in replica order. (MultiWorkerMirrored cannot
+  all_gather a replica function's input itself, "destinations can not be
+  empty": identities of it are gathered.)"""
+  context = tf.distribute.get_replica_context()
+  return tf.nest.map_structure(
+      lambda t: context.all_gather(tf.identity(t), axis=0), nest)
+
+
 def check_same_on_workers(strategy, values, what):
   """Raises ConfigError, on every worker, unless the ints `values` are the
   same on all of them (a cluster only; a collective every worker calls).
@@ -515,8 +525,7 @@ def check_same_on_workers(strategy, values, what):
   @tf.function
   def gather(value):
     def replica_fn(v):
-      return tf.distribute.get_replica_context().all_gather(
-          tf.identity(v)[tf.newaxis], axis=0)
+      return all_gather(v[tf.newaxis])
     return strategy.experimental_local_results(
         strategy.run(replica_fn, args=(value,)))[0]
 

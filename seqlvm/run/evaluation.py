@@ -228,11 +228,7 @@ class Evaluator:
     key = id(fn)
     if key not in self._rounds:
       def replica_fn(number, x, lengths, index, batch_seed):
-        context = tf.distribute.get_replica_context()
-        # (MultiWorkerMirrored cannot all_gather a replica's input itself,
-        # "destinations can not be empty": gather identities of it.)
-        return tf.nest.map_structure(
-            lambda t: context.all_gather(tf.identity(t), axis=0),
+        return distribute.all_gather(
             (number, lengths, index, fn(x, lengths, batch_seed)))
 
       @tf.function
