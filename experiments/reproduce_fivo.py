@@ -42,15 +42,29 @@ import time
 
 from benchlib import command_line  # pylint: disable=g-import-not-at-top
 
+from seqlvm.run import best as best_lib
+from seqlvm.run import records
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = {"jsb": "jsb.pkl", "nottingham": "nottingham.pkl",
          "musedata": "musedata.pkl", "piano-midi": "piano-midi.de.pkl"}
 SIZES = {"jsb": 32, "nottingham": 64, "musedata": 64, "piano-midi": 64}
+# Training pieces of at most this many steps (0 = whole sequences, as in the
+# reference). Whole, Nottingham's pieces (up to 1788 steps) pad to up to 56
+# lengths, each its own XLA compilation: six runs sharing 2 cores had not
+# reached step 250 after 8 minutes. MuseData's and Piano-midi.de's (means 467
+# and 872 steps) give 131 and 22 updates per epoch whole, too few for a
+# 2-core budget. Cut at 256, the cost per timestep is the same (RESULTS.md,
+# long pianoroll pieces) and there are at most 8 lengths. Evaluation is
+# always on whole sequences.
+MAX_LENGTHS = {"jsb": 0, "nottingham": 256, "musedata": 256, "piano-midi": 256}
 BOUNDS = ("elbo", "iwae", "fivo")
 
 
 def train_command(args, name, bound, run_dir):
   size = SIZES[name] if args.size is None else args.size
+  max_length = (MAX_LENGTHS[name] if args.max_length is None
+                else args.max_length)
   return [sys.executable, "-m", "seqlvm.cli", "train",
           "--data", os.path.join(os.path.abspath(args.data_dir), FILES[name]),
           "--run-dir", run_dir, "--bound", bound,
@@ -60,7 +74,8 @@ def train_command(args, name, bound, run_dir):
           str(args.learning_rate), "--num-steps", str(args.steps),
           "--valid-every", str(args.valid_every), "--early-stopping",
           str(args.early_stopping), "--checkpoint-every", "500",
-          "--max-minutes", str(args.minutes), "--progress-every", "250"]
+          "--max-minutes", str(args.minutes), "--progress-every", "250",
+          "--max-length", str(max_length)]
 
 
 def stopped(run_dir, log_path, seconds):
@@ -97,10 +112,20 @@ def main():
   p.add_argument("--size", type=int, default=None,
                  help="latent and hidden size for every set [32 for JSB, "
                  "64 for the others]")
+  p.add_argument("--max-length", type=int, default=None,
+                 help="cut training sequences into pieces of at most this "
+                 "many steps, for every set (0 = whole) [whole for JSB, 256 "
+                 "for the others]")
   p.add_argument("--no-compare", action="store_true",
                  help="train only")
+  p.add_argument("--compare-only", action="store_true",
+                 help="train nothing: compare each set's existing runs")
   args = p.parse_args()
   print(command_line(), flush=True)
+  if args.compare_only:
+    for name in args.sets:
+      compare(args, name)
+    return
   pending = [(name, bound) for name in args.sets for bound in args.bounds]
   running, done = {}, {}
   while pending or running:
@@ -134,19 +159,68 @@ def main():
       previous[f"{key[0]}/{key[1]}"] = record
       with open(path, "w") as f:
         json.dump(previous, f, indent=1, sort_keys=True)
-      finished = [b for b in args.bounds if (key[0], b) in done]
-      if not args.no_compare and len(finished) == len(args.bounds):
+      finished = [done[key[0], b] for b in args.bounds if (key[0], b) in done]
+      if args.no_compare or len(finished) < len(args.bounds):
+        continue
+      failed = [b for b in args.bounds if done[key[0], b]["returncode"]]
+      if failed:
+        print(f"{key[0]}: not compared, since {', '.join(failed)} failed "
+              f"(see {os.path.join(args.out, key[0])}/BOUND.log)", flush=True)
+      else:
         compare(args, key[0])
 
 
 def compare(args, name):
-  """`seqlvm compare` of a set's runs at N = 4 and 16, all three bounds."""
-  runs = [os.path.join(args.out, name, b) for b in args.bounds]
+  """`seqlvm compare` of a set's runs at N = 4 and 16, all three bounds:
+  every bound's run that exists, not only those trained by this call."""
+  runs = [os.path.join(args.out, name, b) for b in BOUNDS
+          if os.path.isdir(os.path.join(args.out, name, b))]
   out = os.path.join(args.out, name, "compare")
   command = [sys.executable, "-m", "seqlvm.cli", "compare", *runs,
              "--num-particles", "4", "16", "--out", out, "--no-progress"]
   print(" ".join(command[2:]), flush=True)
-  subprocess.call(command)
+  if subprocess.call(command) == 0:
+    ordering(runs, out)
+
+
+PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
+
+
+def ordering(runs, out, bound="fivo", num_particles=4):
+  """The targets' ordering as paired differences: each run's best
+  checkpoint under the same evaluation (FIVO, N = 4) on the same test
+  sequences, the difference of two runs' per-sequence bounds summarised
+  like a bound (nats per timestep, ratio standard error). Pairing removes
+  the spread between sequences, which dominates either run's own standard
+  error. Writes OUT/ordering.md and returns its rows."""
+  values = {}
+  for run in runs:
+    step = best_lib.read(run).get("step")
+    found = step is not None and records.find(
+        run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
+        num_particles=num_particles, seed=0)
+    if found:
+      values[os.path.basename(run)] = found[0]
+  rows = []
+  for a, b in PAIRS:
+    if a in values and b in values:
+      ra, rb = values[a], values[b]
+      if ra["lengths"] != rb["lengths"]:
+        raise SystemExit(f"{out}: the {a} and {b} records cover different "
+                         "sequences")
+      diff = records.summarize(
+          [x - y for x, y in zip(ra["values"], rb["values"])], ra["lengths"])
+      rows.append((a, b, diff["ll_per_t"], diff["ll_per_t_se"]))
+  lines = [f"Paired differences under {bound.upper()} at N = "
+           f"{num_particles}, test nats per timestep (± standard error)", "",
+           "| runs | difference | ± se | in se |", "|---|---|---|---|"]
+  lines += [f"| {a.upper()}-trained - {b.upper()}-trained | {d:+.3f} | "
+            f"{se:.3f} | {d / se:+.1f} |" for a, b, d, se in rows]
+  path = os.path.join(out, "ordering.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines) + f"\nWrote {path}", flush=True)
+  return rows
 
 
 if __name__ == "__main__":
