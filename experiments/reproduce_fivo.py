@@ -59,6 +59,12 @@ SIZES = {"jsb": 32, "nottingham": 64, "musedata": 64, "piano-midi": 64}
 # always on whole sequences.
 MAX_LENGTHS = {"jsb": 0, "nottingham": 256, "musedata": 256, "piano-midi": 256}
 BOUNDS = ("elbo", "iwae", "fivo")
+# The anchors: the ICLR re-run of FIVO's VRNN setting (N = 5), test nats per
+# timestep, as quoted in issue 16.
+ANCHORS = {"nottingham": {"elbo": -3.87, "iwae": -3.12, "fivo": -3.07},
+           "jsb": {"elbo": -8.69, "iwae": -8.01, "fivo": -7.51},
+           "musedata": {"elbo": -7.48, "iwae": -7.45, "fivo": -6.75},
+           "piano-midi": {"elbo": -7.99, "iwae": -7.97, "fivo": -7.85}}
 
 
 def train_command(args, name, bound, run_dir):
@@ -181,6 +187,41 @@ def compare(args, name):
   print(" ".join(command[2:]), flush=True)
   if subprocess.call(command) == 0:
     ordering(runs, out)
+    curves(runs, out, name)
+
+
+def curves(runs, out, name):
+  """OUT/valid.png: each run's validation bound (its training bound, nats
+  per timestep) against the step, the best marked, and the anchors' test
+  numbers as dotted lines for scale."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  for i, run in enumerate(runs):
+    bound = os.path.basename(run)
+    record = best_lib.read(run)
+    history = record.get("validations") or []
+    if not history:
+      continue
+    steps, values = zip(*history)
+    line, = ax.plot(steps, values, color=f"C{i}", lw=1,
+                    label=f"{bound.upper()}-trained, valid {bound}")
+    ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
+    anchor = ANCHORS.get(name, {}).get(bound)
+    if anchor is not None:
+      ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
+                 label=f"anchor test {bound} {anchor}")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("validation nats per timestep")
+  ax.set_title(f"{name}: validation curves (o = best)", fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  path = os.path.join(out, "valid.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  print(f"Wrote {path}", flush=True)
 
 
 PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
