@@ -230,10 +230,9 @@ PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
 def ordering(runs, out, bound="fivo", num_particles=4):
   """The targets' ordering as paired differences: each run's best
   checkpoint under the same evaluation (FIVO, N = 4) on the same test
-  sequences, the difference of two runs' per-sequence bounds summarised
-  like a bound (nats per timestep, ratio standard error). Pairing removes
-  the spread between sequences, which dominates either run's own standard
-  error. Writes OUT/ordering.md and returns its rows."""
+  sequences, `records.difference` of two runs' per-sequence bounds (nats
+  per timestep, ratio standard error). Writes OUT/ordering.md and returns
+  its rows."""
   values = {}
   for run in runs:
     step = best_lib.read(run).get("step")
@@ -245,12 +244,10 @@ def ordering(runs, out, bound="fivo", num_particles=4):
   rows = []
   for a, b in PAIRS:
     if a in values and b in values:
-      ra, rb = values[a], values[b]
-      if ra["lengths"] != rb["lengths"]:
-        raise SystemExit(f"{out}: the {a} and {b} records cover different "
-                         "sequences")
-      diff = records.summarize(
-          [x - y for x, y in zip(ra["values"], rb["values"])], ra["lengths"])
+      try:
+        diff = records.difference(values[a], values[b])
+      except ValueError as e:
+        raise SystemExit(f"{out}: the {a} and {b} records: {e}") from None
       rows.append((a, b, diff["ll_per_t"], diff["ll_per_t_se"]))
   lines = [f"Paired differences under {bound.upper()} at N = "
            f"{num_particles}, test nats per timestep (± standard error)", "",

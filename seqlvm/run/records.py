@@ -18,7 +18,9 @@ Statistics (all in nats):
 - per timestep: the ratio r = sum(v) / sum(L) of bounds to lengths, with the
   ratio estimator's standard error
   sqrt(sum((v_i - r L_i)^2) / (n (n - 1))) / mean(L).
-Several seeds (independent sweeps of the same sequences) are combined by
+Two records of the same sequences are compared by their paired difference,
+each sequence's bound in one minus its bound in the other, summarised the
+same way. Several seeds (independent sweeps of the same sequences) are combined by
 averaging each sequence's bound over the seeds first; their spread is the
 standard deviation over seeds of the per-timestep number, and the variance
 of log p_hat is each sequence's variance over seeds, averaged.
@@ -37,7 +39,7 @@ import numpy as np
 from seqlvm import fileio
 
 __all__ = ["EVAL_DIR", "checkpoint_tag", "record_path", "checkpoint_digest",
-           "summarize", "combine", "read", "write", "find"]
+           "summarize", "combine", "difference", "read", "write", "find"]
 
 EVAL_DIR = "eval"
 # The fields a readable record must have.
@@ -127,6 +129,23 @@ def combine(recs):
     if found:
       summary[key] = float(np.mean(found))
   return summary
+
+
+def difference(a, b):
+  """The paired difference of two records of the same sequences (two runs,
+  or two bounds, on one split): the statistics of each sequence's bound in
+  `a` minus its bound in `b`. Pairing removes the spread between sequences,
+  which dominates either record's own standard error, so the difference's
+  standard error is what says whether `a` beats `b`.
+
+  Raises:
+    ValueError: if the records are not of the same sequences.
+  """
+  if a["lengths"] != b["lengths"]:
+    raise ValueError("Records of different sequences cannot be paired.")
+  return summarize(np.subtract(np.asarray(a["values"], np.float64),
+                               np.asarray(b["values"], np.float64)),
+                   a["lengths"])
 
 
 def read(path):

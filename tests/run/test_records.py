@@ -50,6 +50,32 @@ def test_combining_seeds():
     records.combine([a, {**b, "lengths": [1, 2, 3]}])
 
 
+def test_paired_difference():
+  rng = np.random.RandomState(5)
+  lengths = rng.randint(20, 200, size=30)
+  # Two runs whose bounds share each sequence's difficulty: the paired
+  # difference is far more precise than either record's own error.
+  hard = rng.randn(30) * 2.
+  a = {"lengths": list(lengths),
+       "values": list((-7. + hard) * lengths + rng.randn(30))}
+  b = {"lengths": list(lengths),
+       "values": list((-7.2 + hard) * lengths + rng.randn(30))}
+  d = records.difference(a, b)
+  expected = records.summarize(np.subtract(a["values"], b["values"]),
+                               lengths)
+  assert d == expected
+  assert d["ll_per_t"] == pytest.approx(
+      (np.sum(a["values"]) - np.sum(b["values"])) / lengths.sum())
+  assert d["ll_per_t"] == pytest.approx(0.2, abs=0.01)
+  own = records.summarize(a["values"], lengths)["ll_per_t_se"]
+  assert d["ll_per_t_se"] < own / 20
+  same = records.difference(a, a)
+  assert same["ll_per_t"] == 0. and same["ll_per_t_se"] == 0.
+  with pytest.raises(ValueError, match="different sequences"):
+    records.difference(a, {"lengths": list(lengths[:-1]),
+                           "values": b["values"][:-1]})
+
+
 def test_one_file_per_evaluation(tmp_path):
   base = {"split": "test", "checkpoint": "best/ckpt-40", "bound": "fivo",
           "num_particles": 4, "seed": 0, "batch_size": 4, "values": [-1.],
