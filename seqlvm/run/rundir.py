@@ -276,7 +276,9 @@ def adopt_checkpoints(directory):
     state = tf.train.get_checkpoint_state(directory)
   except (tf.errors.OpError, ValueError):
     state = None
-  listed = [os.path.abspath(os.path.join(directory, p)) for p in (
+  # get_checkpoint_state has already joined relative entries to
+  # `directory`: joining again doubles a relative directory.
+  listed = [os.path.abspath(p) for p in (
       state.all_model_checkpoint_paths if state else [])]
   newest = max((checkpoint_number(p) for p in listed), default=None)
   orphans = [p for p in on_disk if p not in listed and (

@@ -113,3 +113,37 @@ def test_versions_record_the_creator_and_the_last_trainer(tmp_path):
     old.record_versions(resuming=True)
     record = rundir.read_record(old.file(rundir.VERSIONS_RECORD))
     assert record == {"created_with": None, "last_trained_with": current}
+
+
+def test_a_relative_run_directory_resumes_from_its_newest_checkpoint(
+    tmp_path, monkeypatch):
+  # TensorFlow's get_checkpoint_state already joins the index's relative
+  # paths to the directory; joining them again (a relative run directory,
+  # as experiments/reproduce_fivo.py passes) adopted every file as an orphan
+  # and resumed from an older checkpoint than the newest.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  step = tf.Variable(0)
+  checkpoint = tf.train.Checkpoint(step=step)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join("r", "ckpt"),
+                                       max_to_keep=3)
+  for value in (2, 4, 6):
+    step.assign(value)
+    manager.save(checkpoint_number=value)
+  index = tmp_path / "r" / "ckpt" / "checkpoint"
+  before = index.read_text()
+  assert rundir.adopt_checkpoints(os.path.join("r", "ckpt")) == []
+  assert index.read_text() == before
+  step.assign(0)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join("r", "ckpt"),
+                                       max_to_keep=3)
+  messages = []
+  path = rundir.restore_latest(checkpoint, manager, log=messages.append)
+  assert path == str(tmp_path / "r" / "ckpt" / "ckpt-6") and int(step) == 6
+  assert not messages, messages
+  # A lost index still brings the files back, under their real names.
+  os.remove(index)
+  adopted = rundir.adopt_checkpoints(os.path.join("r", "ckpt"))
+  assert adopted == [str(tmp_path / "r" / "ckpt" / f"ckpt-{n}")
+                     for n in (2, 4, 6)]
+  assert "/r/ckpt/r/ckpt" not in index.read_text()
