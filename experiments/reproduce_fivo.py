@@ -84,9 +84,14 @@ def train_command(args, name, bound, run_dir):
           "--max-length", str(max_length)]
 
 
-def stopped(run_dir, log_path, seconds):
-  """Where a run stopped: steps, early stopping, the best validation."""
+def stopped(run_dir, log_path, seconds, offset=0):
+  """Where a run stopped: steps, early stopping, the best validation.
+
+  Only the log from `offset` on (this call's part) says whether early
+  stopping fired: a resumed run's log still holds the earlier call's lines.
+  """
   with open(log_path) as f:
+    f.seek(offset)
     log = f.read()
   best = {}
   if os.path.exists(os.path.join(run_dir, "best.json")):
@@ -141,19 +146,20 @@ def main():
       os.makedirs(os.path.dirname(run_dir), exist_ok=True)
       log_path = os.path.join(args.out, name, f"{bound}.log")
       log = open(log_path, "a")  # pylint: disable=consider-using-with
+      offset = log.tell()
       command = train_command(args, name, bound, run_dir)
       print(" ".join(command[2:]), flush=True)
       running[name, bound] = (subprocess.Popen(command, stdout=log,
                                                stderr=log),
-                              log, log_path, run_dir, time.time())
+                              log, log_path, run_dir, time.time(), offset)
     time.sleep(5)
-    for key, (process, log, log_path, run_dir, start) in list(
+    for key, (process, log, log_path, run_dir, start, offset) in list(
         running.items()):
       if process.poll() is None:
         continue
       log.close()
       del running[key]
-      record = stopped(run_dir, log_path, time.time() - start)
+      record = stopped(run_dir, log_path, time.time() - start, offset)
       record["returncode"] = process.returncode
       done[key] = record
       print(f"{key[0]} {key[1]}: {record}", flush=True)
