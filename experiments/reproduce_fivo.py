@@ -87,12 +87,14 @@ def train_command(args, name, bound, run_dir):
 def stopped(run_dir, log_path, seconds, offset=0):
   """Where a run stopped: steps, early stopping, the best validation.
 
-  Only the log from `offset` on (this call's part) says whether early
-  stopping fired: a resumed run's log still holds the earlier call's lines.
+  The steps come from the whole log (a call that trains nothing does not
+  repeat them), whether early stopping fired from this call's part, from
+  `offset` on: a resumed run's log still holds the earlier call's lines.
   """
-  with open(log_path) as f:
-    f.seek(offset)
-    log = f.read()
+  with open(log_path, "rb") as f:  # offset counts bytes
+    raw = f.read()
+  log = raw.decode("utf-8", "replace")
+  this_call = raw[offset:].decode("utf-8", "replace")
   best = {}
   if os.path.exists(os.path.join(run_dir, "best.json")):
     with open(os.path.join(run_dir, "best.json")) as f:
@@ -100,8 +102,8 @@ def stopped(run_dir, log_path, seconds, offset=0):
   trained = [l for l in log.splitlines() if l.startswith("Trained to step")]
   steps = int(trained[-1].split()[3].rstrip(":.")) if trained else None
   return {"steps": steps, "wall_seconds_this_call": round(seconds),
-          "early_stopped": "Early stopping at step" in log or
-                           "has stopped early" in log,
+          "early_stopped": "Early stopping at step" in this_call or
+                           "has stopped early" in this_call,
           "best_step": best.get("step"), "best_valid": best.get("value")}
 
 
