@@ -26,6 +26,11 @@ the set's table.md, table.csv and bounds.png.
     python experiments/reproduce_fivo.py --sets jsb --minutes 45 --parallel 2 \\
         [--out runs/reproduce] [--data-dir ../shared/data/pianorolls]
 
+--lr-schedule (with --lr-decay-steps and the rest) trains with
+`seqlvm train`'s decaying schedules instead of the reference's constant
+rate; give such runs their own --out, since a run's schedule cannot change
+on resume.
+
 Rerunning resumes every run from its directory (a run that has stopped
 early stays stopped; one at its cap trains --minutes more), and the
 evaluations reuse the records already stored. Per run, stopped.json in
@@ -81,7 +86,18 @@ def train_command(args, name, bound, run_dir):
           "--valid-every", str(args.valid_every), "--early-stopping",
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
-          "--max-length", str(max_length)]
+          "--max-length", str(max_length)] + schedule_flags(args)
+
+
+def schedule_flags(args):
+  """`seqlvm train`'s schedule flags: none for the reference's constant
+  rate, so that a run trained before they existed resumes unchanged."""
+  if args.lr_schedule == "constant":
+    return []
+  return ["--lr-schedule", args.lr_schedule, "--lr-decay-steps",
+          str(args.lr_decay_steps), "--lr-decay-rate", str(args.lr_decay_rate),
+          "--lr-min-fraction", str(args.lr_min_fraction), "--warmup-steps",
+          str(args.warmup_steps)]
 
 
 def stopped(run_dir, log_path, seconds, offset=0):
@@ -121,7 +137,21 @@ def main():
   p.add_argument("--valid-every", type=int, default=250)
   p.add_argument("--early-stopping", type=int, default=6)
   p.add_argument("--learning-rate", type=float, default=2e-4,
-                 help="Adam's rate [2e-4: run_fivo.py's default]")
+                 help="Adam's rate, the peak of a schedule [2e-4: "
+                 "run_fivo.py's default]")
+  p.add_argument("--lr-schedule", default="constant",
+                 choices=("constant", "exponential", "cosine"),
+                 help="the rate's schedule, as `seqlvm train --lr-schedule` "
+                 "[constant, as the reference]")
+  p.add_argument("--lr-decay-steps", type=int, default=0,
+                 help="updates over which the schedule decays (0 = --steps "
+                 "after the warm-up); choose it to fit --minutes [0]")
+  p.add_argument("--lr-decay-rate", type=float, default=0.1,
+                 help="exponential: the factor per --lr-decay-steps [0.1]")
+  p.add_argument("--lr-min-fraction", type=float, default=0.0,
+                 help="cosine: the final rate as a fraction of the peak [0]")
+  p.add_argument("--warmup-steps", type=int, default=0,
+                 help="linear warm-up updates before the schedule [0]")
   p.add_argument("--size", type=int, default=None,
                  help="latent and hidden size for every set [32 for JSB, "
                  "64 for the others]")
