@@ -20,7 +20,9 @@ run (--num-steps, --checkpoint-every, ...).
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 
 __all__ = ["main", "build_parser"]
 
@@ -706,12 +708,32 @@ _TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample", "continue",
                         "harmonize", "inpaint")
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised as an interrupt: `timeout`, a batch scheduler's time
+  limit or a plain `kill` stop a training as Ctrl-C does, which saves a
+  checkpoint at the step it reached before it exits."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise Terminated()
+
+
+def _catch_sigterm():
+  """Installs SIGTERM -> `Terminated`; returns the handler to restore (None
+  where signals cannot be set: not the main thread)."""
+  if threading.current_thread() is not threading.main_thread():
+    return None
+  return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main(argv=None):
   args = build_parser().parse_args(argv)
   from seqlvm import errors  # pylint: disable=g-import-not-at-top
   from seqlvm import quiet  # pylint: disable=g-import-not-at-top
   verbose = getattr(args, "verbose", False)
   quiet.set_log_level(verbose)
+  previous = _catch_sigterm()
   try:
     if args.command in _TENSORFLOW_COMMANDS or getattr(
         args, "data_command", None) == "from-audio":
@@ -725,9 +747,15 @@ def main(argv=None):
     print(f"seqlvm {args.command}: error: {where}: {e.strerror or e}",
           file=sys.stderr)
     return 2
+  except Terminated:
+    print(f"seqlvm {args.command}: terminated (SIGTERM).", file=sys.stderr)
+    return 128 + signal.SIGTERM
   except KeyboardInterrupt:
     print(f"seqlvm {args.command}: interrupted.", file=sys.stderr)
     return 130
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

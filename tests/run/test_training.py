@@ -274,3 +274,32 @@ def test_clear_errors_for_bad_input(tmp_path, capsys):
     Config(seed=2 ** 31)
   with pytest.raises(DataError):
     factory.make_dataset_and_model(Config(data=str(tmp_path / "none.pkl")))
+
+
+def test_sigterm_saves_a_checkpoint_at_the_step_reached(tiny_pianorolls,
+                                                       tmp_path):
+  # No periodic checkpoint before step 1000: what is saved comes from the
+  # SIGTERM (as from `timeout` or a batch scheduler's time limit).
+  run_dir = tmp_path / "run"
+  command = [sys.executable, "-m", "seqlvm.cli"] + _train_args(
+      tiny_pianorolls, run_dir, "--num-steps", "100000", "--no-jit",
+      "--checkpoint-every", "1000", "--valid-every", "3",
+      "--valid-variance-sweeps", "0", "--valid-samples", "0")
+  log_path = tmp_path / "train.log"
+  with open(log_path, "wb") as log_file, subprocess.Popen(
+      command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT) as process:
+    deadline = time.time() + 120
+    while "step 3: valid" not in log_path.read_text() and (
+        time.time() < deadline):
+      assert process.poll() is None, log_path.read_text()[-2000:]
+      time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+  log = log_path.read_text()
+  assert "seqlvm train: terminated (SIGTERM)." in log, log[-2000:]
+  assert "Traceback" not in log, log[-2000:]
+  interrupted = re.search(r"Interrupted at step (\d+); saved ", log)
+  assert interrupted, log[-2000:]
+  step = int(interrupted.group(1))
+  assert 3 <= step < 1000
+  assert _latest_checkpoint_number(run_dir) == step
