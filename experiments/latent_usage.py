@@ -25,7 +25,7 @@ timesteps), with the standard error over sequences of the ratio estimator:
 
     python experiments/latent_usage.py --runs runs/reproduce/jsb/elbo \\
         runs/reproduce/jsb/iwae runs/reproduce/jsb/fivo [--split test] \\
-        [--samples 8] [--seed 0] [--json out.json]
+        [--samples 8] [--batch-size 16] [--seed 0] [--json out.json]
 
 Prints the command, then a Markdown table.
 """
@@ -41,26 +41,30 @@ import numpy as np
 from benchlib import command_line  # pylint: disable=g-import-not-at-top
 
 
-def terms(model, x, mask, samples, seed):
+def terms(model, dataset, split, batch_size, samples, seed):
   """Per-sequence sums of log p(x|z) and log q - log p over real steps,
-  averaged over `samples` proposal paths: two float64 `[B]` arrays."""
+  each averaged over `samples` proposal paths: two float64 `[S]` arrays
+  in the split's order (S sequences), and their lengths `[S]`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
-  batch = x.shape[1]
-  # The samples ride in the batch: rows s*B + b, sample-major.
-  x_all = tf.constant(np.tile(x, [1, samples, 1]), model.dtype)
-  mask_all = tf.constant(np.tile(mask, [1, samples]))
+  seed = tfp.random.sanitize_seed(tf.constant([seed, 0], tf.int32),
+                                  salt="latent_usage")
+  spec = tf.TensorSpec([None, None, dataset.data_size], model.dtype)
 
-  @tf.function
-  def sweep(x_all, mask_all):
-    context = model.prepare(x_all, mask_all)
-    rows = tf.shape(x_all)[1]
+  @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
+  def sweep(x, lengths):
+    # The samples ride in the batch: rows s*B + b, sample-major.
+    x = tf.tile(x, [1, samples, 1])
+    mask = tf.transpose(tf.sequence_mask(tf.tile(lengths, [samples]),
+                                         tf.shape(x)[0]))  # [T, S*B]
+    context = model.prepare(x, mask)
+    rows = tf.shape(x)[1]
 
     def body(t, state, recon, kl):
       context_t = tf.nest.map_structure(lambda c: c[t], context)
-      out = model.step(state, context_t, x_all[t],
+      out = model.step(state, context_t, x[t],
                        tf.random.experimental.stateless_fold_in(seed, t))
-      real = mask_all[t]
+      real = mask[t]
       state = tf.nest.map_structure(
           lambda new, old: tf.where(
               tf.reshape(real, [-1] + [1] * (len(new.shape) - 1)), new, old),
@@ -72,29 +76,26 @@ def terms(model, x, mask, samples, seed):
 
     zeros = tf.zeros([rows], model.dtype)
     _, _, recon, kl = tf.while_loop(
-        lambda t, *_: t < tf.shape(x_all)[0], body,
+        lambda t, *_: t < tf.shape(x)[0], body,
         (0, model.initial_state(rows), zeros, zeros))
-    return recon, kl
+    shape = [samples, -1]
+    return (tf.reduce_mean(tf.reshape(recon, shape), 0),
+            tf.reduce_mean(tf.reshape(kl, shape), 0))
 
-  seed = tfp.random.sanitize_seed(seed, salt="latent_usage")
-  recon, kl = sweep(x_all, mask_all)
-  shape = [samples, batch]
-  return (np.reshape(recon.numpy(), shape).mean(0).astype(np.float64),
-          np.reshape(kl.numpy(), shape).mean(0).astype(np.float64))
-
-
-def batch(sequences):
-  """Time-major x `[T, B, D]` and mask `[T, B]` of whole sequences."""
-  steps = max(len(s) for s in sequences)
-  x = np.zeros([steps, len(sequences), sequences[0].shape[-1]], np.float32)
-  mask = np.zeros([steps, len(sequences)], bool)
-  for b, s in enumerate(sequences):
-    x[:len(s), b] = s
-    mask[:len(s), b] = True
-  return x, mask
+  count = dataset.num_sequences(split)
+  recon = np.zeros(count)
+  kl = np.zeros(count)
+  lengths = np.zeros(count, np.int64)
+  for x, n, index in dataset.eval_dataset(split, batch_size):
+    r, k = sweep(tf.cast(x, model.dtype), tf.cast(n, tf.int32))
+    real = index.numpy() >= 0  # -1: a filler
+    recon[index.numpy()[real]] = r.numpy()[real]
+    kl[index.numpy()[real]] = k.numpy()[real]
+    lengths[index.numpy()[real]] = n.numpy()[real]
+  return recon, kl, lengths
 
 
-def evaluate(run_dir, split, samples, seed, checkpoint):
+def evaluate(run_dir, split, batch_size, samples, seed, checkpoint):
   from seqlvm.run import evaluation  # pylint: disable=g-import-not-at-top
   from seqlvm.run import factory  # pylint: disable=g-import-not-at-top
   from seqlvm.run import records  # pylint: disable=g-import-not-at-top
@@ -102,11 +103,9 @@ def evaluate(run_dir, split, samples, seed, checkpoint):
       run_dir, factory.make_dataset_and_model, lambda m: print(m, flush=True),
       "measure", checkpoint=checkpoint)
   model = model.for_evaluation()
-  x, mask = batch([np.asarray(s, np.float32)
-                   for s in dataset.sequences(split)])
   start = time.time()
-  recon, kl = terms(model, x, mask, samples, seed)
-  lengths = mask.sum(0)
+  recon, kl, lengths = terms(model, dataset, split, batch_size, samples,
+                             seed)
   row = {"checkpoint": os.path.relpath(path, run_dir)}
   for name, values in (("elbo", recon - kl), ("recon", recon), ("kl", kl)):
     summary = records.summarize(values, lengths)
@@ -124,18 +123,21 @@ def main():
                                                      "test"))
   p.add_argument("--samples", type=int, default=8,
                  help="proposal paths per sequence [8]")
+  p.add_argument("--batch-size", type=int, default=16,
+                 help="sequences per batch (each times --samples rows) [16]")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--checkpoint", default="auto",
                  help="auto (best validation), best, latest or ckpt-N [auto]")
   p.add_argument("--json", default=None)
   args = p.parse_args()
-  if args.samples < 1:
-    p.error(f"--samples must be at least 1, got {args.samples}")
+  if args.samples < 1 or args.batch_size < 1:
+    p.error(f"--samples and --batch-size must be at least 1, got "
+            f"{args.samples} and {args.batch_size}")
   print(command_line(), flush=True)
   results = {}
   for run_dir in args.runs:
-    results[run_dir] = evaluate(run_dir, args.split, args.samples, args.seed,
-                                args.checkpoint)
+    results[run_dir] = evaluate(run_dir, args.split, args.batch_size,
+                                args.samples, args.seed, args.checkpoint)
   print(f"\n{args.split}: nats per timestep (± se over sequences), "
         f"{args.samples} proposal paths per sequence.\n")
   print("| run | checkpoint | ELBO | log p(x\\|z) | KL(q \\|\\| p) |")
