@@ -116,6 +116,20 @@ def evaluate(run_dir, split, batch_size, samples, seed, checkpoint):
   return row
 
 
+def table(results, split, samples):
+  """The results of `evaluate` by run directory, as a Markdown table."""
+  lines = [f"{split}: nats per timestep (± se over sequences), {samples} "
+           "proposal paths per sequence.", "",
+           "| run | checkpoint | ELBO | log p(x\\|z) | KL(q \\|\\| p) |",
+           "|---|---|---|---|---|"]
+  for run_dir, r in results.items():
+    lines.append(f"| {run_dir} | {r['checkpoint']} | {r['elbo']:.3f} ± "
+                 f"{r['elbo_se']:.3f} | {r['recon']:.3f} ± "
+                 f"{r['recon_se']:.3f} | **{r['kl']:.3f}** ± "
+                 f"{r['kl_se']:.3f} |")
+  return "\n".join(lines) + "\n"
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--runs", nargs="+", required=True)
@@ -138,14 +152,7 @@ def main():
   for run_dir in args.runs:
     results[run_dir] = evaluate(run_dir, args.split, args.batch_size,
                                 args.samples, args.seed, args.checkpoint)
-  print(f"\n{args.split}: nats per timestep (± se over sequences), "
-        f"{args.samples} proposal paths per sequence.\n")
-  print("| run | checkpoint | ELBO | log p(x\\|z) | KL(q \\|\\| p) |")
-  print("|---|---|---|---|---|")
-  for run_dir, r in results.items():
-    print(f"| {run_dir} | {r['checkpoint']} | {r['elbo']:.3f} ± "
-          f"{r['elbo_se']:.3f} | {r['recon']:.3f} ± {r['recon_se']:.3f} | "
-          f"**{r['kl']:.3f}** ± {r['kl_se']:.3f} |")
+  print("\n" + table(results, args.split, args.samples))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(results, f, indent=1)

@@ -21,7 +21,10 @@ gets a wall-clock cap, validates every --valid-every steps and stops early
 after --early-stopping validations without improvement; its best
 validation checkpoint is evaluated on the whole test sequences at N = 4
 (and N = 16 for the FIVO-trained run) with `seqlvm compare`, which writes
-the set's table.md, table.csv and bounds.png.
+the set's table.md, table.csv and bounds.png; beside them ordering.md
+(the targets' ordering as paired differences), valid.png (the validation
+curves) and latent.md (each run's KL(q || p) per timestep, which shows a
+run whose latents have collapsed: `latent_usage.py`).
 
     python experiments/reproduce_fivo.py --sets jsb --minutes 45 --parallel 2 \\
         [--out runs/reproduce] [--data-dir ../shared/data/pianorolls]
@@ -46,6 +49,7 @@ import sys
 import time
 
 from benchlib import command_line  # pylint: disable=g-import-not-at-top
+import latent_usage  # pylint: disable=g-import-not-at-top
 
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
@@ -226,6 +230,21 @@ def compare(args, name):
   if subprocess.call(command) == 0:
     ordering(runs, out)
     curves(runs, out, name)
+    latents(runs, out)
+
+
+def latents(runs, out, samples=8):
+  """OUT/latent.md (and .json): each run's single-sample ELBO on the test
+  split split into log p(x|z) and KL(q || p) per timestep
+  (`latent_usage.py`), which shows a run whose latents have collapsed."""
+  results = {os.path.basename(run): latent_usage.evaluate(
+      run, "test", 16, samples, 0, "auto") for run in runs}
+  path = os.path.join(out, "latent.md")
+  with open(path, "w") as f:
+    f.write(latent_usage.table(results, "test", samples))
+  with open(os.path.join(out, "latent.json"), "w") as f:
+    json.dump(results, f, indent=1, sort_keys=True)
+  print(f"Wrote {path}", flush=True)
 
 
 def curves(runs, out, name):
