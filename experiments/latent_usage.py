@@ -7,8 +7,9 @@ proposal from the prior, summed over a sequence's steps:
     KL_t = E_q[log q(z_t | .) - log p(z_t | .)]
 
 A model whose latents have collapsed onto the deterministic path (the LSTM)
-has KL near zero: its proposal is its prior, z carries nothing about x, and
-the emission has learned to ignore it. Every term here is a Monte Carlo
+has KL near zero: its proposal is its prior, so z is not inferred from x
+(what z still does to the emission shows only as a gap between the ELBO and
+the particle bounds). Every term here is a Monte Carlo
 estimate from the model's own `prepare` / `initial_state` / `step` (the
 sweep's contract): `--samples` independent proposal paths per sequence, one
 particle each, no resampling, padded steps adding nothing; the KL term is
@@ -47,24 +48,26 @@ def terms(model, dataset, split, batch_size, samples, seed):
   in the split's order (S sequences), and their lengths `[S]`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+  from seqlvm import shapes  # pylint: disable=g-import-not-at-top
   seed = tfp.random.sanitize_seed(tf.constant([seed, 0], tf.int32),
                                   salt="latent_usage")
   spec = tf.TensorSpec([None, None, dataset.data_size], model.dtype)
 
   @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
   def sweep(x, lengths):
-    # The samples ride in the batch: rows s*B + b, sample-major.
-    x = tf.tile(x, [1, samples, 1])
-    mask = tf.transpose(tf.sequence_mask(tf.tile(lengths, [samples]),
-                                         tf.shape(x)[0]))  # [T, S*B]
+    # As in the SMC sweep: `prepare` once on the B sequences, each step's
+    # inputs tiled to the samples' rows s*B + b (`shapes.tile_particles`).
+    mask = shapes.sequence_mask(lengths, tf.shape(x)[0])  # [T, B]
     context = model.prepare(x, mask)
-    rows = tf.shape(x)[1]
+    rows = samples * tf.shape(x)[1]
 
     def body(t, state, recon, kl):
-      context_t = tf.nest.map_structure(lambda c: c[t], context)
-      out = model.step(state, context_t, x[t],
+      context_t = tf.nest.map_structure(
+          lambda c: shapes.tile_particles(c[t], samples), context)
+      out = model.step(state, context_t,
+                       shapes.tile_particles(x[t], samples),
                        tf.random.experimental.stateless_fold_in(seed, t))
-      real = mask[t]
+      real = shapes.tile_particles(mask[t], samples)  # [S*B]
       state = tf.nest.map_structure(
           lambda new, old: tf.where(
               tf.reshape(real, [-1] + [1] * (len(new.shape) - 1)), new, old),
@@ -78,9 +81,8 @@ def terms(model, dataset, split, batch_size, samples, seed):
     _, _, recon, kl = tf.while_loop(
         lambda t, *_: t < tf.shape(x)[0], body,
         (0, model.initial_state(rows), zeros, zeros))
-    shape = [samples, -1]
-    return (tf.reduce_mean(tf.reshape(recon, shape), 0),
-            tf.reduce_mean(tf.reshape(kl, shape), 0))
+    return (tf.reduce_mean(shapes.split_particles(recon, samples), 0),
+            tf.reduce_mean(shapes.split_particles(kl, samples), 0))
 
   count = dataset.num_sequences(split)
   recon = np.zeros(count)
@@ -88,10 +90,11 @@ def terms(model, dataset, split, batch_size, samples, seed):
   lengths = np.zeros(count, np.int64)
   for x, n, index in dataset.eval_dataset(split, batch_size):
     r, k = sweep(tf.cast(x, model.dtype), tf.cast(n, tf.int32))
-    real = index.numpy() >= 0  # -1: a filler
-    recon[index.numpy()[real]] = r.numpy()[real]
-    kl[index.numpy()[real]] = k.numpy()[real]
-    lengths[index.numpy()[real]] = n.numpy()[real]
+    index = index.numpy()
+    real = index >= 0  # -1: a filler
+    recon[index[real]] = r.numpy()[real]
+    kl[index[real]] = k.numpy()[real]
+    lengths[index[real]] = n.numpy()[real]
   return recon, kl, lengths
 
 
