@@ -61,16 +61,17 @@ class BoundSpec:
   final_reduction: str = "logmeanexp"
 
   def sweep(self, model, x, mask=None, seed=None, compiled=True,
-            batch_weight_gradients=False):
-    """The whole `seqlvm.smc.SMCResult` of one sweep (`compiled` and
-    `batch_weight_gradients`: see `seqlvm.smc.smc`)."""
+            batch_weight_gradients=False, kl_weight=None):
+    """The whole `seqlvm.smc.SMCResult` of one sweep (`compiled`,
+    `batch_weight_gradients` and `kl_weight`, the KL annealing weight of
+    training: see `seqlvm.smc.smc`)."""
     return filter_lib.smc(
         model, x, mask, num_particles=self.num_particles,
         resample_criterion_fn=self.resample_criterion_fn,
         resample_fn=self.resample_fn, final_reduction=self.final_reduction,
         resampling_gradient=self.resampling_gradient, seed=seed,
         name=self.name, compiled=compiled,
-        batch_weight_gradients=batch_weight_gradients)
+        batch_weight_gradients=batch_weight_gradients, kl_weight=kl_weight)
 
   def __call__(self, model, x, mask=None, seed=None, compiled=True):
     """The bound per sequence, float `[B]`."""

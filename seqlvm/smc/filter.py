@@ -17,7 +17,10 @@ At step t every particle draws z_t from the proposal and adds
 
     log alpha_t = log p(z_t | .) + log p(x_t | z_t, .) - log q(z_t | .)
 
-to its log weight w. Where the criterion fires, log p_hat += logmeanexp(w),
+to its log weight w (`kl_weight` beta, when given, makes the increment
+log p(x_t | z_t, .) + beta * (log p(z_t | .) - log q(z_t | .)): a KL
+annealed objective for training, not a bound unless beta = 1). Where the
+criterion fires, log p_hat += logmeanexp(w),
 ancestors are drawn from softmax(w), every particle's state is gathered from
 its ancestor and w is reset to 0. At the end log p_hat += logmeanexp(w)
 (or mean(w), for the ELBO with N independent particles).
@@ -148,7 +151,8 @@ def smc(model,
         resampling_gradient=None,
         name=None,
         compiled=True,
-        batch_weight_gradients=False):
+        batch_weight_gradients=False,
+        kl_weight=None):
   """Runs a particle filter over a batch of sequences.
 
   Called eagerly, the sweep runs as a compiled graph: one `tf.function` per
@@ -193,6 +197,13 @@ def smc(model,
       output gradient `[T, N*B, out]`, and gives first-order gradients only
       (the stored inputs carry no gradient: no Hessians through it).
       "while_loop" only. Default value: False.
+    kl_weight: optional float scalar beta >= 0 (a tensor, so that a
+      training step can change it without a new trace) that scales the
+      latent term of every increment: log p(x_t | .) + beta * (log p(z_t |
+      .) - log q(z_t | .)). For KL annealing ("warm-up", Bowman et al.
+      2016, Sonderby et al. 2016) against posterior collapse; the result is
+      a bound on log p(x) only at beta = 1. Default value: None (the bound,
+      its increment computed exactly as without the option).
     compiled: False runs the sweep eagerly, op by op (for debugging; about
       100 times slower), as does `tf.config.run_functions_eagerly(True)`.
       The options are part of the cache's key, so pass the same criterion,
@@ -220,19 +231,28 @@ def smc(model,
   if batch_weight_gradients and loop != "while_loop":
     raise ValueError("batch_weight_gradients needs loop='while_loop'.")
   options = (num_particles, resample_criterion_fn, resample_fn,
-             final_reduction, estimator, name, bool(batch_weight_gradients))
+             final_reduction, estimator, name, bool(batch_weight_gradients),
+             kl_weight is not None)
+  if kl_weight is not None:
+    kl_weight = tf.convert_to_tensor(kl_weight, x.dtype)
+    if kl_weight.shape.rank != 0:
+      raise ValueError(f"kl_weight must be a scalar; got shape "
+                       f"{kl_weight.shape}.")
   if compiled and loop == "while_loop" and tf.executing_eagerly():
     if mask is None:
       mask = tf.ones(tf.shape(x)[:2], tf.bool)
     sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype)
-    return sweep_fn(x, tf.cast(mask, tf.bool), _seed_tensor(seed))
-  return _smc(model, x, mask, seed, loop, *options)
+    arguments = [x, tf.cast(mask, tf.bool), _seed_tensor(seed)]
+    return sweep_fn(*arguments, *([] if kl_weight is None else [kl_weight]))
+  return _smc(model, x, mask, seed, loop, *options, kl_weight=kl_weight)
 
 
 def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
          resample_fn, final_reduction, estimator, name,
-         batch_weight_gradients):
-  """`smc` itself, built where it is called."""
+         batch_weight_gradients, kl_weighted=False, kl_weight=None):
+  """`smc` itself, built where it is called (`kl_weighted`, whether
+  `kl_weight` is given, is for the compiled sweeps' cache key only)."""
+  del kl_weighted
   with tf.name_scope(name or "smc"):
     num_steps = tf.shape(x)[0]
     batch_size = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
@@ -241,7 +261,7 @@ def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
     mask = tf.cast(mask, tf.bool)
     sweep = _Sweep(model, x, mask, tfp.random.sanitize_seed(seed, salt="smc"),
                    num_particles, batch_size, resample_criterion_fn,
-                   resample_fn, estimator)
+                   resample_fn, estimator, kl_weight)
     if loop == "python":
       carry, traces = _python_loop(sweep, num_steps)
     else:
@@ -290,15 +310,19 @@ def _compiled_sweep(model, options, data_size, dtype):
   key = (options, data_size, dtype)
   if key not in functions:
     model_ref = weakref.ref(model)  # the function must not keep it alive
+    kl_weighted = options[-1]
 
-    def sweep(x, mask, seed):
+    def sweep(x, mask, seed, kl_weight=None):
       _TRACES[0] += 1
-      return _smc(model_ref(), x, mask, seed, "while_loop", *options)
+      return _smc(model_ref(), x, mask, seed, "while_loop", *options,
+                  kl_weight=kl_weight)
 
-    functions[key] = tf.function(sweep, input_signature=[
-        tf.TensorSpec([None, None, data_size], dtype),
-        tf.TensorSpec([None, None], tf.bool),
-        tf.TensorSpec([2], tf.int32)])
+    signature = [tf.TensorSpec([None, None, data_size], dtype),
+                 tf.TensorSpec([None, None], tf.bool),
+                 tf.TensorSpec([2], tf.int32)]
+    if kl_weighted:
+      signature.append(tf.TensorSpec([], dtype))
+    functions[key] = tf.function(sweep, input_signature=signature)
   return functions[key]
 
 
@@ -322,8 +346,9 @@ class _Sweep:
   """
 
   def __init__(self, model, x, mask, seed, num_particles, batch_size,
-               resample_criterion_fn, resample_fn, estimator):
+               resample_criterion_fn, resample_fn, estimator, kl_weight=None):
     self.model = model
+    self.kl_weight = kl_weight
     self.x = x
     self.mask = mask
     self.seed = seed
@@ -352,8 +377,12 @@ class _Sweep:
     context_t = tf.nest.map_structure(
         lambda c: shapes.tile_particles(c[t], n), self.context)
     out = self.model.step(state, context_t, x_t, proposal_seed)
-    log_alpha = tf.cast(shapes.split_particles(
-        out.log_p_z + out.log_p_x_given_z - out.log_q_z, n),
+    if self.kl_weight is None:
+      increment = out.log_p_z + out.log_p_x_given_z - out.log_q_z
+    else:
+      increment = out.log_p_x_given_z + tf.cast(
+          self.kl_weight, out.log_p_z.dtype) * (out.log_p_z - out.log_q_z)
+    log_alpha = tf.cast(shapes.split_particles(increment, n),
                         self.dtype)  # [N, B]
     log_alpha = tf.where(mask_t[tf.newaxis], log_alpha,
                          tf.zeros_like(log_alpha))

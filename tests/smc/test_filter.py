@@ -217,3 +217,77 @@ def test_batched_weight_gradients_need_the_while_loop():
   with pytest.raises(ValueError, match="batch_weight_gradients"):
     filter_lib.smc(TableModel(table, 2), tf.zeros([3, 1, 1], tf.float64),
                    num_particles=2, loop="python", batch_weight_gradients=True)
+
+
+class LatentTableModel(TableModel):
+  """A TableModel whose increment is split: log p(x_t | .) = table[t, v]
+  and log p(z_t | .) - log q(z_t | .) = latent[t, v] (as log p(z) =
+  2 latent and log q(z) = latent), so that the KL weight's effect on each
+  particle is known by hand."""
+
+  def __init__(self, table, latent, num_particles):
+    super().__init__(table, num_particles)
+    self.latent = tf.constant(latent, tf.float64)  # [T, N]
+
+  def step(self, state, context_t, x_t, seed):
+    t = context_t[0]
+    where = tf.stack([t, state], axis=-1)
+    latent = tf.gather_nd(self.latent, where)
+    return base.StepOutput(state, 2. * latent,
+                           tf.gather_nd(self.table, where), latent)
+
+
+def _latent_run(kl_weight, criterion=criteria.never, reduction="logmeanexp",
+                compiled=True, lengths=(3, 2), model=None):
+  rng = np.random.RandomState(4)
+  table, latent = rng.randn(3, 4), rng.randn(3, 4)
+  x = tf.zeros([3, len(lengths), 1], tf.float64)
+  mask = shapes.sequence_mask(list(lengths), 3)
+  result = filter_lib.smc(model or LatentTableModel(table, latent, 4), x,
+                          mask, num_particles=4,
+                          resample_criterion_fn=criterion,
+                          final_reduction=reduction, seed=(5, 6),
+                          kl_weight=kl_weight, compiled=compiled)
+  return result, table, latent
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("kl_weight", [0., 0.3, 1.])
+def test_kl_weight_scales_the_latent_term_of_each_increment(kl_weight,
+                                                            compiled):
+  """log alpha_t = log p(x_t | .) + beta (log p(z_t | .) - log q(z_t | .)),
+  by hand for the IWAE's and the ELBO's reductions, over the real steps."""
+  for reduction in ("logmeanexp", "mean"):
+    result, table, latent = _latent_run(kl_weight, reduction=reduction,
+                                        compiled=compiled)
+    expected = []
+    for length in (3, 2):
+      paths = (table[:length] + kl_weight * latent[:length]).sum(axis=0)
+      expected.append(np.log(np.mean(np.exp(paths)))
+                      if reduction == "logmeanexp" else paths.mean())
+    np.testing.assert_allclose(result.log_marginal, expected, rtol=1e-12)
+
+
+def test_kl_weight_one_is_the_bound_and_the_criterion_sees_the_annealed_weights():
+  ess = criteria.ess_below_threshold(0.5)
+  plain = _latent_run(None, criterion=ess)[0]
+  one = _latent_run(1., criterion=ess)[0]
+  np.testing.assert_allclose(one.log_marginal, plain.log_marginal,
+                             rtol=1e-12)
+  np.testing.assert_array_equal(one.resampled, plain.resampled)
+  # At beta = 0 the weights are log p(x | .) alone: resampling follows them.
+  zero, table, _ = _latent_run(0., criterion=criteria.always, lengths=(3,))
+  np.testing.assert_allclose(zero.log_weights[0, :, 0], table[0], rtol=1e-12)
+
+
+def test_kl_weight_is_an_input_of_the_compiled_sweep():
+  """A new beta reuses the compiled sweep (training changes it each step);
+  a non-scalar beta is refused."""
+  model = LatentTableModel(np.zeros([3, 4]), np.ones([3, 4]), 4)
+  _latent_run(0.2, model=model)
+  traces = filter_lib.trace_count()
+  first = _latent_run(0.7, model=model)[0].log_marginal
+  assert filter_lib.trace_count() == traces
+  np.testing.assert_allclose(first, [2.1, 1.4], rtol=1e-12)
+  with pytest.raises(ValueError, match="kl_weight must be a scalar"):
+    _latent_run([0.5, 0.5], model=model)
