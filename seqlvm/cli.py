@@ -127,6 +127,13 @@ def _training_flags(p, arg, registry):
       "rate as a fraction of the peak", type=float)
   arg("--warmup-steps", "warmup_steps", "updates of linear warm-up to the "
       "peak before the schedule (0 = none)", type=int)
+  arg("--kl-warmup-steps", "kl_warmup_steps", "KL annealing against "
+      "posterior collapse: the training increment's latent term, log p(z) - "
+      "log q(z), is weighted by a beta that rises linearly to 1 over this "
+      "many updates (0 = off); validation and evaluation use the bound, and "
+      "early stopping waits for the warm-up's end", type=int)
+  arg("--kl-weight-start", "kl_weight_start", "the KL warm-up's first "
+      "beta, in [0, 1]", type=float)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "
       "(0 = off)", type=float)
   arg("--num-steps", "num_steps", "total training steps", type=int)

@@ -26,7 +26,8 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "resampling_temperature", "max_length", "lr_schedule",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
-                "valid_samples", "precision")
+                "valid_samples", "precision", "kl_warmup_steps",
+                "kl_weight_start")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -64,6 +65,10 @@ _APPLIES = (
      "--lr-schedule exponential"),
     ("lr_min_fraction", lambda c: c.lr_schedule == "cosine",
      "--lr-schedule cosine"),
+    ("kl_weight_start", lambda c: c.kl_warmup_steps > 0,
+     "--kl-warmup-steps > 0"),
+    ("kl_warmup_steps", lambda c: registry.MODELS.meta(c.model, "has_latents"),
+     "a model with latents (not --model wavenet)"),
     ("wavenet_channels", lambda c: registry.MODELS.meta(c.model, "wavenet"),
      "--model vrnn-wavenet or wavenet"),
     ("wavenet_layers", lambda c: registry.MODELS.meta(c.model, "wavenet"),
@@ -100,7 +105,13 @@ class Config:
   networks' dense products in bfloat16, with float32 weights, activations
   and log weights (mixed precision, `seqlvm.models.nets`); a run may resume
   at another precision (its variables are float32 either way), and is
-  evaluated and sampled in float32.
+  evaluated and sampled in float32. `kl_warmup_steps` > 0 anneals the
+  latent term of the training increment, log p(x_t | .) + beta *
+  (log p(z_t | .) - log q(z_t | .)), with beta rising linearly from
+  `kl_weight_start` to 1 over that many updates (KL warm-up, against
+  posterior collapse; `seqlvm.run.factory.kl_weight_schedule`); validation
+  and evaluation always use the bound itself, and early stopping waits for
+  the warm-up to end.
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -127,6 +138,8 @@ class Config:
   lr_decay_rate: float = 0.1
   lr_min_fraction: float = 0.
   warmup_steps: int = 0
+  kl_warmup_steps: int = 0
+  kl_weight_start: float = 0.
   clip_norm: float = 0.
   num_steps: int = 2000
   checkpoint_every: int = 500
@@ -179,6 +192,7 @@ class Config:
         (0. < self.lr_decay_rate < float("inf"),
          "lr_decay_rate must be positive"),
         (0. <= self.lr_min_fraction <= 1., "lr_min_fraction must be in [0, 1]"),
+        (0. <= self.kl_weight_start <= 1., "kl_weight_start must be in [0, 1]"),
         (self.on_nonfinite in registry.ON_NONFINITE,
          f"on_nonfinite must be one of {registry.ON_NONFINITE.names}"),
         (0. <= self.soft_mixing <= 1., "soft_mixing must be in [0, 1]"),
@@ -200,7 +214,7 @@ class Config:
                  "pad_to_multiple", "num_steps"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
     for name in ("valid_every", "max_length", "lr_decay_steps",
-                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
+                 "warmup_steps", "kl_warmup_steps", "early_stopping", "valid_variance_sweeps",
                  "valid_samples"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]

@@ -29,6 +29,8 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
      "needs the multinomial scheme"),
     (dict(model="srnn", latent="concrete"),
      "only offered by models vrnn and vrnn-wavenet"),
+    (dict(kl_warmup_steps=-1), "kl_warmup_steps must be >= 0"),
+    (dict(kl_weight_start=1.5), r"kl_weight_start must be in \[0, 1\]"),
 ])
 def test_invalid_values_are_named(changes, message):
   with pytest.raises(ConfigError, match=message):
@@ -72,3 +74,11 @@ def test_ignored_fields_name_the_setting_they_need():
   assert [f for f, _ in config_lib.ignored_fields(
       config, {"hidden_size", "wavenet_layers"})] == ["hidden_size"]
   assert json.dumps(config.to_dict())  # JSON-serialisable
+  # The KL warm-up: its start needs a warm-up, and a warm-up needs latents.
+  assert dict(config_lib.ignored_fields(Config(), {"kl_weight_start"})) == {
+      "kl_weight_start": "--kl-warmup-steps > 0"}
+  assert [f for f, _ in config_lib.ignored_fields(
+      Config(model="wavenet", kl_warmup_steps=10),
+      {"kl_warmup_steps"})] == ["kl_warmup_steps"]
+  assert not config_lib.ignored_fields(
+      Config(kl_warmup_steps=10), {"kl_warmup_steps", "kl_weight_start"})

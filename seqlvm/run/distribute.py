@@ -386,16 +386,19 @@ def _concatenated(parts):
 
 def local_step(model, config, spec, batch_weight_gradients):
   """One replica's share of the training step, with no collective inside
-  (so it may be XLA-compiled): (x, lengths, seed, total_steps) ->
-  (minus its log p_hat sum / total_steps, its gradients, its per-sequence
-  diagnostics). A share of empty sequences gives exactly zero for both."""
+  (so it may be XLA-compiled): (x, lengths, seed, total_steps, kl_weight)
+  -> (minus its log p_hat sum / total_steps, its gradients, its
+  per-sequence diagnostics). A share of empty sequences gives exactly zero
+  for both. kl_weight is the KL warm-up's weight (a float32 scalar), or
+  None without a warm-up."""
   variables = model.trainable_variables
 
-  def step(x, lengths, seed, total_steps):
+  def step(x, lengths, seed, total_steps, kl_weight=None):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
     with tf.GradientTape() as tape:
       sweep = spec.sweep(model, x, mask, seed,
-                         batch_weight_gradients=batch_weight_gradients)
+                         batch_weight_gradients=batch_weight_gradients,
+                         kl_weight=kl_weight)
       loss = -tf.reduce_sum(sweep.log_marginal) / total_steps
     grads = tape.gradient(loss, variables)
     grads = [tf.zeros_like(v) if g is None else g
@@ -453,6 +456,7 @@ def make_train_step(model, optimizer, config, strategy, element_spec,
   variables = model.trainable_variables
   spec = factory.bound_spec(config, config.bound, config.num_particles)
   local = local_step(model, config, spec, batch_weight_gradients)
+  kl_weight_fn = factory.kl_weight_schedule(config)
   if mode == "xla":
     local = tf.function(local, jit_compile=True)
   replicas = strategy.num_replicas_in_sync
@@ -462,7 +466,9 @@ def make_train_step(model, optimizer, config, strategy, element_spec,
     seed = replica_seed(seed, context.replica_id_in_sync_group, replicas)
     total = tf.maximum(context.all_reduce(
         "SUM", tf.reduce_sum(tf.cast(lengths, tf.float32))), 1.)
-    loss, grads, per_sequence = local(x, lengths, seed, total)
+    kl_weight = (None if kl_weight_fn is None
+                 else kl_weight_fn(optimizer.iterations))
+    loss, grads, per_sequence = local(x, lengths, seed, total, kl_weight)
     loss = context.all_reduce("SUM", loss)
     grads = context.all_reduce("SUM", grads)
     grad_norm = tf.linalg.global_norm(grads)

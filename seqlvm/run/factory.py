@@ -30,7 +30,8 @@ from seqlvm.models import nets
 
 __all__ = ["make_dataset_and_model", "resolve_emission", "build_model",
            "model_arguments", "bound_spec", "resolve_schedule",
-           "learning_rate_schedule", "LinearWarmup", "make_optimizer"]
+           "learning_rate_schedule", "LinearWarmup", "kl_weight_schedule",
+           "make_optimizer"]
 
 
 def make_dataset_and_model(config):
@@ -182,6 +183,30 @@ class LinearWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
     if isinstance(schedule, dict):
       schedule = tf_keras.optimizers.schedules.deserialize(schedule)
     return cls(schedule, config["warmup_steps"])
+
+
+def kl_weight_schedule(config):
+  """The KL annealing weight of training as a function of the update count,
+  or None where the config does not anneal (`kl_warmup_steps` 0).
+
+  beta rises linearly from `kl_weight_start` at update 0 to 1 at update
+  `kl_warmup_steps` and stays at 1: the training increment is log p(x_t |
+  .) + beta * (log p(z_t | .) - log q(z_t | .)) (`seqlvm.smc.smc`), the
+  bound itself from the end of the warm-up on. Like the learning rate it
+  reads `optimizer.iterations`, so a resumed run continues its schedule.
+
+  Returns:
+    schedule: None, or update count (int or tensor) -> float32 beta.
+  """
+  if not config.kl_warmup_steps:
+    return None
+  start, steps = float(config.kl_weight_start), float(config.kl_warmup_steps)
+
+  def schedule(update):
+    done = tf.minimum(tf.cast(update, tf.float32) / steps, 1.)
+    return start + (1. - start) * done
+
+  return schedule
 
 
 def make_optimizer(config, variables):

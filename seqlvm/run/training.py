@@ -185,15 +185,20 @@ class TimeBudget(Hook):
 
 class EarlyStopping(Hook):
   """Stops once `patience` validations in a row have not improved on the
-  best one (read from the `BestCheckpoint`, so a resumed run counts on)."""
+  best one (read from the `BestCheckpoint`, so a resumed run counts on),
+  and not before step `not_before` (the end of a KL warm-up, during which
+  the objective is not yet the bound that validation measures)."""
 
-  def __init__(self, patience, best):
+  def __init__(self, patience, best, not_before=0):
     self.patience = patience
     self.best = best
+    self.not_before = not_before
     self.stopped = False
 
   def should_stop(self, loop):
     if not self.patience or self.best.stale < self.patience:
+      return False
+    if int(loop.step) < self.not_before:
       return False
     if not self.stopped:
       if self.best.step is not None:
@@ -273,16 +278,19 @@ class Summaries(Hook):
     on_window: optional callable given each window's mean (the bar's
       postfix).
     learning_rate: optional () -> float, the current learning rate.
+    kl_weight: optional () -> float, the KL annealing weight of the next
+      update (written as "kl_weight").
   """
 
   def __init__(self, directory, bound_name, every, num_steps,
-               on_window=None, learning_rate=None):
+               on_window=None, learning_rate=None, kl_weight=None):
     self.writer = tf.summary.create_file_writer(directory)
     self.bound_name = bound_name
     self.every = every
     self.num_steps = num_steps
     self.on_window = on_window
     self.learning_rate = learning_rate
+    self.kl_weight = kl_weight
     self.window = []
     self.diagnostics = collections.defaultdict(list)
     self.last_window_mean = float("nan")
@@ -314,6 +322,8 @@ class Summaries(Hook):
                           (current - loop.start_step) / max(elapsed, 1e-9))
         if self.learning_rate is not None:
           tf.summary.scalar("learning_rate", self.learning_rate())
+        if self.kl_weight is not None:
+          tf.summary.scalar("kl_weight", self.kl_weight())
         self._diagnostic_scalars()
       if self.on_window:
         self.on_window(self.last_window_mean)
@@ -601,17 +611,24 @@ def make_train_step(model, optimizer, config, data_size, mode="xla",
       (bound per timestep, gradient norm, applied, diagnostics); the update
       is applied only when the bound and the gradient norm are finite;
       diagnostics is the batch's `seqlvm.smc.diagnostics.batch_summary`.
+      Under KL warm-up (`config.kl_warmup_steps`) the "bound" is the
+      annealed objective of `factory.kl_weight_schedule`, a bound from the
+      end of the warm-up on.
   """
   variables = model.trainable_variables
   spec = factory.bound_spec(config, config.bound, config.num_particles)
+  kl_weight_fn = factory.kl_weight_schedule(config)
   if batch_weight_gradients is None:
     batch_weight_gradients = BATCH_WEIGHT_GRADIENTS
 
   def train_step(x, lengths, seed):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
+    kl_weight = (None if kl_weight_fn is None
+                 else kl_weight_fn(optimizer.iterations))
     with tf.GradientTape() as tape:
       sweep = spec.sweep(model, x, mask, seed,
-                         batch_weight_gradients=batch_weight_gradients)
+                         batch_weight_gradients=batch_weight_gradients,
+                         kl_weight=kl_weight)
       per_sequence = sweep.log_marginal
       num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
       loss = -tf.reduce_sum(per_sequence) / num_steps
@@ -850,8 +867,17 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
       run.path, _best_saver(run, model, step), config.bound,
       config.num_particles, resumed_step=int(step) if restored else None,
       every=config.valid_every, log=log)
+  kl_weight_fn = factory.kl_weight_schedule(config)
+  kl_weight = None
+  if kl_weight_fn is not None:
+    kl_weight = lambda: float(kl_weight_fn(optimizer.iterations))
+    log(f"KL warm-up: the latent term's weight rises from "
+        f"{config.kl_weight_start:g} to 1 over {config.kl_warmup_steps} "
+        f"updates (now {kl_weight():.3f}); early stopping waits for step "
+        f"{config.kl_warmup_steps}.")
   hooks = default_hooks(config, run, source, model, int(step), best=best,
-                        learning_rate=learning_rate, **options)
+                        learning_rate=learning_rate, kl_weight=kl_weight,
+                        **options)
   return _run_loop(config, train_step, lambda: next(iterator), step,
                    Checkpointer(manager, step, restored), hooks, log, source,
                    best, agree=distribute.agreement(strategy))
@@ -878,7 +904,7 @@ def _best_saver(run, model, step):
 
 def default_hooks(config, run, source, model, initial_step, progress=True,
                   max_seconds=None, best=None, learning_rate=None,
-                  progress_every=100):
+                  kl_weight=None, progress_every=100):
   """The hooks `train` runs, in their order.
 
   The order is behaviour: the time budget, early stopping and the
@@ -896,6 +922,8 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
     best: optional `BestCheckpoint` (validation keeps the best model; early
       stopping reads it). Default value: None.
     learning_rate: optional () -> float for the summaries.
+    kl_weight: optional () -> float, the KL warm-up's weight, for the
+      summaries.
     progress_every: steps between plain progress lines. Default value: 100.
 
   Returns:
@@ -907,7 +935,7 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
       run.file("train"), config.bound, config.summary_every,
       config.num_steps, on_window=lambda mean: bar.bar.set_postfix(
           {f"{config.bound}/step": f"{mean:.3f}"}),
-      learning_rate=learning_rate)
+      learning_rate=learning_rate, kl_weight=kl_weight)
   samples = None
   if config.valid_samples:
     samples = sample_summaries(evaluator.model, source,
@@ -915,7 +943,8 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
                                config.valid_samples, config.seed)
   hooks = [TimeBudget(max_seconds)] if max_seconds is not None else []
   if best is not None and config.early_stopping:
-    hooks.append(EarlyStopping(config.early_stopping, best))
+    hooks.append(EarlyStopping(config.early_stopping, best,
+                               not_before=config.kl_warmup_steps))
   return hooks + [
       NonFinitePolicy(config.on_nonfinite, config.bound), bar, summaries,
       PeriodicCheckpoint(config.checkpoint_every),

@@ -75,6 +75,30 @@ def _mirrored(strategy, config, x, lengths, mode):
           "diagnostics": {k: float(v) for k, v in diagnostics.items()}}
 
 
+def _annealed_by_hand(config, x, lengths, replicas):
+  """The objective of the first update under a KL warm-up, from each
+  replica's share and seed: with beta < 1 the smoothing proposal's weights
+  are random, so the replicas' own seeds are replayed."""
+  model = _lgssm()
+  spec = factory.bound_spec(config, config.bound, config.num_particles)
+  beta = factory.kl_weight_schedule(config)(0)
+  lengths = tf.constant(lengths, tf.int32)
+  total = 0.
+  for r in range(replicas):
+    share_x, share_lengths = distribute.replica_share(x, lengths, r,
+                                                      replicas, 1)
+    seed = distribute.replica_seed(tf.constant([0, 0], tf.int32), r,
+                                   replicas)
+    mask = tf.transpose(tf.sequence_mask(share_lengths, share_x.shape[0]))
+    total += float(tf.reduce_sum(spec.sweep(
+        model, share_x, mask, seed, kl_weight=beta).log_marginal))
+  plain = float(tf.reduce_sum(spec.sweep(
+      model, x, tf.transpose(tf.sequence_mask(lengths, x.shape[0])),
+      tf.constant([0, 0], tf.int32)).log_marginal))
+  steps = float(sum(int(l) for l in lengths))
+  return {"bound": total / steps, "beta": float(beta), "plain": plain / steps}
+
+
 def _padding_share(config, x):
   """One replica's local step on a share of empty sequences."""
   model = _lgssm()
@@ -130,6 +154,10 @@ def mirrored(pickle_path):
                                   PADDED_LENGTHS[:2], "graph"),
       "mirrored": _mirrored(strategy, config, x, PADDED_LENGTHS, "graph"),
       "local": _padding_share(config, x)}
+  annealed = config.replace(kl_warmup_steps=4, kl_weight_start=0.5)
+  out["kl_warmup"] = {
+      "by_hand": _annealed_by_hand(annealed, x, LENGTHS, 2),
+      "mirrored": _mirrored(strategy, annealed, x, LENGTHS, "graph")}
   out["input"] = _input(strategy, pickle_path)
   return out
 

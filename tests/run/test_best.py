@@ -44,7 +44,7 @@ class _Manager:
 
 
 def _run(tmp_path, bounds, patience, num_steps=20, resumed_step=None,
-         start=0):
+         start=0, not_before=0):
   """Trains a stand-in step with validation at every step."""
   saved, messages = [], []
 
@@ -64,7 +64,7 @@ def _run(tmp_path, bounds, patience, num_steps=20, resumed_step=None,
                                 tf.constant(True)),
       lambda: (tf.zeros([1, 1, 1]), tf.ones([1], tf.int32)), step, num_steps,
       seed=0, checkpointer=training.Checkpointer(_Manager(), step, None),
-      hooks=[training.EarlyStopping(patience, best), validation],
+      hooks=[training.EarlyStopping(patience, best, not_before), validation],
       log=messages.append, source=None)
   loop.run()
   return int(step), best, saved, messages
@@ -88,6 +88,17 @@ def test_early_stopping_stops_at_the_right_validation(tmp_path):
   stopped_at, _, _, _ = _run(tmp_path / "off", bounds, patience=0,
                              num_steps=8)
   assert stopped_at == 8
+
+
+def test_early_stopping_waits_for_the_end_of_a_kl_warm_up(tmp_path):
+  # The same validations with a warm-up to step 8: the stale ones of steps
+  # 5 and 6 do not stop it, and the later best (step 8) is kept.
+  bounds = [-5., -4., -4.5, -3., -3.5, -3.2, -1.0, -0.5, -0.7, -0.6, -2.]
+  stopped_at, best, saved, messages = _run(tmp_path, bounds, patience=2,
+                                           not_before=8)
+  assert stopped_at == 10 and saved == [1, 2, 4, 7, 8]
+  assert (best.step, best.stale) == (8, 2)
+  assert any("Early stopping at step 10" in m for m in messages), messages
 
 
 def test_a_nan_validation_is_no_improvement(tmp_path):

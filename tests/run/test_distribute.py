@@ -52,6 +52,19 @@ def test_mirrored_step_equals_single_device_step(mirrored, mode):
   assert many["share_steps"] == [8, 7]
 
 
+def test_mirrored_step_anneals_the_kl_weight(mirrored):
+  """Under a KL warm-up (beta 0.5 at the first update) each replica's sweep
+  takes the schedule's weight: the objective is the sum of the replicas'
+  annealed sweeps (replayed with their seeds), not the exact bound."""
+  by_hand = mirrored["kl_warmup"]["by_hand"]
+  many = mirrored["kl_warmup"]["mirrored"]
+  assert by_hand["beta"] == 0.5 and many["applied"]
+  np.testing.assert_allclose(many["bound"], by_hand["bound"], rtol=1e-6)
+  np.testing.assert_allclose(by_hand["plain"],
+                             mirrored["graph"]["single"]["bound"], rtol=1e-6)
+  assert abs(by_hand["bound"] - by_hand["plain"]) > 1e-2
+
+
 def test_all_padding_share_adds_exactly_zero(mirrored):
   padding = mirrored["padding"]
   # The replica's own contribution: exactly zero loss and gradient.
