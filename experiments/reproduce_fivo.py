@@ -90,7 +90,8 @@ def train_command(args, name, bound, run_dir):
           "--valid-every", str(args.valid_every), "--early-stopping",
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
-          "--max-length", str(max_length)] + schedule_flags(args)
+          "--max-length", str(max_length)] + schedule_flags(args) + (
+              kl_flags(args))
 
 
 def schedule_flags(args):
@@ -102,6 +103,16 @@ def schedule_flags(args):
           str(args.lr_decay_steps), "--lr-decay-rate", str(args.lr_decay_rate),
           "--lr-min-fraction", str(args.lr_min_fraction), "--warmup-steps",
           str(args.warmup_steps)]
+
+
+def kl_flags(args):
+  """`seqlvm train`'s KL warm-up flags: none without a warm-up (as the
+  reference), so that a run trained before they existed resumes
+  unchanged."""
+  if not args.kl_warmup_steps:
+    return []
+  return ["--kl-warmup-steps", str(args.kl_warmup_steps),
+          "--kl-weight-start", str(args.kl_weight_start)]
 
 
 def stopped(run_dir, log_path, seconds, offset=0):
@@ -156,6 +167,12 @@ def main():
                  help="cosine: the final rate as a fraction of the peak [0]")
   p.add_argument("--warmup-steps", type=int, default=0,
                  help="linear warm-up updates before the schedule [0]")
+  p.add_argument("--kl-warmup-steps", type=int, default=0,
+                 help="KL annealing: updates over which the latent term's "
+                 "weight rises to 1, as `seqlvm train --kl-warmup-steps` "
+                 "(0 = none, as the reference) [0]")
+  p.add_argument("--kl-weight-start", type=float, default=0.0,
+                 help="the KL warm-up's first weight [0]")
   p.add_argument("--size", type=int, default=None,
                  help="latent and hidden size for every set [32 for JSB, "
                  "64 for the others]")
