@@ -110,8 +110,8 @@ class Config:
   (log p(z_t | .) - log q(z_t | .)), with beta rising linearly from
   `kl_weight_start` to 1 over that many updates (KL warm-up, against
   posterior collapse; `seqlvm.run.factory.kl_weight_schedule`); validation
-  and evaluation always use the bound itself, and early stopping waits for
-  the warm-up to end.
+  and evaluation always use the bound itself, and early stopping counts only
+  the validations after the warm-up.
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -192,7 +192,8 @@ class Config:
         (0. < self.lr_decay_rate < float("inf"),
          "lr_decay_rate must be positive"),
         (0. <= self.lr_min_fraction <= 1., "lr_min_fraction must be in [0, 1]"),
-        (0. <= self.kl_weight_start <= 1., "kl_weight_start must be in [0, 1]"),
+        (0. <= self.kl_weight_start <= 1.,
+         "kl_weight_start must be in [0, 1]"),
         (self.on_nonfinite in registry.ON_NONFINITE,
          f"on_nonfinite must be one of {registry.ON_NONFINITE.names}"),
         (0. <= self.soft_mixing <= 1., "soft_mixing must be in [0, 1]"),

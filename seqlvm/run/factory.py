@@ -196,9 +196,11 @@ def kl_weight_schedule(config):
   reads `optimizer.iterations`, so a resumed run continues its schedule.
 
   Returns:
-    schedule: None, or update count (int or tensor) -> float32 beta.
+    schedule: None (also for a model without latents, which has no latent
+      term), or update count (int or tensor) -> float32 beta.
   """
-  if not config.kl_warmup_steps:
+  if not config.kl_warmup_steps or not registry.MODELS.meta(
+      config.model, "has_latents"):
     return None
   start, steps = float(config.kl_weight_start), float(config.kl_warmup_steps)
 

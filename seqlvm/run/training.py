@@ -185,20 +185,26 @@ class TimeBudget(Hook):
 
 class EarlyStopping(Hook):
   """Stops once `patience` validations in a row have not improved on the
-  best one (read from the `BestCheckpoint`, so a resumed run counts on),
-  and not before step `not_before` (the end of a KL warm-up, during which
-  the objective is not yet the bound that validation measures)."""
+  best one (read from the `BestCheckpoint`, so a resumed run counts on).
+  With `not_before` (the end of a KL warm-up, during which the objective is
+  not yet the bound that validation measures) only the validations after
+  that step count: the run goes on until `patience` validations (one every
+  `every` steps) after it, in a row, have not improved on the best."""
 
-  def __init__(self, patience, best, not_before=0):
+  def __init__(self, patience, best, not_before=0, every=1):
     self.patience = patience
     self.best = best
     self.not_before = not_before
+    self.every = every
     self.stopped = False
 
   def should_stop(self, loop):
     if not self.patience or self.best.stale < self.patience:
       return False
-    if int(loop.step) < self.not_before:
+    # Of a warm-up's stale validations only those after it count.
+    step = int(loop.step)
+    if self.not_before and (step // self.every - self.not_before //
+                            self.every) < self.patience:
       return False
     if not self.stopped:
       if self.best.step is not None:
@@ -873,8 +879,9 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
     kl_weight = lambda: float(kl_weight_fn(optimizer.iterations))
     log(f"KL warm-up: the latent term's weight rises from "
         f"{config.kl_weight_start:g} to 1 over {config.kl_warmup_steps} "
-        f"updates (now {kl_weight():.3f}); early stopping waits for step "
-        f"{config.kl_warmup_steps}.")
+        f"updates (now {kl_weight():.3f}); until then the training bound "
+        "shown is that annealed objective, not a bound, and early stopping "
+        f"counts only the validations after step {config.kl_warmup_steps}.")
   hooks = default_hooks(config, run, source, model, int(step), best=best,
                         learning_rate=learning_rate, kl_weight=kl_weight,
                         **options)
@@ -943,8 +950,11 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
                                config.valid_samples, config.seed)
   hooks = [TimeBudget(max_seconds)] if max_seconds is not None else []
   if best is not None and config.early_stopping:
+    warm_up = config.kl_warmup_steps if factory.kl_weight_schedule(
+        config) else 0
     hooks.append(EarlyStopping(config.early_stopping, best,
-                               not_before=config.kl_warmup_steps))
+                               not_before=warm_up,
+                               every=config.valid_every or 1))
   return hooks + [
       NonFinitePolicy(config.on_nonfinite, config.bound), bar, summaries,
       PeriodicCheckpoint(config.checkpoint_every),

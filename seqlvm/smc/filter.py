@@ -214,7 +214,8 @@ def smc(model,
     result: an `SMCResult`; `result.log_marginal` `[B]` is the bound.
 
   Raises:
-    ValueError: on a bad particle count, reduction, or observation rank.
+    ValueError: on a bad particle count, reduction, or observation rank, or
+      a `kl_weight` that is not a scalar.
   """
   _check_arguments(num_particles, loop, final_reduction)
   estimator = resampling_gradient or _STOP
@@ -231,17 +232,18 @@ def smc(model,
   if batch_weight_gradients and loop != "while_loop":
     raise ValueError("batch_weight_gradients needs loop='while_loop'.")
   options = (num_particles, resample_criterion_fn, resample_fn,
-             final_reduction, estimator, name, bool(batch_weight_gradients),
-             kl_weight is not None)
+             final_reduction, estimator, name, bool(batch_weight_gradients))
   if kl_weight is not None:
-    kl_weight = tf.convert_to_tensor(kl_weight, x.dtype)
+    kl_weight = (tf.cast(kl_weight, x.dtype) if tf.is_tensor(kl_weight)
+                 else tf.convert_to_tensor(kl_weight, x.dtype))
     if kl_weight.shape.rank != 0:
       raise ValueError(f"kl_weight must be a scalar; got shape "
                        f"{kl_weight.shape}.")
   if compiled and loop == "while_loop" and tf.executing_eagerly():
     if mask is None:
       mask = tf.ones(tf.shape(x)[:2], tf.bool)
-    sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype)
+    sweep_fn = _compiled_sweep(model, options, x.shape[2], x.dtype,
+                               kl_weighted=kl_weight is not None)
     arguments = [x, tf.cast(mask, tf.bool), _seed_tensor(seed)]
     return sweep_fn(*arguments, *([] if kl_weight is None else [kl_weight]))
   return _smc(model, x, mask, seed, loop, *options, kl_weight=kl_weight)
@@ -249,10 +251,8 @@ def smc(model,
 
 def _smc(model, x, mask, seed, loop, num_particles, resample_criterion_fn,
          resample_fn, final_reduction, estimator, name,
-         batch_weight_gradients, kl_weighted=False, kl_weight=None):
-  """`smc` itself, built where it is called (`kl_weighted`, whether
-  `kl_weight` is given, is for the compiled sweeps' cache key only)."""
-  del kl_weighted
+         batch_weight_gradients, kl_weight=None):
+  """`smc` itself, built where it is called."""
   with tf.name_scope(name or "smc"):
     num_steps = tf.shape(x)[0]
     batch_size = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
@@ -304,13 +304,13 @@ def _seed_tensor(seed):
   return tf.cast(tf.convert_to_tensor(seed), tf.int32)
 
 
-def _compiled_sweep(model, options, data_size, dtype):
-  """The cached `tf.function` (x, mask, seed) -> SMCResult for the options."""
+def _compiled_sweep(model, options, data_size, dtype, kl_weighted=False):
+  """The cached `tf.function` (x, mask, seed) -> SMCResult for the options;
+  (x, mask, seed, kl_weight) where `kl_weighted`."""
   functions = _COMPILED.setdefault(model, {})
-  key = (options, data_size, dtype)
+  key = (options, data_size, dtype, kl_weighted)
   if key not in functions:
     model_ref = weakref.ref(model)  # the function must not keep it alive
-    kl_weighted = options[-1]
 
     def sweep(x, mask, seed, kl_weight=None):
       _TRACES[0] += 1

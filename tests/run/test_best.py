@@ -99,6 +99,12 @@ def test_early_stopping_waits_for_the_end_of_a_kl_warm_up(tmp_path):
   assert stopped_at == 10 and saved == [1, 2, 4, 7, 8]
   assert (best.step, best.stale) == (8, 2)
   assert any("Early stopping at step 10" in m for m in messages), messages
+  # Stale validations from within the warm-up do not count: with the best
+  # at step 2 and none better after, patience 2 stops two validations past
+  # step 5, not at step 5 itself (stale 3 by then).
+  stopped_at, best, _, _ = _run(tmp_path / "stale", [-5., -4.] + [-4.5] * 9,
+                                patience=2, not_before=5)
+  assert stopped_at == 7 and best.step == 2
 
 
 def test_a_nan_validation_is_no_improvement(tmp_path):

@@ -147,6 +147,9 @@ def test_learning_rate_schedules_at_chosen_steps():
 
 def test_kl_weight_schedule_rises_linearly_to_one():
   assert factory.kl_weight_schedule(Config()) is None
+  # A model without latents has no latent term to weight.
+  assert factory.kl_weight_schedule(Config(model="wavenet",
+                                           kl_warmup_steps=10)) is None
   schedule = factory.kl_weight_schedule(Config(kl_warmup_steps=10,
                                                kl_weight_start=0.2))
   assert [float(schedule(k)) for k in (0, 5, 10, 11, 1000)] == pytest.approx(

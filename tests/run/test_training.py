@@ -96,8 +96,11 @@ def _variables(run_dir):
 
 
 def test_resume_after_sigkill_continues_exactly(tiny_pianorolls, tmp_path):
+  # Under a KL warm-up over 12 of the 16 steps: the resumed run must also
+  # continue its annealing weight where it stopped.
   common = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "4",
-            "--valid-variance-sweeps", "0", "--valid-samples", "0"]
+            "--valid-variance-sweeps", "0", "--valid-samples", "0",
+            "--kl-warmup-steps", "12", "--kl-weight-start", "0.2"]
   # Reference: an uninterrupted run of 16 steps.
   reference = tmp_path / "reference"
   assert cli.main(_train_args(tiny_pianorolls, reference, "--num-steps", "16",

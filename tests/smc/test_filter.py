@@ -289,5 +289,9 @@ def test_kl_weight_is_an_input_of_the_compiled_sweep():
   first = _latent_run(0.7, model=model)[0].log_marginal
   assert filter_lib.trace_count() == traces
   np.testing.assert_allclose(first, [2.1, 1.4], rtol=1e-12)
+  # A float32 beta (the training schedule's) serves float64 data too.
+  np.testing.assert_allclose(
+      _latent_run(tf.constant(0.5, tf.float32), model=model)[0].log_marginal,
+      [1.5, 1.], rtol=1e-12)
   with pytest.raises(ValueError, match="kl_weight must be a scalar"):
     _latent_run([0.5, 0.5], model=model)
