@@ -131,7 +131,8 @@ def _training_flags(p, arg, registry):
       "posterior collapse: the training increment's latent term, log p(z) - "
       "log q(z), is weighted by a beta that rises linearly to 1 over this "
       "many updates (0 = off); validation and evaluation use the bound, and "
-      "early stopping waits for the warm-up's end", type=int)
+      "early stopping counts only the validations after the warm-up",
+      type=int)
   arg("--kl-weight-start", "kl_weight_start", "the KL warm-up's first "
       "beta, in [0, 1]", type=float)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "

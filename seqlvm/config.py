@@ -215,8 +215,8 @@ class Config:
                  "pad_to_multiple", "num_steps"):
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
     for name in ("valid_every", "max_length", "lr_decay_steps",
-                 "warmup_steps", "kl_warmup_steps", "early_stopping", "valid_variance_sweeps",
-                 "valid_samples"):
+                 "warmup_steps", "kl_warmup_steps", "early_stopping",
+                 "valid_variance_sweeps", "valid_samples"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]
     # The rules between fields, each written once (for known names).
