@@ -34,6 +34,13 @@ run whose latents have collapsed: `latent_usage.py`).
 rate; give such runs their own --out, since a run's schedule cannot change
 on resume.
 
+--seeds trains each bound once per training seed (initialisation, data
+order and sampling; `seqlvm train --seed`): seed 0's run is SET/BOUND, as
+before, seed S's SET/BOUND-seedS. ordering.md then compares the bounds
+over their seeds (the difference of the seed-averaged test bounds, paired
+over sequences, beside each seed's own difference and a standard error
+from the spread between seeds).
+
 Rerunning resumes every run from its directory (a run that has stopped
 early stays stopped; one at its cap trains --minutes more), and the
 evaluations reuse the records already stored. Per run, stopped.json in
@@ -42,7 +49,9 @@ the best validation's step.
 """
 
 import argparse
+import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -50,6 +59,7 @@ import time
 
 from benchlib import command_line  # pylint: disable=g-import-not-at-top
 import latent_usage  # pylint: disable=g-import-not-at-top
+import numpy as np
 
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
@@ -76,7 +86,33 @@ ANCHORS = {"nottingham": {"elbo": -3.87, "iwae": -3.12, "fivo": -3.07},
            "piano-midi": {"elbo": -7.99, "iwae": -7.97, "fivo": -7.85}}
 
 
-def train_command(args, name, bound, run_dir):
+def run_name(bound, seed):
+  """A run's directory name: BOUND for seed 0 (the runs trained before
+  --seeds existed), BOUND-seedS for seed S."""
+  return bound if seed == 0 else f"{bound}-seed{seed}"
+
+
+def bound_and_seed(run_dir):
+  """(training bound, seed) of a run directory named by `run_name`."""
+  bound, _, seed = os.path.basename(os.path.normpath(run_dir)).partition(
+      "-seed")
+  return bound, int(seed) if seed else 0
+
+
+def runs_of(out, name):
+  """A set's run directories under OUT: for each bound in BOUNDS, its
+  seed-0 run and then its other seeds' runs, in seed order."""
+  runs = []
+  for b in BOUNDS:
+    found = [d for d in glob.glob(os.path.join(out, name, f"{b}-seed*"))
+             if os.path.isdir(d)]
+    if os.path.isdir(os.path.join(out, name, b)):
+      found.append(os.path.join(out, name, b))
+    runs += sorted(found, key=lambda d: bound_and_seed(d)[1])
+  return runs
+
+
+def train_command(args, name, bound, run_dir, seed=0):
   size = SIZES[name] if args.size is None else args.size
   max_length = (MAX_LENGTHS[name] if args.max_length is None
                 else args.max_length)
@@ -91,7 +127,7 @@ def train_command(args, name, bound, run_dir):
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
           "--max-length", str(max_length)] + schedule_flags(args) + (
-              kl_flags(args))
+              kl_flags(args)) + (["--seed", str(seed)] if seed else [])
 
 
 def schedule_flags(args):
@@ -180,6 +216,9 @@ def main():
                  help="cut training sequences into pieces of at most this "
                  "many steps, for every set (0 = whole) [whole for JSB, 256 "
                  "for the others]")
+  p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                 help="training seeds, one run per bound and seed: seed 0's "
+                 "is SET/BOUND, seed S's SET/BOUND-seedS [0]")
   p.add_argument("--no-compare", action="store_true",
                  help="train only")
   p.add_argument("--compare-only", action="store_true",
@@ -190,19 +229,26 @@ def main():
     for name in args.sets:
       compare(args, name)
     return
-  pending = [(name, bound) for name in args.sets for bound in args.bounds]
+  if any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) < len(
+      args.seeds):
+    p.error(f"--seeds must be distinct and nonnegative: {args.seeds}")
+  pending = [(name, run_name(bound, seed)) for name in args.sets
+             for seed in args.seeds for bound in args.bounds]
+  expected = {name: [run for n, run in pending if n == name]
+              for name in args.sets}
   running, done = {}, {}
   while pending or running:
     while pending and len(running) < args.parallel:
-      name, bound = pending.pop(0)
-      run_dir = os.path.join(args.out, name, bound)
+      name, run = pending.pop(0)
+      bound, seed = bound_and_seed(run)
+      run_dir = os.path.join(args.out, name, run)
       os.makedirs(os.path.dirname(run_dir), exist_ok=True)
-      log_path = os.path.join(args.out, name, f"{bound}.log")
+      log_path = os.path.join(args.out, name, f"{run}.log")
       log = open(log_path, "a")  # pylint: disable=consider-using-with
       offset = log.tell()
-      command = train_command(args, name, bound, run_dir)
+      command = train_command(args, name, bound, run_dir, seed)
       print(" ".join(command[2:]), flush=True)
-      running[name, bound] = (subprocess.Popen(command, stdout=log,
+      running[name, run] = (subprocess.Popen(command, stdout=log,
                                                stderr=log),
                               log, log_path, run_dir, time.time(), offset)
     time.sleep(5)
@@ -224,10 +270,10 @@ def main():
       previous[f"{key[0]}/{key[1]}"] = record
       with open(path, "w") as f:
         json.dump(previous, f, indent=1, sort_keys=True)
-      finished = [done[key[0], b] for b in args.bounds if (key[0], b) in done]
-      if args.no_compare or len(finished) < len(args.bounds):
+      runs = expected[key[0]]
+      if args.no_compare or any((key[0], r) not in done for r in runs):
         continue
-      failed = [b for b in args.bounds if done[key[0], b]["returncode"]]
+      failed = [r for r in runs if done[key[0], r]["returncode"]]
       if failed:
         print(f"{key[0]}: not compared, since {', '.join(failed)} failed "
               f"(see {os.path.join(args.out, key[0])}/BOUND.log)", flush=True)
@@ -237,9 +283,9 @@ def main():
 
 def compare(args, name):
   """`seqlvm compare` of a set's runs at N = 4 and 16, all three bounds:
-  every bound's run that exists, not only those trained by this call."""
-  runs = [os.path.join(args.out, name, b) for b in BOUNDS
-          if os.path.isdir(os.path.join(args.out, name, b))]
+  every run that exists (each bound, each seed), not only those trained
+  by this call."""
+  runs = runs_of(args.out, name)
   out = os.path.join(args.out, name, "compare")
   command = [sys.executable, "-m", "seqlvm.cli", "compare", *runs,
              "--num-particles", "4", "16", "--out", out, "--no-progress"]
@@ -267,23 +313,30 @@ def latents(runs, out, samples=8):
 def curves(runs, out, name):
   """OUT/valid.png: each run's validation bound (its training bound, nats
   per timestep) against the step, the best marked, and the anchors' test
-  numbers as dotted lines for scale."""
+  numbers as dotted lines for scale: one colour per training bound, one
+  line style per seed."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
-  for i, run in enumerate(runs):
-    bound = os.path.basename(run)
+  styles = ("-", "--", "-.", (0, (1, 1)))
+  anchored = set()
+  for run in runs:
+    bound, seed = bound_and_seed(run)
     record = best_lib.read(run)
     history = record.get("validations") or []
     if not history:
       continue
     steps, values = zip(*history)
-    line, = ax.plot(steps, values, color=f"C{i}", lw=1,
-                    label=f"{bound.upper()}-trained, valid {bound}")
+    color = f"C{BOUNDS.index(bound)}" if bound in BOUNDS else None
+    label = f"{bound.upper()}-trained, valid {bound}" + (
+        f", seed {seed}" if seed else "")
+    line, = ax.plot(steps, values, color=color, lw=1,
+                    ls=styles[seed % len(styles)], label=label)
     ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
     anchor = ANCHORS.get(name, {}).get(bound)
-    if anchor is not None:
+    if anchor is not None and bound not in anchored:
+      anchored.add(bound)
       ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
                  label=f"anchor test {bound} {anchor}")
   ax.set_xlabel("training step")
@@ -301,33 +354,93 @@ def curves(runs, out, name):
 PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
 
 
+def seed_averaged(recs):
+  """One record of the same sequences whose per-sequence bounds are the
+  mean over `recs` (one per training seed): the expected model of a
+  training bound, as far as its seeds estimate it."""
+  lengths = recs[0]["lengths"]
+  if any(r["lengths"] != lengths for r in recs):
+    raise ValueError("Records of different sequences cannot be averaged.")
+  return {"values": np.mean([r["values"] for r in recs], axis=0).tolist(),
+          "lengths": lengths}
+
+
+def in_se(difference, se):
+  """difference / se, NaN where the standard error is 0 or NaN."""
+  return difference / se if se > 0 else float("nan")
+
+
 def ordering(runs, out, bound="fivo", num_particles=4):
   """The targets' ordering as paired differences: each run's best
   checkpoint under the same evaluation (FIVO, N = 4) on the same test
-  sequences, `records.difference` of two runs' per-sequence bounds (nats
-  per timestep, ratio standard error). Writes OUT/ordering.md and returns
-  its rows."""
-  values = {}
+  sequences, `records.difference` of two training bounds' per-sequence
+  bounds (nats per timestep, ratio standard error over sequences).
+
+  With several training seeds per bound (runs named by `run_name`), a
+  bound's per-sequence bounds are averaged over its seeds first; each row
+  also gives the differences seed by seed (seeds both bounds have) and a
+  standard error from the spread between seeds: each run's test bound is
+  one draw, their variance pooled over the bounds with two or more seeds,
+  se = sqrt(pooled (1 / n_a + 1 / n_b)). That one is what says whether a
+  bound trains better models, not only whether these models are better.
+  Writes OUT/ordering.md and returns its rows (dicts)."""
+  values = {}  # training bound -> {seed: record}
   for run in runs:
     step = best_lib.read(run).get("step")
     found = step is not None and records.find(
         run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
         num_particles=num_particles, seed=0)
     if found:
-      values[os.path.basename(run)] = found[0]
+      trained, seed = bound_and_seed(run)
+      values.setdefault(trained, {})[seed] = found[0]
+  per_run = {b: [records.summarize(r["values"], r["lengths"])["ll_per_t"]
+                 for r in recs.values()] for b, recs in values.items()}
+  spread = [(len(v) - 1, np.var(v, ddof=1)) for v in per_run.values()
+            if len(v) > 1]
+  pooled = (sum(d * v for d, v in spread) / sum(d for d, _ in spread)
+            if spread else float("nan"))
   rows = []
   for a, b in PAIRS:
-    if a in values and b in values:
-      try:
-        diff = records.difference(values[a], values[b])
-      except ValueError as e:
-        raise SystemExit(f"{out}: the {a} and {b} records: {e}") from None
-      rows.append((a, b, diff["ll_per_t"], diff["ll_per_t_se"]))
-  lines = [f"Paired differences under {bound.upper()} at N = "
-           f"{num_particles}, test nats per timestep (± standard error)", "",
-           "| runs | difference | ± se | in se |", "|---|---|---|---|"]
-  lines += [f"| {a.upper()}-trained - {b.upper()}-trained | {d:+.3f} | "
-            f"{se:.3f} | {d / se:+.1f} |" for a, b, d, se in rows]
+    if a not in values or b not in values:
+      continue
+    ra, rb = values[a], values[b]
+    try:
+      diff = records.difference(seed_averaged(list(ra.values())),
+                                seed_averaged(list(rb.values())))
+      per_seed = {s: records.difference(ra[s], rb[s])["ll_per_t"]
+                  for s in sorted(set(ra) & set(rb))}
+    except ValueError as e:
+      raise SystemExit(f"{out}: the {a} and {b} records: {e}") from None
+    rows.append({"a": a, "b": b, "difference": diff["ll_per_t"],
+                 "se": diff["ll_per_t_se"], "seeds_a": sorted(ra),
+                 "seeds_b": sorted(rb), "per_seed": per_seed,
+                 "seed_se": math.sqrt(pooled * (1 / len(ra) + 1 / len(rb)))})
+  several = any(len(v) > 1 for v in values.values())
+  title = (f"Paired differences under {bound.upper()} at N = "
+           f"{num_particles}, test nats per timestep (± standard error)")
+  if not several:
+    lines = [title, "", "| runs | difference | ± se | in se |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['a'].upper()}-trained - {r['b'].upper()}-trained | "
+              f"{r['difference']:+.3f} | {r['se']:.3f} | "
+              f"{in_se(r['difference'], r['se']):+.1f} |" for r in rows]
+  else:
+    lines = [title + ", each bound's per-sequence bounds averaged over its "
+             "training seeds; the last two columns: each seed's own paired "
+             "difference, and the standard error from the spread between "
+             "seeds (pooled over the bounds with two or more; nan where none "
+             "has)", "",
+             "| runs | seeds | difference | ± se (sequences) | in se | "
+             "per seed | ± se (seeds) | in se |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+      seeds = (f"{len(r['seeds_a'])} / {len(r['seeds_b'])}")
+      each = ", ".join(f"{s}: {d:+.3f}" for s, d in r["per_seed"].items())
+      lines.append(
+          f"| {r['a'].upper()}-trained - {r['b'].upper()}-trained | {seeds} "
+          f"| {r['difference']:+.3f} | {r['se']:.3f} | "
+          f"{in_se(r['difference'], r['se']):+.1f} | {each} | "
+          f"{r['seed_se']:.3f} | {in_se(r['difference'], r['seed_se']):+.1f} |")
   path = os.path.join(out, "ordering.md")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
