@@ -1,0 +1,129 @@
+"""experiments/reproduce_fivo.py's bookkeeping: run names per training seed,
+and the ordering's paired differences over seeds, on hand-made records."""
+
+import json
+import math
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from seqlvm.run import records
+
+_EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments")
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+  sys.path.insert(0, _EXPERIMENTS)
+  try:
+    import reproduce_fivo  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(_EXPERIMENTS)
+  return reproduce_fivo
+
+
+LENGTHS = [10, 20, 30]
+
+
+def _run(out, name, values, step=500, lengths=LENGTHS):
+  """A run directory with a best.json and its best checkpoint's test record
+  under FIVO at N = 4 (per-sequence bounds `values`)."""
+  run_dir = os.path.join(out, "jsb", name)
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, "best.json"), "w") as f:
+    json.dump({"step": step, "value": -1.}, f)
+  record = {"split": "test", "checkpoint": f"best/ckpt-{step}",
+            "bound": "fivo", "num_particles": 4, "seed": 0, "batch_size": 4,
+            "values": list(values), "lengths": list(lengths),
+            "ll_per_t": sum(values) / sum(lengths)}
+  records.write(record, run_dir)
+  return run_dir
+
+
+def test_run_names(reproduce, tmp_path):
+  assert reproduce.run_name("iwae", 0) == "iwae"
+  assert reproduce.run_name("iwae", 3) == "iwae-seed3"
+  assert reproduce.bound_and_seed("runs/x/jsb/fivo") == ("fivo", 0)
+  assert reproduce.bound_and_seed("runs/x/jsb/fivo-seed12/") == ("fivo", 12)
+  for name in ("fivo-seed10", "elbo", "fivo", "iwae-seed2", "fivo-seed2"):
+    os.makedirs(tmp_path / "jsb" / name)
+  (tmp_path / "jsb" / "fivo-seed3.log").write_text("")  # not a run
+  assert [os.path.basename(r) for r in reproduce.runs_of(str(tmp_path), "jsb")
+         ] == ["elbo", "iwae-seed2", "fivo", "fivo-seed2", "fivo-seed10"]
+
+
+def test_train_command_passes_the_seed(reproduce):
+  args = types.SimpleNamespace(
+      size=None, max_length=None, data_dir="d", learning_rate=2e-4,
+      steps=10, valid_every=5, early_stopping=2, minutes=1.,
+      lr_schedule="constant", kl_warmup_steps=0)
+  seed0 = reproduce.train_command(args, "jsb", "iwae", "r")
+  seed2 = reproduce.train_command(args, "jsb", "iwae", "r", seed=2)
+  # Seed 0 passes no flag, so runs trained before --seeds resume unchanged.
+  assert "--seed" not in seed0
+  assert seed2 == seed0 + ["--seed", "2"]
+
+
+def test_one_seed_each_is_the_plain_paired_difference(reproduce, tmp_path):
+  a = _run(str(tmp_path), "fivo", [-10., -22., -29.])
+  b = _run(str(tmp_path), "iwae", [-11., -21., -33.])
+  rows = reproduce.ordering([b, a], str(tmp_path))
+  assert len(rows) == 1
+  assert rows[0]["a"] == "fivo" and rows[0]["b"] == "iwae"
+  assert rows[0]["difference"] == pytest.approx((1. - 1. + 4.) / 60.)
+  assert math.isnan(rows[0]["seed_se"])  # no bound has two seeds
+  table = (tmp_path / "ordering.md").read_text()
+  assert "| FIVO-trained - IWAE-trained | +0.067 |" in table
+  assert "per seed" not in table  # one seed's table as before --seeds
+
+
+def test_seeds_are_averaged_paired_and_their_spread_pooled(reproduce,
+                                                           tmp_path):
+  fivo = {0: [-10., -22., -29.], 1: [-12., -20., -31.], 2: [-9., -21., -27.]}
+  iwae = {0: [-11., -21., -33.], 1: [-10., -23., -30.]}
+  elbo = {0: [-13., -25., -35.]}
+  runs = [_run(str(tmp_path), reproduce.run_name(bound, s), v)
+          for bound, seeds in (("elbo", elbo), ("iwae", iwae),
+                               ("fivo", fivo))
+          for s, v in seeds.items()]
+  rows = {(r["a"], r["b"]): r for r in reproduce.ordering(runs, str(tmp_path))}
+  total = float(sum(LENGTHS))
+  mean = {b: np.mean(list(v.values()), axis=0)
+          for b, v in (("fivo", fivo), ("iwae", iwae), ("elbo", elbo))}
+  row = rows["fivo", "iwae"]
+  assert row["difference"] == pytest.approx(
+      (mean["fivo"] - mean["iwae"]).sum() / total)
+  assert row["se"] == pytest.approx(records.difference(
+      {"values": mean["fivo"], "lengths": LENGTHS},
+      {"values": mean["iwae"], "lengths": LENGTHS})["ll_per_t_se"])
+  # Seed by seed, only the seeds both bounds have (0 and 1).
+  assert row["per_seed"] == pytest.approx(
+      {0: (1. - 1. + 4.) / total, 1: (-2. + 3. - 1.) / total})
+  assert row["seeds_a"] == [0, 1, 2] and row["seeds_b"] == [0, 1]
+  # Each run's test bound per timestep is one draw; the variances of FIVO's
+  # three and IWAE's two are pooled (2 and 1 degrees of freedom), and ELBO's
+  # single run only counts in 1 / n.
+  per_t = {b: [sum(v) / total for v in seeds.values()]
+           for b, seeds in (("fivo", fivo), ("iwae", iwae))}
+  pooled = (2 * np.var(per_t["fivo"], ddof=1) +
+            1 * np.var(per_t["iwae"], ddof=1)) / 3
+  assert row["seed_se"] == pytest.approx(math.sqrt(pooled * (1 / 3 + 1 / 2)))
+  assert rows["iwae", "elbo"]["seed_se"] == pytest.approx(
+      math.sqrt(pooled * (1 / 2 + 1)))
+  assert rows["iwae", "elbo"]["per_seed"] == pytest.approx(
+      {0: (2. + 4. + 2.) / total})
+  table = (tmp_path / "ordering.md").read_text()
+  assert "| FIVO-trained - IWAE-trained | 3 / 2 |" in table
+  assert "0: +0.067, 1: +0.000" in table
+
+
+def test_records_of_other_sequences_are_named(reproduce, tmp_path):
+  a = _run(str(tmp_path), "fivo", [-10., -22., -29.])
+  b = _run(str(tmp_path), "fivo-seed1", [-10., -22.], lengths=[10, 20])
+  c = _run(str(tmp_path), "iwae", [-11., -21., -33.])
+  with pytest.raises(SystemExit, match="the fivo and iwae records"):
+    reproduce.ordering([a, b, c], str(tmp_path))
