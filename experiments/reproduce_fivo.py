@@ -216,24 +216,26 @@ def main():
                  help="cut training sequences into pieces of at most this "
                  "many steps, for every set (0 = whole) [whole for JSB, 256 "
                  "for the others]")
-  p.add_argument("--seeds", nargs="+", type=int, default=[0],
+  p.add_argument("--seeds", nargs="+", type=int, default=None,
                  help="training seeds, one run per bound and seed: seed 0's "
-                 "is SET/BOUND, seed S's SET/BOUND-seedS [0]")
+                 "is SET/BOUND, seed S's SET/BOUND-seedS; with "
+                 "--compare-only, compare only these seeds' runs [train: 0; "
+                 "compare: every seed's run that exists]")
   p.add_argument("--no-compare", action="store_true",
                  help="train only")
   p.add_argument("--compare-only", action="store_true",
                  help="train nothing: compare each set's existing runs")
   args = p.parse_args()
   print(command_line(), flush=True)
+  if args.seeds is not None and (any(seed < 0 for seed in args.seeds) or len(
+      set(args.seeds)) < len(args.seeds)):
+    p.error(f"--seeds must be distinct and nonnegative: {args.seeds}")
   if args.compare_only:
     for name in args.sets:
-      compare(args, name)
+      compare(args, name, args.seeds)
     return
-  if any(seed < 0 for seed in args.seeds) or len(set(args.seeds)) < len(
-      args.seeds):
-    p.error(f"--seeds must be distinct and nonnegative: {args.seeds}")
   pending = [(name, run_name(bound, seed)) for name in args.sets
-             for seed in args.seeds for bound in args.bounds]
+             for seed in args.seeds or [0] for bound in args.bounds]
   expected = {name: [run for n, run in pending if n == name]
               for name in args.sets}
   running, done = {}, {}
@@ -281,12 +283,15 @@ def main():
         compare(args, key[0])
 
 
-def compare(args, name):
+def compare(args, name, seeds=None):
   """`seqlvm compare` of a set's runs at N = 4 and 16, all three bounds:
-  every run that exists (each bound, each seed), not only those trained
-  by this call."""
-  runs = runs_of(args.out, name)
-  out = os.path.join(args.out, name, "compare")
+  every run that exists (each bound; each seed, or those in `seeds`), not
+  only those trained by this call, into SET/compare (SET/compare-seeds0-1
+  for seeds [0, 1])."""
+  runs = [run for run in runs_of(args.out, name)
+          if seeds is None or bound_and_seed(run)[1] in seeds]
+  out = os.path.join(args.out, name, "compare" if seeds is None else
+                     "compare-seeds" + "-".join(map(str, sorted(seeds))))
   command = [sys.executable, "-m", "seqlvm.cli", "compare", *runs,
              "--num-particles", "4", "16", "--out", out, "--no-progress"]
   print(" ".join(command[2:]), flush=True)
