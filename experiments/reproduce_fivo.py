@@ -319,13 +319,14 @@ def curves(runs, out, name):
   """OUT/valid.png: each run's validation bound (its training bound, nats
   per timestep) against the step, the best marked, and the anchors' test
   numbers as dotted lines for scale: one colour per training bound, one
-  line style per seed."""
+  line style per seed. The y axis spans the curves after their first fifth
+  and the anchors, so that where they end can be read."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
   styles = ("-", "--", "-.", (0, (1, 1)))
-  anchored = set()
+  anchored, tails = set(), []
   for run in runs:
     bound, seed = bound_and_seed(run)
     record = best_lib.read(run)
@@ -333,6 +334,7 @@ def curves(runs, out, name):
     if not history:
       continue
     steps, values = zip(*history)
+    tails += values[len(values) // 5:]
     color = f"C{BOUNDS.index(bound)}" if bound in BOUNDS else None
     label = f"{bound.upper()}-trained, valid {bound}" + (
         f", seed {seed}" if seed else "")
@@ -344,6 +346,10 @@ def curves(runs, out, name):
       anchored.add(bound)
       ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
                  label=f"anchor test {bound} {anchor}")
+  if tails:  # the first fifth of training off the bottom: the end readable
+    top = max(tails + [a for a in ANCHORS.get(name, {}).values()])
+    low = min(tails + [a for a in ANCHORS.get(name, {}).values()])
+    ax.set_ylim(low - 0.1 * (top - low), top + 0.1 * (top - low))
   ax.set_xlabel("training step")
   ax.set_ylabel("validation nats per timestep")
   ax.set_title(f"{name}: validation curves (o = best)", fontsize=10)
