@@ -105,7 +105,7 @@ def runs_of(out, name):
   runs = []
   for b in BOUNDS:
     found = [d for d in glob.glob(os.path.join(out, name, f"{b}-seed*"))
-             if os.path.isdir(d)]
+             if os.path.isdir(d) and d.rsplit("-seed", 1)[1].isdigit()]
     if os.path.isdir(os.path.join(out, name, b)):
       found.append(os.path.join(out, name, b))
     runs += sorted(found, key=lambda d: bound_and_seed(d)[1])
@@ -278,7 +278,7 @@ def main():
       failed = [r for r in runs if done[key[0], r]["returncode"]]
       if failed:
         print(f"{key[0]}: not compared, since {', '.join(failed)} failed "
-              f"(see {os.path.join(args.out, key[0])}/BOUND.log)", flush=True)
+              f"(see {os.path.join(args.out, key[0])}/RUN.log)", flush=True)
       else:
         compare(args, key[0])
 
@@ -326,6 +326,7 @@ def curves(runs, out, name):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
   styles = ("-", "--", "-.", (0, (1, 1)))
+  anchors = ANCHORS.get(name, {})
   anchored, tails = set(), []
   for run in runs:
     bound, seed = bound_and_seed(run)
@@ -341,14 +342,14 @@ def curves(runs, out, name):
     line, = ax.plot(steps, values, color=color, lw=1,
                     ls=styles[seed % len(styles)], label=label)
     ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
-    anchor = ANCHORS.get(name, {}).get(bound)
+    anchor = anchors.get(bound)
     if anchor is not None and bound not in anchored:
       anchored.add(bound)
       ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
                  label=f"anchor test {bound} {anchor}")
   if tails:  # the first fifth of training off the bottom: the end readable
-    top = max(tails + [a for a in ANCHORS.get(name, {}).values()])
-    low = min(tails + [a for a in ANCHORS.get(name, {}).values()])
+    top, low = max(tails + list(anchors.values())), min(
+        tails + list(anchors.values()))
     ax.set_ylim(low - 0.1 * (top - low), top + 0.1 * (top - low))
   ax.set_xlabel("training step")
   ax.set_ylabel("validation nats per timestep")
@@ -404,8 +405,8 @@ def ordering(runs, out, bound="fivo", num_particles=4):
     if found:
       trained, seed = bound_and_seed(run)
       values.setdefault(trained, {})[seed] = found[0]
-  per_run = {b: [records.summarize(r["values"], r["lengths"])["ll_per_t"]
-                 for r in recs.values()] for b, recs in values.items()}
+  per_run = {b: [r["ll_per_t"] for r in recs.values()]
+             for b, recs in values.items()}
   spread = [(len(v) - 1, np.var(v, ddof=1)) for v in per_run.values()
             if len(v) > 1]
   pooled = (sum(d * v for d, v in spread) / sum(d for d, _ in spread)

@@ -52,6 +52,7 @@ def test_run_names(reproduce, tmp_path):
   for name in ("fivo-seed10", "elbo", "fivo", "iwae-seed2", "fivo-seed2"):
     os.makedirs(tmp_path / "jsb" / name)
   (tmp_path / "jsb" / "fivo-seed3.log").write_text("")  # not a run
+  os.makedirs(tmp_path / "jsb" / "fivo-seedling")  # nor is this
   assert [os.path.basename(r) for r in reproduce.runs_of(str(tmp_path), "jsb")
          ] == ["elbo", "iwae-seed2", "fivo", "fivo-seed2", "fivo-seed10"]
 
