@@ -366,17 +366,6 @@ def curves(runs, out, name):
 PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
 
 
-def seed_averaged(recs):
-  """One record of the same sequences whose per-sequence bounds are the
-  mean over `recs` (one per training seed): the expected model of a
-  training bound, as far as its seeds estimate it."""
-  lengths = recs[0]["lengths"]
-  if any(r["lengths"] != lengths for r in recs):
-    raise ValueError("Records of different sequences cannot be averaged.")
-  return {"values": np.mean([r["values"] for r in recs], axis=0).tolist(),
-          "lengths": lengths}
-
-
 def in_se(difference, se):
   """difference / se, NaN where the standard error is 0 or NaN."""
   return difference / se if se > 0 else float("nan")
@@ -417,8 +406,8 @@ def ordering(runs, out, bound="fivo", num_particles=4):
       continue
     ra, rb = values[a], values[b]
     try:
-      diff = records.difference(seed_averaged(list(ra.values())),
-                                seed_averaged(list(rb.values())))
+      diff = records.difference(records.average(list(ra.values())),
+                                records.average(list(rb.values())))
       per_seed = {s: records.difference(ra[s], rb[s])["ll_per_t"]
                   for s in sorted(set(ra) & set(rb))}
     except ValueError as e:

@@ -100,6 +100,25 @@ def summarize(values, lengths):
           "ll_per_seq": float(v.mean()), "ll_per_seq_se": float(seq_se)}
 
 
+def average(recs):
+  """One record of the same sequences as `recs` (one per seed) whose
+  per-sequence bounds are their mean over the records: what `combine`
+  summarizes, and what `difference` pairs when each side has several
+  seeds.
+
+  Raises:
+    ValueError: if there are no records, or they are not of the same
+      sequences.
+  """
+  if not recs:
+    raise ValueError("No records to average.")
+  lengths = recs[0]["lengths"]
+  if any(r["lengths"] != lengths for r in recs):
+    raise ValueError("Records of different sequences cannot be averaged.")
+  values = np.array([r["values"] for r in recs], np.float64)  # [K, n]
+  return {"values": values.mean(axis=0).tolist(), "lengths": lengths}
+
+
 def combine(recs):
   """The summary of one or more records of the same sequences (different
   seeds): the statistics of the seed-averaged bounds, plus "seeds",
@@ -110,13 +129,9 @@ def combine(recs):
   Raises:
     ValueError: if the records are not of the same sequences.
   """
-  if not recs:
-    raise ValueError("No records to combine.")
-  lengths = recs[0]["lengths"]
-  if any(r["lengths"] != lengths for r in recs):
-    raise ValueError("Records of different sequences cannot be combined.")
+  mean = average(recs)
   values = np.array([r["values"] for r in recs], np.float64)  # [K, n]
-  summary = summarize(values.mean(axis=0), lengths)
+  summary = summarize(mean["values"], mean["lengths"])
   many = len(recs) > 1
   summary.update(
       seeds=[r["seed"] for r in recs],

@@ -50,6 +50,18 @@ def test_combining_seeds():
     records.combine([a, {**b, "lengths": [1, 2, 3]}])
 
 
+def test_averaging_seeds():
+  a = {"seed": 0, "lengths": [10, 20], "values": [-10., -21.]}
+  b = {"seed": 1, "lengths": [10, 20], "values": [-12., -19.]}
+  assert records.average([a, b]) == {"values": [-11., -20.],
+                                     "lengths": [10, 20]}
+  assert records.average([a]) == {"values": [-10., -21.], "lengths": [10, 20]}
+  with pytest.raises(ValueError, match="No records"):
+    records.average([])
+  with pytest.raises(ValueError, match="different sequences"):
+    records.average([a, {**b, "lengths": [10, 21]}])
+
+
 def test_paired_difference():
   rng = np.random.RandomState(5)
   lengths = rng.randint(20, 200, size=30)
