@@ -320,7 +320,7 @@ def curves(runs, out, name):
   per timestep) against the step, the best marked, and the anchors' test
   numbers as dotted lines for scale: one colour per training bound, one
   line style per seed. The y axis spans the curves after their first fifth
-  and the anchors, so that where they end can be read."""
+  and the anchors drawn, so that where they end can be read."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -348,8 +348,8 @@ def curves(runs, out, name):
       ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
                  label=f"anchor test {bound} {anchor}")
   if tails:  # the first fifth of training off the bottom: the end readable
-    top, low = max(tails + list(anchors.values())), min(
-        tails + list(anchors.values()))
+    span = tails + [anchors[b] for b in anchored]  # the anchors drawn only
+    low, top = min(span), max(span)
     ax.set_ylim(low - 0.1 * (top - low), top + 0.1 * (top - low))
   ax.set_xlabel("training step")
   ax.set_ylabel("validation nats per timestep")
