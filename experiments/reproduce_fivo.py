@@ -23,8 +23,10 @@ validation checkpoint is evaluated on the whole test sequences at N = 4
 (and N = 16 for the FIVO-trained run) with `seqlvm compare`, which writes
 the set's table.md, table.csv and bounds.png; beside them ordering.md
 (the targets' ordering as paired differences), valid.png (the validation
-curves) and latent.md (each run's KL(q || p) per timestep, which shows a
-run whose latents have collapsed: `latent_usage.py`).
+curves), latent.md (each run's KL(q || p) per timestep, which shows a
+run whose latents have collapsed: `latent_usage.py`) and filter.md (how
+FIVO's filter fares on each run at N = 4 and 16: its mean ESS / N and how
+often it resamples, which shows whose proposal is poor).
 
     python experiments/reproduce_fivo.py --sets jsb --minutes 45 --parallel 2 \\
         [--out runs/reproduce] [--data-dir ../shared/data/pianorolls]
@@ -297,6 +299,7 @@ def compare(args, name, seeds=None):
   print(" ".join(command[2:]), flush=True)
   if subprocess.call(command) == 0:
     ordering(runs, out)
+    filtering(runs, out)
     curves(runs, out, name)
     latents(runs, out)
 
@@ -443,6 +446,54 @@ def ordering(runs, out, bound="fivo", num_particles=4):
           f"{in_se(r['difference'], r['se']):+.1f} | {each} | "
           f"{r['seed_se']:.3f} | {in_se(r['difference'], r['seed_se']):+.1f} |")
   path = os.path.join(out, "ordering.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines) + f"\nWrote {path}", flush=True)
+  return rows
+
+
+def filtering(runs, out, bound="fivo", particle_counts=(4, 16)):
+  """OUT/filter.md: how the particle filter fares on each run's best
+  checkpoint, from the test records that `seqlvm compare` stored: at each N
+  the bound (nats per timestep), the mean ESS / N after each step's
+  increment and the fraction of steps at which it resampled, and the
+  bound's gain from the first N to the last. A proposal far from its
+  model's filtering posterior shows as a low ESS, frequent resampling and a
+  large gain with N: such a model can be the better one at 16 particles
+  and the worse at 4. Returns the rows (dicts; None where a record is
+  missing)."""
+  rows = []
+  for run in runs:
+    step = best_lib.read(run).get("step")
+    row = {"run": os.path.basename(os.path.normpath(run)), "step": step}
+    for n in particle_counts:
+      found = step is not None and records.find(
+          run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
+          num_particles=n, seed=0)
+      row[n] = ({"bound": found[0]["ll_per_t"],
+                 "ess": found[0].get("ess_mean_fraction", float("nan")),
+                 "resampled": found[0].get("resampling_rate", float("nan"))}
+                if found else None)
+    rows.append(row)
+  first, last = particle_counts[0], particle_counts[-1]
+  header = "| run | step |" + "".join(
+      f" {bound.upper()} N = {n} | ESS / N | resampled |"
+      for n in particle_counts) + f" gain {first} -> {last} |"
+  lines = [f"{bound.upper()}'s filter on the test split, each run's best "
+           "validation checkpoint: the bound (nats per timestep), the mean "
+           "ESS / N after each step's increment, the fraction of steps "
+           "resampled, and the bound's gain with N", "", header,
+           "|---|---|" + "---|" * (3 * len(particle_counts) + 1)]
+  for r in rows:
+    cells = [r["run"], str(r["step"])]
+    for n in particle_counts:
+      cells += (["n/a"] * 3 if r[n] is None else
+                [f"{r[n]['bound']:.3f}", f"{r[n]['ess']:.3f}",
+                 f"{r[n]['resampled']:.3f}"])
+    cells.append("n/a" if r[first] is None or r[last] is None else
+                 f"{r[last]['bound'] - r[first]['bound']:+.3f}")
+    lines.append("| " + " | ".join(cells) + " |")
+  path = os.path.join(out, "filter.md")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines) + f"\nWrote {path}", flush=True)

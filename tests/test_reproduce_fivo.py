@@ -128,3 +128,31 @@ def test_records_of_other_sequences_are_named(reproduce, tmp_path):
   c = _run(str(tmp_path), "iwae", [-11., -21., -33.])
   with pytest.raises(SystemExit, match="the fivo and iwae records"):
     reproduce.ordering([a, b, c], str(tmp_path))
+
+
+def test_filter_table_reads_the_stored_ess_and_resampling(reproduce,
+                                                          tmp_path):
+  runs = []
+  for name, step, stats in (("iwae", 500, {4: (-20., .68, .16),
+                                            16: (-19., .59, .30)}),
+                            ("fivo", 750, {4: (-21., .61, .28)})):
+    run = _run(str(tmp_path), name, [-10., -20., -30.], step=step)
+    for n, (total, ess, rate) in stats.items():
+      records.write({"split": "test", "checkpoint": f"best/ckpt-{step}",
+                     "bound": "fivo", "num_particles": n, "seed": 0,
+                     "batch_size": 4, "values": [total, 0., 0.],
+                     "lengths": LENGTHS, "ll_per_t": total / 60.,
+                     "ess_mean_fraction": ess, "resampling_rate": rate},
+                    run)
+    runs.append(run)
+  rows = reproduce.filtering(runs, str(tmp_path))
+  assert rows[0]["run"] == "iwae" and rows[0]["step"] == 500
+  assert rows[0][4] == pytest.approx(
+      {"bound": -20. / 60, "ess": .68, "resampled": .16})
+  assert rows[0][16]["resampled"] == pytest.approx(.30)
+  assert rows[1][16] is None  # FIVO-trained has no record at N = 16
+  table = (tmp_path / "filter.md").read_text()
+  assert ("| iwae | 500 | -0.333 | 0.680 | 0.160 | -0.317 | 0.590 | 0.300 "
+          "| +0.017 |") in table
+  assert "| fivo | 750 | -0.350 | 0.610 | 0.280 | n/a | n/a | n/a | n/a |" \
+      in table
