@@ -369,6 +369,17 @@ def curves(runs, out, name):
 PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
 
 
+def best_test_record(run, bound, num_particles):
+  """The run's stored test record of `bound` at `num_particles` (seed 0)
+  for its best validation checkpoint, or None where the run has no best
+  checkpoint or that evaluation has not been stored."""
+  step = best_lib.read(run).get("step")
+  found = step is not None and records.find(
+      run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
+      num_particles=num_particles, seed=0)
+  return found[0] if found else None
+
+
 def in_se(difference, se):
   """difference / se, NaN where the standard error is 0 or NaN."""
   return difference / se if se > 0 else float("nan")
@@ -390,13 +401,10 @@ def ordering(runs, out, bound="fivo", num_particles=4):
   Writes OUT/ordering.md and returns its rows (dicts)."""
   values = {}  # training bound -> {seed: record}
   for run in runs:
-    step = best_lib.read(run).get("step")
-    found = step is not None and records.find(
-        run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
-        num_particles=num_particles, seed=0)
+    found = best_test_record(run, bound, num_particles)
     if found:
       trained, seed = bound_and_seed(run)
-      values.setdefault(trained, {})[seed] = found[0]
+      values.setdefault(trained, {})[seed] = found
   per_run = {b: [r["ll_per_t"] for r in recs.values()]
              for b, recs in values.items()}
   spread = [(len(v) - 1, np.var(v, ddof=1)) for v in per_run.values()
@@ -464,15 +472,13 @@ def filtering(runs, out, bound="fivo", particle_counts=(4, 16)):
   missing)."""
   rows = []
   for run in runs:
-    step = best_lib.read(run).get("step")
-    row = {"run": os.path.basename(os.path.normpath(run)), "step": step}
+    row = {"run": os.path.basename(os.path.normpath(run)),
+           "step": best_lib.read(run).get("step")}
     for n in particle_counts:
-      found = step is not None and records.find(
-          run, split="test", checkpoint=f"best/ckpt-{step}", bound=bound,
-          num_particles=n, seed=0)
-      row[n] = ({"bound": found[0]["ll_per_t"],
-                 "ess": found[0].get("ess_mean_fraction", float("nan")),
-                 "resampled": found[0].get("resampling_rate", float("nan"))}
+      found = best_test_record(run, bound, n)
+      row[n] = ({"bound": found["ll_per_t"],
+                 "ess": found.get("ess_mean_fraction", float("nan")),
+                 "resampled": found.get("resampling_rate", float("nan"))}
                 if found else None)
     rows.append(row)
   first, last = particle_counts[0], particle_counts[-1]
