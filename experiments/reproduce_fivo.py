@@ -310,6 +310,7 @@ def latents(runs, out, samples=8):
   (`latent_usage.py`), which shows a run whose latents have collapsed."""
   results = {os.path.basename(run): latent_usage.evaluate(
       run, "test", 16, samples, 0, "auto") for run in runs}
+  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "latent.md")
   with open(path, "w") as f:
     f.write(latent_usage.table(results, "test", samples))
@@ -360,6 +361,7 @@ def curves(runs, out, name):
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
+  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "valid.png")
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -453,6 +455,7 @@ def ordering(runs, out, bound="fivo", num_particles=4):
           f"| {r['difference']:+.3f} | {r['se']:.3f} | "
           f"{in_se(r['difference'], r['se']):+.1f} | {each} | "
           f"{r['seed_se']:.3f} | {in_se(r['difference'], r['seed_se']):+.1f} |")
+  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "ordering.md")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -499,6 +502,7 @@ def filtering(runs, out, bound="fivo", particle_counts=(4, 16)):
     cells.append("n/a" if r[first] is None or r[last] is None else
                  f"{r[last]['bound'] - r[first]['bound']:+.3f}")
     lines.append("| " + " | ".join(cells) + " |")
+  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "filter.md")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")

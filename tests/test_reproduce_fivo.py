@@ -72,12 +72,13 @@ def test_train_command_passes_the_seed(reproduce):
 def test_one_seed_each_is_the_plain_paired_difference(reproduce, tmp_path):
   a = _run(str(tmp_path), "fivo", [-10., -22., -29.])
   b = _run(str(tmp_path), "iwae", [-11., -21., -33.])
-  rows = reproduce.ordering([b, a], str(tmp_path))
+  out = tmp_path / "compare" / "n16"  # made by ordering
+  rows = reproduce.ordering([b, a], str(out))
   assert len(rows) == 1
   assert rows[0]["a"] == "fivo" and rows[0]["b"] == "iwae"
   assert rows[0]["difference"] == pytest.approx((1. - 1. + 4.) / 60.)
   assert math.isnan(rows[0]["seed_se"])  # no bound has two seeds
-  table = (tmp_path / "ordering.md").read_text()
+  table = (out / "ordering.md").read_text()
   assert "| FIVO-trained - IWAE-trained | +0.067 |" in table
   assert "per seed" not in table  # one seed's table as before --seeds
 
@@ -145,13 +146,14 @@ def test_filter_table_reads_the_stored_ess_and_resampling(reproduce,
                      "ess_mean_fraction": ess, "resampling_rate": rate},
                     run)
     runs.append(run)
-  rows = reproduce.filtering(runs, str(tmp_path))
+  out = tmp_path / "compare-seeds0" / "n4-16"  # made by filtering
+  rows = reproduce.filtering(runs, str(out))
   assert rows[0]["run"] == "iwae" and rows[0]["step"] == 500
   assert rows[0][4] == pytest.approx(
       {"bound": -20. / 60, "ess": .68, "resampled": .16})
   assert rows[0][16]["resampled"] == pytest.approx(.30)
   assert rows[1][16] is None  # FIVO-trained has no record at N = 16
-  table = (tmp_path / "filter.md").read_text()
+  table = (out / "filter.md").read_text()
   assert ("| iwae | 500 | -0.333 | 0.680 | 0.160 | -0.317 | 0.590 | 0.300 "
           "| +0.017 |") in table
   assert "| fivo | 750 | -0.350 | 0.610 | 0.280 | n/a | n/a | n/a | n/a |" \
