@@ -63,6 +63,7 @@ from benchlib import command_line  # pylint: disable=g-import-not-at-top
 import latent_usage  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from seqlvm import fileio
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
 
@@ -310,10 +311,8 @@ def latents(runs, out, samples=8):
   (`latent_usage.py`), which shows a run whose latents have collapsed."""
   results = {os.path.basename(run): latent_usage.evaluate(
       run, "test", 16, samples, 0, "auto") for run in runs}
-  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "latent.md")
-  with open(path, "w") as f:
-    f.write(latent_usage.table(results, "test", samples))
+  fileio.write_text(latent_usage.table(results, "test", samples), path)
   with open(os.path.join(out, "latent.json"), "w") as f:
     json.dump(results, f, indent=1, sort_keys=True)
   print(f"Wrote {path}", flush=True)
@@ -361,7 +360,7 @@ def curves(runs, out, name):
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
-  os.makedirs(out, exist_ok=True)
+  fileio.make_dirs(out)
   path = os.path.join(out, "valid.png")
   fig.savefig(path, dpi=100)
   plt.close(fig)
@@ -455,10 +454,8 @@ def ordering(runs, out, bound="fivo", num_particles=4):
           f"| {r['difference']:+.3f} | {r['se']:.3f} | "
           f"{in_se(r['difference'], r['se']):+.1f} | {each} | "
           f"{r['seed_se']:.3f} | {in_se(r['difference'], r['seed_se']):+.1f} |")
-  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "ordering.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  fileio.write_text("\n".join(lines) + "\n", path)
   print("\n".join(lines) + f"\nWrote {path}", flush=True)
   return rows
 
@@ -502,10 +499,8 @@ def filtering(runs, out, bound="fivo", particle_counts=(4, 16)):
     cells.append("n/a" if r[first] is None or r[last] is None else
                  f"{r[last]['bound'] - r[first]['bound']:+.3f}")
     lines.append("| " + " | ".join(cells) + " |")
-  os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "filter.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  fileio.write_text("\n".join(lines) + "\n", path)
   print("\n".join(lines) + f"\nWrote {path}", flush=True)
   return rows
 
