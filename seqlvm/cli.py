@@ -48,8 +48,9 @@ def _train_parser(sub):
 
   def arg(flag, field, help_text, **kwargs):
     default = defaults[field].default
+    shown = default if default != "" else "none"
     p.add_argument(flag, dest=field, default=None,
-                   help=f"{help_text} [{default}]", **kwargs)
+                   help=f"{help_text} [{shown}]", **kwargs)
 
   p.add_argument("--run-dir", required=True,
                  help="where checkpoints, summaries and config go")
@@ -93,6 +94,12 @@ def _bound_flags(arg, registry):
   arg("--bound", "bound", "training objective",
       choices=registry.BOUNDS.names)
   arg("--num-particles", "num_particles", "particles N", type=int)
+  arg("--proposal-bound", "proposal_bound", "train the proposal's own "
+      "variables on this bound at the same N, everything else on --bound "
+      "(two sweeps per update; fivo with iwae: Le et al.'s alternating "
+      "AESMC); validation and evaluation use --bound (none: all on "
+      "--bound)",
+      choices=registry.BOUNDS.names)
   arg("--resampling", "resampling", "FIVO resampling rule",
       choices=registry.CRITERIA.names)
   arg("--threshold", "threshold", "ESS fraction for --resampling ess",

@@ -27,7 +27,7 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
                 "valid_samples", "precision", "kl_warmup_steps",
-                "kl_weight_start")
+                "kl_weight_start", "proposal_bound")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -111,7 +111,14 @@ class Config:
   `kl_weight_start` to 1 over that many updates (KL warm-up, against
   posterior collapse; `seqlvm.run.factory.kl_weight_schedule`); validation
   and evaluation always use the bound itself, and early stopping counts only
-  the validations after the warm-up.
+  the validations after the warm-up. `proposal_bound` (empty: `bound`)
+  trains the proposal's own variables (`SequenceModel.proposal_variables`)
+  on another bound at the same N, and everything else on `bound`: each
+  update then runs both sweeps (twice the cost). With bound "fivo" and
+  proposal_bound "iwae" this is the alternating scheme of Le et al.'s
+  auto-encoding SMC (2018): FIVO's gradient for the model, the IWAE's for
+  the proposal, whose gradient through FIVO's resampled sweep is weaker.
+  Validation, early stopping and evaluation use `bound`.
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -131,6 +138,7 @@ class Config:
   resampling_gradient: str = "stop"
   soft_mixing: float = 0.5
   resampling_temperature: float = 0.5
+  proposal_bound: str = ""
   batch_size: int = 4
   learning_rate: float = 1e-3
   lr_schedule: str = "constant"
@@ -183,6 +191,9 @@ class Config:
          f"scheme must be one of {registry.SCHEMES.names}"),
         (self.resampling_gradient in registry.GRADIENTS,
          f"resampling_gradient must be one of {registry.GRADIENTS.names}"),
+        (self.proposal_bound in ("",) + registry.BOUNDS.names,
+         f"proposal_bound must be empty (the bound) or one of "
+         f"{registry.BOUNDS.names}"),
         (self.latent in registry.LATENTS,
          f"latent must be one of {registry.LATENTS.names}"),
         (self.precision in registry.PRECISIONS,
@@ -224,6 +235,10 @@ class Config:
         self.scheme in registry.SCHEMES):
       errors.append(registry.gradient_scheme_problem(
           self.resampling_gradient, self.scheme))
+    if (self.proposal_bound and self.model in registry.MODELS and
+        not registry.MODELS.meta(self.model, "has_latents")):
+      errors.append(f"proposal_bound {self.proposal_bound}: the "
+                    f"{self.model} model has no latents, so no proposal")
     if self.model in registry.MODELS and self.latent in registry.LATENTS:
       errors.append(registry.latent_problem(self.model, self.latent))
     errors = [e for e in errors if e]

@@ -100,6 +100,25 @@ class SequenceModel(tf.Module):
     raise ValueError(f"{type(self).__name__} does not take partial "
                      "observations (impute, continuation, harmonisation).")
 
+  def proposal_modules(self):
+    """The submodules that only the proposal q reads: its network and, for
+    a proposal that reads ahead, the RNN that does (SRNN's backward LSTM,
+    DRAW's encoder). Training with `Config.proposal_bound` gives their
+    variables that bound's gradient. Default: none (no proposal of its
+    own)."""
+    return ()
+
+  @property
+  def proposal_variables(self):
+    """The trainable variables of `proposal_modules`, in their order."""
+    found, seen = [], set()
+    for module in self.proposal_modules():
+      for v in module.trainable_variables:
+        if v.ref() not in seen:
+          seen.add(v.ref())
+          found.append(v)
+    return tuple(found)
+
   def for_evaluation(self):
     """The model whose bounds are reported: itself, unless training relaxes
     something that evaluation must not (see `VRNN`'s concrete latent)."""

@@ -188,6 +188,11 @@ class DRAW(base.SequenceModel):
     return tfd.Independent(tfd.Normal(canvas + self.emission_bias, scale),
                            reinterpreted_batch_ndims=1)
 
+  def proposal_modules(self):
+    """The encoder LSTM (h_enc, read by the proposal alone) and the
+    proposal's head."""
+    return (self.encoder, self.proposal)
+
   def prepare(self, x, mask):
     """Everything that depends on x alone, for all steps at once.
 

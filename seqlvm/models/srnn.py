@@ -189,6 +189,11 @@ class SRNN(base.SequenceModel):
                        reverse=True)
     return d, a
 
+  def proposal_modules(self):
+    """The backward LSTM (a_t, read by the proposal alone) and the
+    proposal's head."""
+    return (self.backward_lstm, self.proposal)
+
   def prepare(self, x, mask):
     """Both RNNs and their projections, for all steps at once.
 

@@ -146,6 +146,10 @@ class VRNN(base.SequenceModel):
     """The emission's inputs: [h_t, phi_z(z_t)] (subclasses add more)."""
     return [("h", self.hidden_size), ("z", self.hidden_size)]
 
+  def proposal_modules(self):
+    """The proposal's head (phi_x and the LSTM are the model's too)."""
+    return (self.proposal,)
+
   def prepare(self, x, mask):
     """Everything that depends on x alone, for all steps at once.
 

@@ -391,16 +391,12 @@ def local_step(model, config, spec, batch_weight_gradients):
   per-sequence diagnostics). A share of empty sequences gives exactly zero
   for both. kl_weight is the KL warm-up's weight (a float32 scalar), or
   None without a warm-up."""
-  variables = model.trainable_variables
+  variables, objective = factory.training_objective(
+      model, config, batch_weight_gradients)
 
   def step(x, lengths, seed, total_steps, kl_weight=None):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
-    with tf.GradientTape() as tape:
-      sweep = spec.sweep(model, x, mask, seed,
-                         batch_weight_gradients=batch_weight_gradients,
-                         kl_weight=kl_weight)
-      loss = -tf.reduce_sum(sweep.log_marginal) / total_steps
-    grads = tape.gradient(loss, variables)
+    loss, grads, sweep = objective(x, mask, seed, total_steps, kl_weight)
     grads = [tf.zeros_like(v) if g is None else g
              for g, v in zip(grads, variables)]
     per_sequence = diagnostics_lib.per_sequence(sweep, mask,

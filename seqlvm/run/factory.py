@@ -29,7 +29,8 @@ from seqlvm.errors import ConfigError
 from seqlvm.models import nets
 
 __all__ = ["make_dataset_and_model", "resolve_emission", "build_model",
-           "model_arguments", "bound_spec", "resolve_schedule",
+           "model_arguments", "bound_spec", "training_objective",
+           "resolve_schedule",
            "learning_rate_schedule", "LinearWarmup", "kl_weight_schedule",
            "make_optimizer"]
 
@@ -109,6 +110,62 @@ def bound_spec(config, name, num_particles, training=True):
                    soft_mixing=config.soft_mixing,
                    resampling_temperature=config.resampling_temperature)
   return bounds.bound_spec(name, num_particles, **options)
+
+
+def training_objective(model, config, batch_weight_gradients=False):
+  """The training objective and which variables each bound trains.
+
+  Without `config.proposal_bound` (or with the training bound itself) one
+  sweep of `config.bound` gives every variable its gradient. With another
+  proposal bound, the model's `proposal_variables` take the gradient of a
+  second sweep, of that bound at the same N (its seed folded in from the
+  step's), and all other variables the training bound's.
+
+  Returns:
+    variables: the model's trainable variables, in the gradients' order.
+    objective: (x `[T, B, D]`, mask `[T, B]`, seed `[2]`, total_steps,
+      kl_weight) -> (loss, gradients, sweep): loss is minus the training
+      bound's sum over the batch divided by total_steps, sweep that
+      bound's `SweepResult`; a variable no sweep reaches gets None.
+
+  Raises:
+    ConfigError: for a proposal bound on a model without proposal
+      variables of its own.
+  """
+  variables = list(model.trainable_variables)
+  spec = bound_spec(config, config.bound, config.num_particles)
+  other = config.proposal_bound and config.proposal_bound != config.bound
+  if other:
+    owned = {v.ref() for v in model.proposal_variables}
+    if not owned:
+      raise ConfigError(
+          f"--proposal-bound {config.proposal_bound}: the {config.model} "
+          "model has no proposal variables of its own to train with it.")
+    proposal_spec = bound_spec(config, config.proposal_bound,
+                               config.num_particles)
+    groups = [(spec, [v for v in variables if v.ref() not in owned]),
+              (proposal_spec, [v for v in variables if v.ref() in owned])]
+  else:
+    groups = [(spec, variables)]
+
+  def objective(x, mask, seed, total_steps, kl_weight=None):
+    gradients, loss, sweep = {}, None, None
+    for i, (group_spec, group) in enumerate(groups):
+      group_seed = (seed if i == 0 else
+                    tf.random.experimental.stateless_fold_in(seed, 1 << 20))
+      with tf.GradientTape() as tape:
+        result = group_spec.sweep(
+            model, x, mask, group_seed,
+            batch_weight_gradients=batch_weight_gradients,
+            kl_weight=kl_weight)
+        group_loss = -tf.reduce_sum(result.log_marginal) / total_steps
+      for v, g in zip(group, tape.gradient(group_loss, group)):
+        gradients[v.ref()] = g
+      if i == 0:
+        loss, sweep = group_loss, result
+    return loss, [gradients[v.ref()] for v in variables], sweep
+
+  return variables, objective
 
 
 def resolve_schedule(config, stored=None):

@@ -621,24 +621,19 @@ def make_train_step(model, optimizer, config, data_size, mode="xla",
       annealed objective of `factory.kl_weight_schedule`, a bound from the
       end of the warm-up on.
   """
-  variables = model.trainable_variables
   spec = factory.bound_spec(config, config.bound, config.num_particles)
   kl_weight_fn = factory.kl_weight_schedule(config)
   if batch_weight_gradients is None:
     batch_weight_gradients = BATCH_WEIGHT_GRADIENTS
+  variables, objective = factory.training_objective(
+      model, config, batch_weight_gradients)
 
   def train_step(x, lengths, seed):
     mask = shapes.sequence_mask(lengths, tf.shape(x)[0])
     kl_weight = (None if kl_weight_fn is None
                  else kl_weight_fn(optimizer.iterations))
-    with tf.GradientTape() as tape:
-      sweep = spec.sweep(model, x, mask, seed,
-                         batch_weight_gradients=batch_weight_gradients,
-                         kl_weight=kl_weight)
-      per_sequence = sweep.log_marginal
-      num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
-      loss = -tf.reduce_sum(per_sequence) / num_steps
-    grads = tape.gradient(loss, variables)
+    num_steps = tf.maximum(tf.reduce_sum(tf.cast(lengths, tf.float32)), 1.)
+    loss, grads, sweep = objective(x, mask, seed, num_steps, kl_weight)
     grad_norm = tf.linalg.global_norm(grads)
     finite = tf.logical_and(tf.math.is_finite(loss),
                             tf.math.is_finite(grad_norm))
