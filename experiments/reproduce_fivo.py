@@ -43,6 +43,11 @@ over their seeds (the difference of the seed-averaged test bounds, paired
 over sequences, beside each seed's own difference and a standard error
 from the spread between seeds).
 
+--bounds fivo-qiwae trains FIVO with its proposal on the IWAE (`seqlvm
+train --bound fivo --proposal-bound iwae`, Le et al.'s alternating AESMC),
+run SET/fivo-qiwae[-seedS]; ordering.md pairs it with the IWAE- and
+FIVO-trained runs, as "FIVO (IWAE q)".
+
 Rerunning resumes every run from its directory (a run that has stopped
 early stays stopped; one at its cap trains --minutes more), and the
 evaluations reuse the records already stored. Per run, stopped.json in
@@ -81,6 +86,11 @@ SIZES = {"jsb": 32, "nottingham": 64, "musedata": 64, "piano-midi": 64}
 # always on whole sequences.
 MAX_LENGTHS = {"jsb": 0, "nottingham": 256, "musedata": 256, "piano-midi": 256}
 BOUNDS = ("elbo", "iwae", "fivo")
+# The trainings a set's runs may have: each bound, and FIVO with its proposal
+# trained on the IWAE (--proposal-bound iwae: `seqlvm train --proposal-bound`,
+# Le et al.'s alternating AESMC), run FIVO-QIWAE.
+HYBRID = "fivo-qiwae"
+TRAININGS = BOUNDS + (HYBRID,)
 # The anchors: the ICLR re-run of FIVO's VRNN setting (N = 5), test nats per
 # timestep, as quoted in issue 16.
 ANCHORS = {"nottingham": {"elbo": -3.87, "iwae": -3.12, "fivo": -3.07},
@@ -91,22 +101,35 @@ ANCHORS = {"nottingham": {"elbo": -3.87, "iwae": -3.12, "fivo": -3.07},
 
 def run_name(bound, seed):
   """A run's directory name: BOUND for seed 0 (the runs trained before
-  --seeds existed), BOUND-seedS for seed S."""
+  --seeds existed), BOUND-seedS for seed S; BOUND is a training in
+  TRAININGS."""
   return bound if seed == 0 else f"{bound}-seed{seed}"
 
 
+def training_flags(training):
+  """(--bound, the extra `seqlvm train` flags) of a training in TRAININGS."""
+  if training == HYBRID:
+    return "fivo", ["--proposal-bound", "iwae"]
+  return training, []
+
+
+def label(training):
+  """A training's name in tables and legends: FIVO, or FIVO (IWAE q)."""
+  return "FIVO (IWAE q)" if training == HYBRID else training.upper()
+
+
 def bound_and_seed(run_dir):
-  """(training bound, seed) of a run directory named by `run_name`."""
+  """(training, seed) of a run directory named by `run_name`."""
   bound, _, seed = os.path.basename(os.path.normpath(run_dir)).partition(
       "-seed")
   return bound, int(seed) if seed else 0
 
 
 def runs_of(out, name):
-  """A set's run directories under OUT: for each bound in BOUNDS, its
-  seed-0 run and then its other seeds' runs, in seed order."""
+  """A set's run directories under OUT: for each training in TRAININGS,
+  its seed-0 run and then its other seeds' runs, in seed order."""
   runs = []
-  for b in BOUNDS:
+  for b in TRAININGS:
     found = [d for d in glob.glob(os.path.join(out, name, f"{b}-seed*"))
              if os.path.isdir(d) and d.rsplit("-seed", 1)[1].isdigit()]
     if os.path.isdir(os.path.join(out, name, b)):
@@ -119,9 +142,10 @@ def train_command(args, name, bound, run_dir, seed=0):
   size = SIZES[name] if args.size is None else args.size
   max_length = (MAX_LENGTHS[name] if args.max_length is None
                 else args.max_length)
+  bound, extra = training_flags(bound)
   return [sys.executable, "-m", "seqlvm.cli", "train",
           "--data", os.path.join(os.path.abspath(args.data_dir), FILES[name]),
-          "--run-dir", run_dir, "--bound", bound,
+          "--run-dir", run_dir, "--bound", bound, *extra,
           "--num-particles", "1" if bound == "elbo" else "4",
           "--batch-size", "4", "--hidden-size", str(size),
           "--latent-size", str(size), "--learning-rate",
@@ -180,7 +204,12 @@ def stopped(run_dir, log_path, seconds, offset=0):
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--sets", nargs="+", default=list(FILES), choices=FILES)
-  p.add_argument("--bounds", nargs="+", default=list(BOUNDS), choices=BOUNDS)
+  p.add_argument("--bounds", nargs="+", default=list(BOUNDS),
+                 choices=TRAININGS,
+                 help="the trainings: each bound, or fivo-qiwae (FIVO with "
+                 "its proposal trained on the IWAE, `seqlvm train "
+                 "--proposal-bound iwae`; twice FIVO's cost per update) "
+                 "[elbo iwae fivo]")
   p.add_argument("--data-dir", default=os.path.join(
       HERE, "..", "..", "shared", "data", "pianorolls"))
   p.add_argument("--out", default=os.path.join("runs", "reproduce"))
@@ -339,17 +368,19 @@ def curves(runs, out, name):
       continue
     steps, values = zip(*history)
     tails += values[len(values) // 5:]
-    color = f"C{BOUNDS.index(bound)}" if bound in BOUNDS else None
-    label = f"{bound.upper()}-trained, valid {bound}" + (
-        f", seed {seed}" if seed else "")
+    color = f"C{TRAININGS.index(bound)}" if bound in TRAININGS else None
     line, = ax.plot(steps, values, color=color, lw=1,
-                    ls=styles[seed % len(styles)], label=label)
+                    ls=styles[seed % len(styles)],
+                    label=f"{label(bound)}-trained, valid "
+                    f"{training_flags(bound)[0]}" + (
+                        f", seed {seed}" if seed else ""))
     ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
-    anchor = anchors.get(bound)
-    if anchor is not None and bound not in anchored:
-      anchored.add(bound)
+    evaluated = training_flags(bound)[0]
+    anchor = anchors.get(evaluated)
+    if anchor is not None and evaluated not in anchored:
+      anchored.add(evaluated)
       ax.axhline(anchor, color=line.get_color(), ls=":", lw=1,
-                 label=f"anchor test {bound} {anchor}")
+                 label=f"anchor test {evaluated} {anchor}")
   if tails:  # the first fifth of training off the bottom: the end readable
     span = tails + [anchors[b] for b in anchored]  # the anchors drawn only
     low, top = min(span), max(span)
@@ -367,7 +398,8 @@ def curves(runs, out, name):
   print(f"Wrote {path}", flush=True)
 
 
-PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"))
+PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"),
+         (HYBRID, "iwae"), (HYBRID, "fivo"))
 
 
 def best_test_record(run, bound, num_particles):
@@ -434,7 +466,7 @@ def ordering(runs, out, bound="fivo", num_particles=4):
   if not several:
     lines = [title, "", "| runs | difference | ± se | in se |",
              "|---|---|---|---|"]
-    lines += [f"| {r['a'].upper()}-trained - {r['b'].upper()}-trained | "
+    lines += [f"| {label(r['a'])}-trained - {label(r['b'])}-trained | "
               f"{r['difference']:+.3f} | {r['se']:.3f} | "
               f"{in_se(r['difference'], r['se']):+.1f} |" for r in rows]
   else:
@@ -450,7 +482,7 @@ def ordering(runs, out, bound="fivo", num_particles=4):
       seeds = (f"{len(r['seeds_a'])} / {len(r['seeds_b'])}")
       each = ", ".join(f"{s}: {d:+.3f}" for s, d in r["per_seed"].items())
       lines.append(
-          f"| {r['a'].upper()}-trained - {r['b'].upper()}-trained | {seeds} "
+          f"| {label(r['a'])}-trained - {label(r['b'])}-trained | {seeds} "
           f"| {r['difference']:+.3f} | {r['se']:.3f} | "
           f"{in_se(r['difference'], r['se']):+.1f} | {each} | "
           f"{r['seed_se']:.3f} | {in_se(r['difference'], r['seed_se']):+.1f} |")

@@ -158,3 +158,37 @@ def test_filter_table_reads_the_stored_ess_and_resampling(reproduce,
           "| +0.017 |") in table
   assert "| fivo | 750 | -0.350 | 0.610 | 0.280 | n/a | n/a | n/a | n/a |" \
       in table
+
+
+def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
+                                                             tmp_path):
+  """fivo-qiwae trains with --bound fivo --proposal-bound iwae, is found
+  beside the bounds' runs, and is paired with the IWAE- and FIVO-trained
+  runs under its own label."""
+  args = types.SimpleNamespace(
+      size=None, max_length=None, data_dir="d", learning_rate=2e-4,
+      steps=10, valid_every=5, early_stopping=2, minutes=1.,
+      lr_schedule="constant", kl_warmup_steps=0)
+  command = reproduce.train_command(args, "jsb", "fivo-qiwae", "r", seed=1)
+  plain = reproduce.train_command(args, "jsb", "fivo", "r", seed=1)
+  at = command.index("--bound")
+  assert command[at:at + 4] == ["--bound", "fivo", "--proposal-bound", "iwae"]
+  assert command[:at + 2] + command[at + 4:] == plain
+  assert reproduce.bound_and_seed("o/jsb/fivo-qiwae-seed1") == ("fivo-qiwae",
+                                                                1)
+  runs = [_run(str(tmp_path), name, values) for name, values in (
+      ("iwae", [-11., -21., -33.]), ("fivo", [-10., -22., -29.]),
+      ("fivo-qiwae", [-10., -20., -30.]))]
+  assert reproduce.runs_of(str(tmp_path), "jsb") == runs
+  rows = {(r["a"], r["b"]): r for r in reproduce.ordering(runs,
+                                                          str(tmp_path))}
+  assert rows["fivo-qiwae", "iwae"]["difference"] == pytest.approx(5. / 60.)
+  assert rows["fivo-qiwae", "fivo"]["difference"] == pytest.approx(1. / 60.)
+  table = (tmp_path / "ordering.md").read_text()
+  assert "| FIVO (IWAE q)-trained - IWAE-trained | +0.083 |" in table
+  for run in runs:  # validation curves, for valid.png
+    with open(os.path.join(run, "best.json"), "w") as f:
+      json.dump({"step": 500, "value": -1.,
+                 "validations": [[250, -2.], [500, -1.]]}, f)
+  reproduce.curves(runs, str(tmp_path / "figs"), "jsb")
+  assert (tmp_path / "figs" / "valid.png").stat().st_size > 0
