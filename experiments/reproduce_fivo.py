@@ -44,9 +44,9 @@ over sequences, beside each seed's own difference and a standard error
 from the spread between seeds).
 
 --bounds fivo-qiwae trains FIVO with its proposal on the IWAE (`seqlvm
-train --bound fivo --proposal-bound iwae`, Le et al.'s alternating AESMC),
-run SET/fivo-qiwae[-seedS]; ordering.md pairs it with the IWAE- and
-FIVO-trained runs, as "FIVO (IWAE q)".
+train --bound fivo --proposal-bound iwae`, Le et al.'s ALT scheme for
+AESMC), run SET/fivo-qiwae[-seedS]; ordering.md pairs it with the IWAE-
+and FIVO-trained runs, as "FIVO (IWAE q)".
 
 Rerunning resumes every run from its directory (a run that has stopped
 early stays stopped; one at its cap trains --minutes more), and the
@@ -88,7 +88,7 @@ MAX_LENGTHS = {"jsb": 0, "nottingham": 256, "musedata": 256, "piano-midi": 256}
 BOUNDS = ("elbo", "iwae", "fivo")
 # The trainings a set's runs may have: each bound, and FIVO with its proposal
 # trained on the IWAE (--proposal-bound iwae: `seqlvm train --proposal-bound`,
-# Le et al.'s alternating AESMC), run FIVO-QIWAE.
+# Le et al.'s ALT scheme for AESMC), run FIVO-QIWAE.
 HYBRID = "fivo-qiwae"
 TRAININGS = BOUNDS + (HYBRID,)
 # The anchors: the ICLR re-run of FIVO's VRNN setting (N = 5), test nats per

@@ -96,8 +96,8 @@ def _bound_flags(arg, registry):
   arg("--num-particles", "num_particles", "particles N", type=int)
   arg("--proposal-bound", "proposal_bound", "train the proposal's own "
       "variables on this bound at the same N, everything else on --bound "
-      "(two sweeps per update; fivo with iwae: Le et al.'s alternating "
-      "AESMC); validation and evaluation use --bound (none: all on "
+      "(two sweeps per update; fivo with iwae: Le et al.'s ALT scheme "
+      "for AESMC); validation and evaluation use --bound (none: all on "
       "--bound)",
       choices=registry.BOUNDS.names)
   arg("--resampling", "resampling", "FIVO resampling rule",

@@ -115,9 +115,10 @@ class Config:
   trains the proposal's own variables (`SequenceModel.proposal_variables`)
   on another bound at the same N, and everything else on `bound`: each
   update then runs both sweeps (twice the cost). With bound "fivo" and
-  proposal_bound "iwae" this is the alternating scheme of Le et al.'s
-  auto-encoding SMC (2018): FIVO's gradient for the model, the IWAE's for
-  the proposal, whose gradient through FIVO's resampled sweep is weaker.
+  proposal_bound "iwae" this is the ALT scheme of Le et al.'s
+  auto-encoding SMC (2018), FIVO's gradient for the model and the IWAE's
+  for the proposal (their proposal's gradient through a resampled sweep is
+  weaker), taken in the same update where they alternate updates.
   Validation, early stopping and evaluation use `bound`.
   """
   data: str = "chorales"
