@@ -237,9 +237,11 @@ def _cmd_train(args):
           file=sys.stderr)
     return 2
   strategy = _strategy(args)
-  print(f"Training {config.model} with {config.bound} (N={config.num_particles}) "
-        f"on {config.data}; run directory: {os.path.abspath(args.run_dir)}",
-        file=sys.stderr)
+  proposal = (f", its proposal with {config.proposal_bound}"
+              if config.proposal_bound not in ("", config.bound) else "")
+  print(f"Training {config.model} with {config.bound} (N={config.num_particles}"
+        f"){proposal} on {config.data}; run directory: "
+        f"{os.path.abspath(args.run_dir)}", file=sys.stderr)
   result = training.train(
       config, args.run_dir, progress=not args.no_progress,
       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,

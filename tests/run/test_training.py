@@ -306,3 +306,25 @@ def test_sigterm_saves_a_checkpoint_at_the_step_reached(tiny_pianorolls,
   step = int(interrupted.group(1))
   assert 3 <= step < 1000
   assert _latest_checkpoint_number(run_dir) == step
+
+
+def test_a_proposal_bound_is_stored_announced_and_kept_on_resume(
+    tiny_pianorolls, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "2",
+                              "--no-jit", "--proposal-bound", "iwae")) == 0
+  err = capsys.readouterr().err
+  assert "with fivo (N=4), its proposal with iwae on" in err
+  with open(run_dir / "config.json") as f:
+    assert json.load(f)["proposal_bound"] == "iwae"
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "3",
+                              "--no-jit", "--proposal-bound", "elbo")) == 2
+  err = capsys.readouterr().err
+  assert "proposal_bound: stored 'iwae', given 'elbo'" in err
+  assert "Traceback" not in err
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "2",
+                              "--no-jit", "--model", "wavenet",
+                              "--proposal-bound", "iwae")) == 2
+  err = capsys.readouterr().err
+  assert "wavenet model has no latents, so no proposal" in err
+  assert "Traceback" not in err
