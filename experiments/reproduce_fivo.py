@@ -249,8 +249,8 @@ def main():
                  "many steps, for every set (0 = whole) [whole for JSB, 256 "
                  "for the others]")
   p.add_argument("--seeds", nargs="+", type=int, default=None,
-                 help="training seeds, one run per bound and seed: seed 0's "
-                 "is SET/BOUND, seed S's SET/BOUND-seedS; with "
+                 help="training seeds, one run per training and seed: seed "
+                 "0's is SET/BOUND, seed S's SET/BOUND-seedS; with "
                  "--compare-only, compare only these seeds' runs [train: 0; "
                  "compare: every seed's run that exists]")
   p.add_argument("--no-compare", action="store_true",
@@ -317,7 +317,7 @@ def main():
 
 def compare(args, name, seeds=None):
   """`seqlvm compare` of a set's runs at N = 4 and 16, all three bounds:
-  every run that exists (each bound; each seed, or those in `seeds`), not
+  every run that exists (each training; each seed, or those in `seeds`), not
   only those trained by this call, into SET/compare (SET/compare-seeds0-1
   for seeds [0, 1])."""
   runs = [run for run in runs_of(args.out, name)

@@ -48,7 +48,7 @@ def _train_parser(sub):
 
   def arg(flag, field, help_text, **kwargs):
     default = defaults[field].default
-    shown = default if default != "" else "none"
+    shown = default if default != "" else "unset"
     p.add_argument(flag, dest=field, default=None,
                    help=f"{help_text} [{shown}]", **kwargs)
 
@@ -96,9 +96,9 @@ def _bound_flags(arg, registry):
   arg("--num-particles", "num_particles", "particles N", type=int)
   arg("--proposal-bound", "proposal_bound", "train the proposal's own "
       "variables on this bound at the same N, everything else on --bound "
-      "(two sweeps per update; fivo with iwae: Le et al.'s ALT scheme "
-      "for AESMC); validation and evaluation use --bound (none: all on "
-      "--bound)",
+      "(two sweeps per update, both annealed by a KL warm-up; fivo with "
+      "iwae: a one-update form of Le et al.'s ALT scheme for AESMC); "
+      "validation and evaluation use --bound (unset: all on --bound)",
       choices=registry.BOUNDS.names)
   arg("--resampling", "resampling", "FIVO resampling rule",
       choices=registry.CRITERIA.names)

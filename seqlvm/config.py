@@ -31,16 +31,21 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
+def _trains_fivo(c):
+  """FIVO is the training bound or the proposal's."""
+  return "fivo" in (c.bound, c.proposal_bound)
+
+
 def _fivo_resamples(c):
-  return c.bound == "fivo" and c.resampling != "never"
+  return _trains_fivo(c) and c.resampling != "never"
 
 
 # When a field means something: (field, applies(config), the setting it
 # needs). A flag given where it does not apply is named in a warning (not
 # refused: a sweep may pass one set of flags to every model).
 _APPLIES = (
-    ("resampling", lambda c: c.bound == "fivo", "--bound fivo"),
-    ("threshold", lambda c: c.bound == "fivo" and c.resampling == "ess",
+    ("resampling", _trains_fivo, "--bound fivo"),
+    ("threshold", lambda c: _trains_fivo(c) and c.resampling == "ess",
      "--bound fivo with --resampling ess"),
     ("scheme", _fivo_resamples,
      "--bound fivo with --resampling ess or always"),
@@ -118,8 +123,9 @@ class Config:
   proposal_bound "iwae" this is the ALT scheme of Le et al.'s
   auto-encoding SMC (2018), FIVO's gradient for the model and the IWAE's
   for the proposal (their proposal's gradient through a resampled sweep is
-  weaker), taken in the same update where they alternate updates.
-  Validation, early stopping and evaluation use `bound`.
+  weaker), taken in the same update where they alternate updates. A KL
+  warm-up anneals both sweeps. Validation, early stopping and evaluation
+  use `bound`.
   """
   data: str = "chorales"
   model: str = "vrnn"

@@ -70,6 +70,9 @@ def test_ignored_fields_name_the_setting_they_need():
       config, {"resampling", "scheme", "num_particles"}))
   assert ignored == {"resampling": "--bound fivo",
                      "scheme": "--bound fivo with --resampling ess or always"}
+  # A FIVO-trained proposal resamples with them too.
+  assert not config_lib.ignored_fields(
+      Config(bound="iwae", proposal_bound="fivo"), {"resampling", "scheme"})
   config = Config(model="wavenet")
   assert [f for f, _ in config_lib.ignored_fields(
       config, {"hidden_size", "wavenet_layers"})] == ["hidden_size"]

@@ -11,6 +11,7 @@ from seqlvm.config import Config
 from seqlvm.data import sources
 from seqlvm.errors import ConfigError
 from seqlvm.models import nets
+from seqlvm.run import distribute
 from seqlvm.run import factory
 from seqlvm.run import training
 from seqlvm.smc import criteria
@@ -240,13 +241,16 @@ def test_a_proposal_bound_needs_a_proposal_of_the_model_s_own():
     factory.training_objective(built, Config(proposal_bound="iwae"))
 
 
-@pytest.mark.parametrize("model", ["vrnn", "srnn"])
+@pytest.mark.parametrize("model,batched", [("vrnn", False), ("srnn", False),
+                                           ("vrnn", True)])
 def test_the_proposal_bound_trains_the_proposal_and_the_bound_the_rest(
-    model):
+    model, batched):
   """FIVO for the model with the IWAE for the proposal: the model's
   variables get exactly FIVO's gradient (and the loss is FIVO's), the
   proposal's exactly the IWAE's from the folded seed, which differs from
-  what FIVO gives them; proposal_bound equal to the bound is one sweep."""
+  what FIVO gives them; proposal_bound equal to the bound is one sweep.
+  With the weight gradients batched after the loop (`batched`) too, and
+  through tf.distribute's per-replica step."""
   config = Config(model=model, bound="fivo", proposal_bound="iwae",
                   hidden_size=6, latent_size=3, num_particles=3)
   built = factory.build_model(config, data_size=5, data_mean=np.full(5, .3))
@@ -254,14 +258,23 @@ def test_the_proposal_bound_trains_the_proposal_and_the_bound_the_rest(
               tf.float32)
   lengths, seed = tf.constant([7, 5, 2]), tf.constant([3, 9])
   mask = shapes.sequence_mask(lengths, 7)
-  variables, objective = factory.training_objective(built, config)
+  variables, objective = factory.training_objective(built, config, batched)
   loss, grads, _ = objective(x, mask, seed, 14., kl_weight=0.5)
+  if batched:  # The distributed step's share: the same, None as zeros.
+    local = distribute.local_step(built, config, factory.bound_spec(
+        config, "fivo", 3), True)
+    local_loss, local_grads, _ = local(x, lengths, seed, tf.constant(14.),
+                                       tf.constant(0.5))
+    assert float(local_loss) == float(loss)
+    for g, gl in zip(grads, local_grads):
+      np.testing.assert_array_equal(gl.numpy(), g.numpy())
 
   def alone(name, sweep_seed):
     spec = factory.bound_spec(config, name, 3)
     with tf.GradientTape() as tape:
-      value = -tf.reduce_sum(spec.sweep(built, x, mask, sweep_seed,
-                                        kl_weight=0.5).log_marginal) / 14.
+      value = -tf.reduce_sum(spec.sweep(
+          built, x, mask, sweep_seed, batch_weight_gradients=batched,
+          kl_weight=0.5).log_marginal) / 14.
     return value, tape.gradient(value, variables)
 
   fivo_loss, fivo_grads = alone("fivo", seed)
@@ -277,7 +290,7 @@ def test_the_proposal_bound_trains_the_proposal_and_the_bound_the_rest(
                  for v, gf, gi in zip(variables, fivo_grads, iwae_grads)
                  if v.ref() in owned)
   _, same = factory.training_objective(built, config.replace(
-      proposal_bound="fivo"))
+      proposal_bound="fivo"), batched)
   same_loss, same_grads, _ = same(x, mask, seed, 14., kl_weight=0.5)
   assert float(same_loss) == float(fivo_loss)
   for g, gf in zip(same_grads, fivo_grads):
@@ -285,8 +298,9 @@ def test_the_proposal_bound_trains_the_proposal_and_the_bound_the_rest(
 
 
 def test_the_training_step_with_a_proposal_bound_compiles_and_learns():
-  """Under XLA, a few updates of FIVO with an IWAE proposal raise the
-  training bound on a fixed batch."""
+  """A smoke test (the routing is tested above): under XLA, a few updates
+  of FIVO with an IWAE proposal raise the training bound on a fixed
+  batch."""
   config = Config(bound="fivo", proposal_bound="iwae", hidden_size=8,
                   latent_size=4, learning_rate=3e-2)
   model = factory.build_model(config, data_size=5, data_mean=np.full(5, .3))

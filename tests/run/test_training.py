@@ -322,6 +322,12 @@ def test_a_proposal_bound_is_stored_announced_and_kept_on_resume(
   err = capsys.readouterr().err
   assert "proposal_bound: stored 'iwae', given 'elbo'" in err
   assert "Traceback" not in err
+  # Resumed without the flag, it keeps the stored proposal bound.
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "3",
+                              "--no-jit")) == 0
+  assert "its proposal with iwae" in capsys.readouterr().err
+  with open(run_dir / "config.json") as f:
+    assert json.load(f)["proposal_bound"] == "iwae"
   assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "2",
                               "--no-jit", "--model", "wavenet",
                               "--proposal-bound", "iwae")) == 2
