@@ -369,13 +369,12 @@ def curves(runs, out, name):
     steps, values = zip(*history)
     tails += values[len(values) // 5:]
     color = f"C{TRAININGS.index(bound)}" if bound in TRAININGS else None
+    evaluated = training_flags(bound)[0]
     line, = ax.plot(steps, values, color=color, lw=1,
                     ls=styles[seed % len(styles)],
-                    label=f"{label(bound)}-trained, valid "
-                    f"{training_flags(bound)[0]}" + (
+                    label=f"{label(bound)}-trained, valid {evaluated}" + (
                         f", seed {seed}" if seed else ""))
     ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
-    evaluated = training_flags(bound)[0]
     anchor = anchors.get(evaluated)
     if anchor is not None and evaluated not in anchored:
       anchored.add(evaluated)

@@ -111,13 +111,8 @@ class SequenceModel(tf.Module):
   @property
   def proposal_variables(self):
     """The trainable variables of `proposal_modules`, in their order."""
-    found, seen = [], set()
-    for module in self.proposal_modules():
-      for v in module.trainable_variables:
-        if v.ref() not in seen:
-          seen.add(v.ref())
-          found.append(v)
-    return tuple(found)
+    return tuple(v for module in self.proposal_modules()
+                 for v in module.trainable_variables)
 
   def for_evaluation(self):
     """The model whose bounds are reported: itself, unless training relaxes

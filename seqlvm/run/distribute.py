@@ -384,7 +384,7 @@ def _concatenated(parts):
   return ds
 
 
-def local_step(model, config, spec, batch_weight_gradients):
+def local_step(model, config, batch_weight_gradients):
   """One replica's share of the training step, with no collective inside
   (so it may be XLA-compiled): (x, lengths, seed, total_steps, kl_weight)
   -> (minus its log p_hat sum / total_steps, its gradients, its
@@ -400,7 +400,7 @@ def local_step(model, config, spec, batch_weight_gradients):
     grads = [tf.zeros_like(v) if g is None else g
              for g, v in zip(grads, variables)]
     per_sequence = diagnostics_lib.per_sequence(sweep, mask,
-                                                spec.num_particles)
+                                                config.num_particles)
     return loss, grads, per_sequence
 
   return step
@@ -450,8 +450,7 @@ def make_train_step(model, optimizer, config, strategy, element_spec,
   if mode not in ("xla", "graph"):
     raise ValueError(f"mode must be xla or graph, got {mode!r}.")
   variables = model.trainable_variables
-  spec = factory.bound_spec(config, config.bound, config.num_particles)
-  local = local_step(model, config, spec, batch_weight_gradients)
+  local = local_step(model, config, batch_weight_gradients)
   kl_weight_fn = factory.kl_weight_schedule(config)
   if mode == "xla":
     local = tf.function(local, jit_compile=True)

@@ -621,7 +621,6 @@ def make_train_step(model, optimizer, config, data_size, mode="xla",
       annealed objective of `factory.kl_weight_schedule`, a bound from the
       end of the warm-up on.
   """
-  spec = factory.bound_spec(config, config.bound, config.num_particles)
   kl_weight_fn = factory.kl_weight_schedule(config)
   if batch_weight_gradients is None:
     batch_weight_gradients = BATCH_WEIGHT_GRADIENTS
@@ -647,7 +646,7 @@ def make_train_step(model, optimizer, config, data_size, mode="xla",
 
     applied = tf.cond(finite, apply, lambda: tf.constant(False))
     diagnostics = diagnostics_lib.batch_summary(
-        diagnostics_lib.per_sequence(sweep, mask, spec.num_particles),
+        diagnostics_lib.per_sequence(sweep, mask, config.num_particles),
         lengths)
     return -loss, grad_norm, applied, diagnostics
 

@@ -102,8 +102,7 @@ def _annealed_by_hand(config, x, lengths, replicas):
 def _padding_share(config, x):
   """One replica's local step on a share of empty sequences."""
   model = _lgssm()
-  spec = factory.bound_spec(config, config.bound, config.num_particles)
-  local = distribute.local_step(model, config, spec, True)
+  local = distribute.local_step(model, config, True)
   share_x, share_lengths = distribute.replica_share(
       x, tf.constant(PADDED_LENGTHS, tf.int32), 1, 2, 1)
   loss, grads, _ = local(share_x, share_lengths, tf.constant([0, 0]),

@@ -261,8 +261,7 @@ def test_the_proposal_bound_trains_the_proposal_and_the_bound_the_rest(
   variables, objective = factory.training_objective(built, config, batched)
   loss, grads, _ = objective(x, mask, seed, 14., kl_weight=0.5)
   if batched:  # The distributed step's share: the same, None as zeros.
-    local = distribute.local_step(built, config, factory.bound_spec(
-        config, "fivo", 3), True)
+    local = distribute.local_step(built, config, True)
     local_loss, local_grads, _ = local(x, lengths, seed, tf.constant(14.),
                                        tf.constant(0.5))
     assert float(local_loss) == float(loss)
