@@ -159,13 +159,16 @@ def train_command(args, name, bound, run_dir, seed=0):
 
 def schedule_flags(args):
   """`seqlvm train`'s schedule flags: none for the reference's constant
-  rate, so that a run trained before they existed resumes unchanged."""
+  rate, so that a run trained before they existed resumes unchanged, and
+  only those the schedule reads (`seqlvm train` warns of the others)."""
   if args.lr_schedule == "constant":
     return []
+  shape = (["--lr-decay-rate", str(args.lr_decay_rate)]
+           if args.lr_schedule == "exponential" else
+           ["--lr-min-fraction", str(args.lr_min_fraction)])
   return ["--lr-schedule", args.lr_schedule, "--lr-decay-steps",
-          str(args.lr_decay_steps), "--lr-decay-rate", str(args.lr_decay_rate),
-          "--lr-min-fraction", str(args.lr_min_fraction), "--warmup-steps",
-          str(args.warmup_steps)]
+          str(args.lr_decay_steps)] + shape + [
+              "--warmup-steps", str(args.warmup_steps)]
 
 
 def kl_flags(args):

@@ -69,6 +69,29 @@ def test_train_command_passes_the_seed(reproduce):
   assert seed2 == seed0 + ["--seed", "2"]
 
 
+@pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
+def test_train_command_passes_only_flags_that_apply(reproduce, schedule,
+                                                     tmp_path, capsys):
+  from seqlvm import cli  # pylint: disable=g-import-not-at-top
+  args = types.SimpleNamespace(
+      size=None, max_length=None, data_dir="d", learning_rate=1e-3,
+      steps=10, valid_every=5, early_stopping=2, minutes=1.,
+      lr_schedule=schedule, lr_decay_steps=20, lr_decay_rate=0.5,
+      lr_min_fraction=0.02, warmup_steps=0, kl_warmup_steps=6,
+      kl_weight_start=0.)
+  for bound in ("elbo", "iwae", "fivo"):
+    argv = reproduce.train_command(args, "nottingham", bound,
+                                   str(tmp_path / bound), seed=1)
+    parsed = cli.build_parser().parse_args(argv[argv.index("train"):])
+    config = cli._config_from_args(parsed)  # pylint: disable=protected-access
+    assert config.lr_schedule == schedule and config.kl_warmup_steps == 6
+    if schedule == "exponential":
+      assert config.lr_decay_rate == 0.5
+    if schedule == "cosine":
+      assert config.lr_min_fraction == 0.02
+    assert "Warning" not in capsys.readouterr().err, (bound, argv)
+
+
 def test_one_seed_each_is_the_plain_paired_difference(reproduce, tmp_path):
   a = _run(str(tmp_path), "fivo", [-10., -22., -29.])
   b = _run(str(tmp_path), "iwae", [-11., -21., -33.])
