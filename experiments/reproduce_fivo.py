@@ -154,7 +154,10 @@ def train_command(args, name, bound, run_dir, seed=0):
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
           "--max-length", str(max_length)] + schedule_flags(args) + (
-              kl_flags(args)) + (["--seed", str(seed)] if seed else [])
+              kl_flags(args)) + (
+                  ["--weight-decay", str(args.weight_decay)]
+                  if args.weight_decay else []) + (
+                      ["--seed", str(seed)] if seed else [])
 
 
 def schedule_flags(args):
@@ -244,6 +247,9 @@ def main():
                  "(0 = none, as the reference) [0]")
   p.add_argument("--kl-weight-start", type=float, default=0.0,
                  help="the KL warm-up's first weight [0]")
+  p.add_argument("--weight-decay", type=float, default=0.0,
+                 help="decoupled weight decay (AdamW), as `seqlvm train "
+                 "--weight-decay` (0 = plain Adam, as the reference) [0]")
   p.add_argument("--size", type=int, default=None,
                  help="latent and hidden size for every set [32 for JSB, "
                  "64 for the others]")

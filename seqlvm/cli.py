@@ -144,6 +144,9 @@ def _training_flags(p, arg, registry):
       "beta, in [0, 1]", type=float)
   arg("--clip-norm", "clip_norm", "clip gradients to this global norm "
       "(0 = off)", type=float)
+  arg("--weight-decay", "weight_decay", "decoupled weight decay (AdamW): "
+      "each update also shrinks every variable by the learning rate times "
+      "this (0 = off, plain Adam, as FIVO's reference)", type=float)
   arg("--num-steps", "num_steps", "total training steps", type=int)
   arg("--checkpoint-every", "checkpoint_every", "steps between checkpoints",
       type=int)

@@ -27,7 +27,7 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
                 "valid_samples", "precision", "kl_warmup_steps",
-                "kl_weight_start", "proposal_bound")
+                "kl_weight_start", "proposal_bound", "weight_decay")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -125,7 +125,10 @@ class Config:
   for the proposal (their proposal's gradient through a resampled sweep is
   weaker), taken in the same update where they alternate updates. A KL
   warm-up anneals both sweeps. Validation, early stopping and evaluation
-  use `bound`.
+  use `bound`. `weight_decay` > 0 trains with tf_keras' AdamW instead of
+  Adam: each update also shrinks every variable by the learning rate
+  times `weight_decay` (decoupled weight decay, against overfitting; not
+  in FIVO's reference setting).
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -156,6 +159,7 @@ class Config:
   kl_warmup_steps: int = 0
   kl_weight_start: float = 0.
   clip_norm: float = 0.
+  weight_decay: float = 0.
   num_steps: int = 2000
   checkpoint_every: int = 500
   summary_every: int = 25
@@ -223,6 +227,8 @@ class Config:
         (0. < self.threshold <= 1., "threshold must be in (0, 1]"),
         (self.learning_rate > 0., "learning_rate must be positive"),
         (self.clip_norm >= 0., "clip_norm must be >= 0 (0 = off)"),
+        (0. <= self.weight_decay < float("inf"),
+         "weight_decay must be >= 0 (0 = off)"),
         (not (self.early_stopping and not self.valid_every),
          "early_stopping counts validations: it needs valid_every > 0"),
         (0 <= self.seed < 2 ** 31, "seed must be in [0, 2**31)"),

@@ -270,14 +270,21 @@ def kl_weight_schedule(config):
 
 def make_optimizer(config, variables):
   """tf_keras' Adam under the config's learning-rate schedule, built for
-  `variables` (its slots exist before a checkpoint restores them).
+  `variables` (its slots exist before a checkpoint restores them); with
+  `config.weight_decay` > 0 tf_keras' AdamW, which also shrinks every
+  variable by learning rate x weight_decay per update (decoupled weight
+  decay, Loshchilov and Hutter 2019), the same slots otherwise.
 
   Returns:
     optimizer: the optimizer.
     current_rate: () -> float, the learning rate of the next update.
   """
   schedule = learning_rate_schedule(config)
-  optimizer = tf_keras.optimizers.Adam(schedule)
+  if config.weight_decay > 0:
+    optimizer = tf_keras.optimizers.AdamW(
+        schedule, weight_decay=config.weight_decay)
+  else:
+    optimizer = tf_keras.optimizers.Adam(schedule)
   optimizer.build(variables)
 
   def current_rate():

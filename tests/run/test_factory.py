@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from seqlvm import bounds
 from seqlvm import registry
@@ -144,6 +145,24 @@ def test_learning_rate_schedules_at_chosen_steps():
   assert current() == pytest.approx(2.5e-4)
   optimizer.apply_gradients([(tf.constant(1.), variable)])
   assert current() == pytest.approx(5e-4)
+
+
+def test_weight_decay_shrinks_each_variable_by_rate_times_decay():
+  """AdamW's decoupled decay: with a zero gradient (Adam's step is 0) a
+  variable is multiplied by 1 - rate x weight_decay per update; 0 keeps
+  plain Adam, whose zero-gradient update leaves it alone."""
+  for decay, kind in ((0., tf_keras.optimizers.Adam),
+                      (0.5, tf_keras.optimizers.AdamW)):
+    config = Config(learning_rate=0.1, weight_decay=decay)
+    variable = tf.Variable([2., -4.])
+    optimizer, _ = factory.make_optimizer(config, [variable])
+    assert type(optimizer) is kind  # pylint: disable=unidiomatic-typecheck
+    for _ in range(2):
+      optimizer.apply_gradients([(tf.zeros([2]), variable)])
+    assert variable.numpy() == pytest.approx(
+        np.array([2., -4.]) * (1. - 0.1 * decay) ** 2)
+  with pytest.raises(ConfigError, match="weight_decay"):
+    Config(weight_decay=-1.)
 
 
 def test_kl_weight_schedule_rises_linearly_to_one():
