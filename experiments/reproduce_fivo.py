@@ -143,6 +143,11 @@ def train_command(args, name, bound, run_dir, seed=0):
   max_length = (MAX_LENGTHS[name] if args.max_length is None
                 else args.max_length)
   bound, extra = training_flags(bound)
+  optional = schedule_flags(args) + kl_flags(args)
+  if args.weight_decay:
+    optional += ["--weight-decay", str(args.weight_decay)]
+  if seed:
+    optional += ["--seed", str(seed)]
   return [sys.executable, "-m", "seqlvm.cli", "train",
           "--data", os.path.join(os.path.abspath(args.data_dir), FILES[name]),
           "--run-dir", run_dir, "--bound", bound, *extra,
@@ -153,11 +158,7 @@ def train_command(args, name, bound, run_dir, seed=0):
           "--valid-every", str(args.valid_every), "--early-stopping",
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
-          "--max-length", str(max_length)] + schedule_flags(args) + (
-              kl_flags(args)) + (
-                  ["--weight-decay", str(args.weight_decay)]
-                  if args.weight_decay else []) + (
-                      ["--seed", str(seed)] if seed else [])
+          "--max-length", str(max_length)] + optional
 
 
 def schedule_flags(args):
