@@ -357,12 +357,18 @@ def latents(runs, out, samples=8):
   print(f"Wrote {path}", flush=True)
 
 
-def curves(runs, out, name):
+def curves(runs, out, name, labels=None):
   """OUT/valid.png: each run's validation bound (its training bound, nats
   per timestep) against the step, the best marked, and the anchors' test
   numbers as dotted lines for scale: one colour per training bound, one
   line style per seed. The y axis spans the curves after their first fifth
-  and the anchors drawn, so that where they end can be read."""
+  and the anchors drawn, so that where they end can be read.
+
+  labels, one per run, name runs that share a training bound and seed but
+  differ in a setting (say, --weight-decay): each then has its own colour
+  and that label in the legend."""
+  if labels is not None and len(labels) != len(runs):
+    raise ValueError(f"{len(labels)} labels for {len(runs)} runs")
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -370,7 +376,7 @@ def curves(runs, out, name):
   styles = ("-", "--", "-.", (0, (1, 1)))
   anchors = ANCHORS.get(name, {})
   anchored, tails = set(), []
-  for run in runs:
+  for index, run in enumerate(runs):
     bound, seed = bound_and_seed(run)
     record = best_lib.read(run)
     history = record.get("validations") or []
@@ -380,10 +386,12 @@ def curves(runs, out, name):
     tails += values[len(values) // 5:]
     color = f"C{TRAININGS.index(bound)}" if bound in TRAININGS else None
     evaluated = training_flags(bound)[0]
+    legend = f"{label(bound)}-trained, valid {evaluated}" + (
+        f", seed {seed}" if seed else "")
+    if labels is not None:
+      color, legend = f"C{index}", f"{legend}, {labels[index]}"
     line, = ax.plot(steps, values, color=color, lw=1,
-                    ls=styles[seed % len(styles)],
-                    label=f"{label(bound)}-trained, valid {evaluated}" + (
-                        f", seed {seed}" if seed else ""))
+                    ls=styles[seed % len(styles)], label=legend)
     ax.plot([record["step"]], [record["value"]], "o", color=line.get_color())
     anchor = anchors.get(evaluated)
     if anchor is not None and evaluated not in anchored:

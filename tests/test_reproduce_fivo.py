@@ -216,3 +216,11 @@ def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
                  "validations": [[250, -2.], [500, -1.]]}, f)
   reproduce.curves(runs, str(tmp_path / "figs"), "jsb")
   assert (tmp_path / "figs" / "valid.png").stat().st_size > 0
+  # runs told apart by a setting: one label (and colour) each, and a count
+  # that does not match is refused before anything is drawn
+  reproduce.curves(runs, str(tmp_path / "labelled"), "jsb",
+                   labels=["a", "b", "c"])
+  assert (tmp_path / "labelled" / "valid.png").stat().st_size > 0
+  with pytest.raises(ValueError, match="2 labels for 3 runs"):
+    reproduce.curves(runs, str(tmp_path / "none"), "jsb", labels=["a", "b"])
+  assert not (tmp_path / "none").exists()
