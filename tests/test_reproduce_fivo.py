@@ -224,3 +224,29 @@ def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
   with pytest.raises(ValueError, match="2 labels for 3 runs"):
     reproduce.curves(runs, str(tmp_path / "none"), "jsb", labels=["a", "b"])
   assert not (tmp_path / "none").exists()
+
+
+def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
+                                                        monkeypatch):
+  """The same bound and seed under two --out directories (a setting
+  compared) get a row each, named by path; distinct names stay short."""
+  seen = []
+
+  def fake_evaluate(run, split, batch_size, samples, seed, device):
+    seen.append(run)
+    kl = 1. + len(seen)
+    return {"checkpoint": "best/ckpt-1", "elbo": -3., "elbo_se": .1,
+            "recon": -3. + kl, "recon_se": .1, "kl": kl, "kl_se": .1}
+
+  monkeypatch.setattr(reproduce.latent_usage, "evaluate", fake_evaluate)
+  a = os.path.join("plain", "nottingham", "iwae-seed1")
+  b = os.path.join("decay", "nottingham", "iwae-seed1")
+  assert reproduce.run_names([a, b + os.sep]) == [a, b]
+  assert reproduce.run_names([a, "x/fivo-seed1"]) == ["iwae-seed1",
+                                                      "fivo-seed1"]
+  reproduce.latents([a, b], str(tmp_path))
+  table = (tmp_path / "latent.md").read_text()
+  assert f"| {a} | best/ckpt-1 |" in table and "**2.000**" in table
+  assert f"| {b} | best/ckpt-1 |" in table and "**3.000**" in table
+  assert sorted(json.loads((tmp_path / "latent.json").read_text())) == sorted(
+      [a, b])
