@@ -344,22 +344,15 @@ def compare(args, name, seeds=None):
     latents(runs, out)
 
 
-def run_names(runs):
-  """Each run's name in a table: its directory's name, or, where two runs
-  share one (the same bound and seed under two --out directories, as in a
-  comparison of settings), the paths as given, so no row hides another."""
-  names = [os.path.basename(os.path.normpath(run)) for run in runs]
-  if len(set(names)) < len(names):
-    names = [os.path.normpath(run) for run in runs]
-  return names
-
-
 def latents(runs, out, samples=8):
   """OUT/latent.md (and .json): each run's single-sample ELBO on the test
   split split into log p(x|z) and KL(q || p) per timestep
   (`latent_usage.py`), which shows a run whose latents have collapsed."""
+  # Here, not at the top: seqlvm.run.compare imports TensorFlow, which the
+  # script needs only in its training and evaluation subprocesses.
+  from seqlvm.run.compare import run_labels  # pylint: disable=g-import-not-at-top
   results = {name: latent_usage.evaluate(run, "test", 16, samples, 0, "auto")
-             for name, run in zip(run_names(runs), runs)}
+             for name, run in zip(run_labels(runs), runs)}
   path = os.path.join(out, "latent.md")
   fileio.write_text(latent_usage.table(results, "test", samples), path)
   with open(os.path.join(out, "latent.json"), "w") as f:

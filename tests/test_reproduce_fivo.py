@@ -241,12 +241,14 @@ def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
   monkeypatch.setattr(reproduce.latent_usage, "evaluate", fake_evaluate)
   a = os.path.join("plain", "nottingham", "iwae-seed1")
   b = os.path.join("decay", "nottingham", "iwae-seed1")
-  assert reproduce.run_names([a, b + os.sep]) == [a, b]
-  assert reproduce.run_names([a, "x/fivo-seed1"]) == ["iwae-seed1",
-                                                      "fivo-seed1"]
   reproduce.latents([a, b], str(tmp_path))
   table = (tmp_path / "latent.md").read_text()
-  assert f"| {a} | best/ckpt-1 |" in table and "**2.000**" in table
-  assert f"| {b} | best/ckpt-1 |" in table and "**3.000**" in table
+  assert f"| iwae-seed1 ({a}) | best/ckpt-1 |" in table and "**2.000**" in table
+  assert f"| iwae-seed1 ({b}) | best/ckpt-1 |" in table and "**3.000**" in table
   assert sorted(json.loads((tmp_path / "latent.json").read_text())) == sorted(
-      [a, b])
+      [f"iwae-seed1 ({a})", f"iwae-seed1 ({b})"])
+  seen.clear()  # distinct names stay short
+  reproduce.latents([a, "x/fivo-seed1"], str(tmp_path / "short"))
+  table = (tmp_path / "short" / "latent.md").read_text()
+  assert "| iwae-seed1 | best/ckpt-1 |" in table
+  assert "| fivo-seed1 | best/ckpt-1 |" in table

@@ -52,12 +52,13 @@ _CSV_FIELDS = ("run", "label", "checkpoint", "step", "split", "bound",
                "resampling_rate", "num_sequences", "num_timesteps")
 
 
-def run_labels(run_dirs, configs):
+def run_labels(run_dirs, configs=None):
   """A short label per run: the settings its config differs in from the
-  others ("bound=fivo"), or the folder's name."""
+  others ("bound=fivo"), or, without configs, the folder's name; a name
+  two runs would share gets the run's path."""
   names = [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
   labels = names
-  if len(configs) > 1:
+  if configs and len(configs) > 1:
     values = [c.to_dict() for c in configs]
     differing = [k for k in values[0] if k not in LABEL_IGNORED and
                  len({repr(v[k]) for v in values}) > 1]

@@ -131,3 +131,7 @@ def test_compare_labels_differ_for_runs_with_the_same_folder_name():
   assert compare.run_labels(["a/fivo", "b/fivo"], same) == [
       "fivo (a/fivo)", "fivo (b/fivo)"]
   assert len(set(compare.run_labels(["r", "r"], same))) == 2
+  # without configs: the folder's name, and the path where names repeat
+  assert compare.run_labels(["a/fivo", "b/iwae/"]) == ["fivo", "iwae"]
+  assert compare.run_labels(["a/fivo", "b/fivo"]) == [
+      "fivo (a/fivo)", "fivo (b/fivo)"]
