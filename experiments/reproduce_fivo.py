@@ -522,10 +522,10 @@ def filtering(runs, out, bound="fivo", particle_counts=(4, 16)):
   large gain with N: such a model can be the better one at 16 particles
   and the worse at 4. Returns the rows (dicts; None where a record is
   missing)."""
+  from seqlvm.run.compare import run_labels  # pylint: disable=g-import-not-at-top
   rows = []
-  for run in runs:
-    row = {"run": os.path.basename(os.path.normpath(run)),
-           "step": best_lib.read(run).get("step")}
+  for name, run in zip(run_labels(runs), runs):
+    row = {"run": name, "step": best_lib.read(run).get("step")}
     for n in particle_counts:
       found = best_test_record(run, bound, n)
       row[n] = ({"bound": found["ll_per_t"],

@@ -4,6 +4,7 @@ and the ordering's paired differences over seeds, on hand-made records."""
 import json
 import math
 import os
+import shutil
 import sys
 import types
 
@@ -182,6 +183,11 @@ def test_filter_table_reads_the_stored_ess_and_resampling(reproduce,
           "| +0.017 |") in table
   assert "| fivo | 750 | -0.350 | 0.610 | 0.280 | n/a | n/a | n/a | n/a |" \
       in table
+  # the same run name under another --out directory gets a row of its own
+  twin = str(tmp_path / "decay" / "iwae")
+  shutil.copytree(runs[0], twin)
+  rows = reproduce.filtering([runs[0], twin], str(tmp_path / "twins"))
+  assert [r["run"] for r in rows] == [f"iwae ({runs[0]})", f"iwae ({twin})"]
 
 
 def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
