@@ -52,7 +52,9 @@ Rerunning resumes every run from its directory (a run that has stopped
 early stays stopped; one at its cap trains --minutes more), and the
 evaluations reuse the records already stored. Per run, stopped.json in
 --out records the steps, the wall time, whether early stopping fired and
-the best validation's step.
+the best validation's step. A SIGTERM (`kill`) or Ctrl-C to this script
+is forwarded to every training it is running: each saves a checkpoint at
+the step it reached and exits, and the script records it and exits too.
 """
 
 import argparse
@@ -60,6 +62,7 @@ import glob
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -278,51 +281,107 @@ def main():
     return
   pending = [(name, run_name(bound, seed)) for name in args.sets
              for seed in args.seeds or [0] for bound in args.bounds]
-  expected = {name: [run for n, run in pending if n == name]
-              for name in args.sets}
+  sys.exit(train_all(args, pending))
+
+
+class Stopped(Exception):
+  """SIGTERM or SIGINT to this script: every training still running is sent
+  the same signal (each saves a checkpoint at the step it reached) before the
+  script exits."""
+
+  def __init__(self, signum):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+  del frame
+  raise Stopped(signum)
+
+
+def train_all(args, pending):
+  """Trains the (set, run) pairs in `pending`, --parallel at a time, each in
+  a `seqlvm train` subprocess (`train_command`) logging to OUT/SET/RUN.log;
+  records where each stopped in OUT/stopped.json and, unless --no-compare,
+  compares a set once all of its runs have finished. Returns 0, or 128 plus
+  the signal's number where SIGTERM or SIGINT stopped it.
+
+  The trainings run in sessions of their own, so a signal reaches them only
+  through this script, once: a `kill` of the script, or Ctrl-C in its
+  terminal, is forwarded to each running training, which checkpoints and
+  exits; the script waits for them, records them, and exits too. Without
+  this, a SIGTERM left the trainings running on with no one to record them.
+  """
+  expected = {}
+  for name, run in pending:
+    expected.setdefault(name, []).append(run)
+  pending = list(pending)
   running, done = {}, {}
-  while pending or running:
-    while pending and len(running) < args.parallel:
-      name, run = pending.pop(0)
-      bound, seed = bound_and_seed(run)
-      run_dir = os.path.join(args.out, name, run)
-      os.makedirs(os.path.dirname(run_dir), exist_ok=True)
-      log_path = os.path.join(args.out, name, f"{run}.log")
-      log = open(log_path, "a")  # pylint: disable=consider-using-with
-      offset = log.tell()
-      command = train_command(args, name, bound, run_dir, seed)
-      print(" ".join(command[2:]), flush=True)
-      running[name, run] = (subprocess.Popen(command, stdout=log,
-                                               stderr=log),
+  handlers = {signum: signal.signal(signum, _raise_stopped)
+              for signum in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    while pending or running:
+      while pending and len(running) < args.parallel:
+        name, run = pending.pop(0)
+        bound, seed = bound_and_seed(run)
+        run_dir = os.path.join(args.out, name, run)
+        os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+        log_path = os.path.join(args.out, name, f"{run}.log")
+        log = open(log_path, "a")  # pylint: disable=consider-using-with
+        offset = log.tell()
+        command = train_command(args, name, bound, run_dir, seed)
+        print(" ".join(command[2:]), flush=True)
+        running[name, run] = (subprocess.Popen(
+            command, stdout=log, stderr=log, start_new_session=True),
                               log, log_path, run_dir, time.time(), offset)
-    time.sleep(5)
-    for key, (process, log, log_path, run_dir, start, offset) in list(
-        running.items()):
-      if process.poll() is None:
-        continue
-      log.close()
-      del running[key]
-      record = stopped(run_dir, log_path, time.time() - start, offset)
-      record["returncode"] = process.returncode
-      done[key] = record
-      print(f"{key[0]} {key[1]}: {record}", flush=True)
-      path = os.path.join(args.out, "stopped.json")
-      previous = {}
-      if os.path.exists(path):
-        with open(path) as f:
-          previous = json.load(f)
-      previous[f"{key[0]}/{key[1]}"] = record
-      with open(path, "w") as f:
-        json.dump(previous, f, indent=1, sort_keys=True)
-      runs = expected[key[0]]
-      if args.no_compare or any((key[0], r) not in done for r in runs):
-        continue
-      failed = [r for r in runs if done[key[0], r]["returncode"]]
-      if failed:
-        print(f"{key[0]}: not compared, since {', '.join(failed)} failed "
-              f"(see {os.path.join(args.out, key[0])}/RUN.log)", flush=True)
-      else:
-        compare(args, key[0])
+      time.sleep(5)
+      for key in [k for k, v in running.items() if v[0].poll() is not None]:
+        _finished(args, key, running.pop(key), done, expected)
+  except Stopped as e:
+    for key, (process, *_) in running.items():
+      print(f"{key[0]} {key[1]}: sending {e}", flush=True)
+      process.send_signal(e.signum)
+    # A second signal while they save must not leave them unrecorded.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for key in list(running):
+      running[key][0].wait()
+      _finished(args, key, running.pop(key), done, expected, compare_set=False)
+    print(f"Stopped by {e}; the same command resumes every run from its "
+          "checkpoint.", flush=True)
+    return 128 + e.signum
+  finally:
+    for signum, handler in handlers.items():
+      signal.signal(signum, handler)
+  return 0
+
+
+def _finished(args, key, entry, done, expected, compare_set=True):
+  """Records a finished training in OUT/stopped.json and, once every run of
+  its set has finished without failing, compares the set."""
+  process, log, log_path, run_dir, start, offset = entry
+  log.close()
+  record = stopped(run_dir, log_path, time.time() - start, offset)
+  record["returncode"] = process.returncode
+  done[key] = record
+  print(f"{key[0]} {key[1]}: {record}", flush=True)
+  path = os.path.join(args.out, "stopped.json")
+  previous = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+  previous[f"{key[0]}/{key[1]}"] = record
+  fileio.write_text(json.dumps(previous, indent=1, sort_keys=True), path)
+  runs = expected[key[0]]
+  if (not compare_set or args.no_compare or
+      any((key[0], r) not in done for r in runs)):
+    return
+  failed = [r for r in runs if done[key[0], r]["returncode"]]
+  if failed:
+    print(f"{key[0]}: not compared, since {', '.join(failed)} failed "
+          f"(see {os.path.join(args.out, key[0])}/RUN.log)", flush=True)
+  else:
+    compare(args, key[0])
 
 
 def compare(args, name, seeds=None):

@@ -258,3 +258,78 @@ def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
   table = (tmp_path / "short" / "latent.md").read_text()
   assert "| iwae-seed1 | best/ckpt-1 |" in table
   assert "| fivo-seed1 | best/ckpt-1 |" in table
+
+
+# A stand-in for `seqlvm train`: it writes its pid, then waits; SIGTERM or
+# SIGINT makes it "checkpoint" (a file naming the signal, the log line
+# `stopped` reads) and exit as the real one does, with 128 + the signal.
+_TRAINING = """
+import os, signal, sys, time
+run_dir = sys.argv[1]
+def stop(signum, frame):
+  with open(os.path.join(run_dir, "signal"), "w") as f:
+    f.write(signal.Signals(signum).name)
+  print("Trained to step 7.", flush=True)
+  sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+os.makedirs(run_dir, exist_ok=True)
+with open(os.path.join(run_dir, "pid"), "w") as f:
+  f.write(str(os.getpid()))
+while True:
+  time.sleep(0.05)
+"""
+
+_SCRIPT = """
+import argparse, sys
+sys.path.insert(0, sys.argv[1])
+import reproduce_fivo as r
+r.train_command = lambda args, name, bound, run_dir, seed=0: [
+    sys.executable, "-c", sys.argv[3], run_dir]
+args = argparse.Namespace(out=sys.argv[2], parallel=2, no_compare=True)
+sys.exit(r.train_all(args, [("jsb", "iwae"), ("jsb", "fivo"),
+                            ("jsb", "elbo")]))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_reaches_the_trainings_and_they_are_recorded(tmp_path,
+                                                              name):
+  """A `kill` of the script (or Ctrl-C in its terminal, which now reaches
+  only the script) stops its running trainings the way the same signal to
+  each would (they checkpoint and exit) and records them: before, a SIGTERM
+  left the trainings running on, unrecorded. The one not yet started never
+  starts."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  signum = getattr(signal, name)
+  out = tmp_path / "out"
+  script = subprocess.Popen(
+      [sys.executable, "-c", _SCRIPT, _EXPERIMENTS, str(out), _TRAINING],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  pids = [out / "jsb" / run / "pid" for run in ("iwae", "fivo")]
+  deadline = time.time() + 120
+  while not all(p.exists() and p.read_text() for p in pids):
+    assert script.poll() is None, script.stdout.read()
+    assert time.time() < deadline, "the trainings did not start"
+    time.sleep(0.1)
+  script.send_signal(signum)
+  try:
+    output, _ = script.communicate(timeout=60)
+  finally:
+    script.kill()
+  assert script.returncode == 128 + signum, output
+  assert f"Stopped by {name}" in output
+  for run in ("iwae", "fivo"):
+    assert (out / "jsb" / run / "signal").read_text() == name
+    pid = int((out / "jsb" / run / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
+  assert not (out / "jsb" / "elbo").exists()
+  with open(out / "stopped.json") as f:
+    stopped = json.load(f)
+  assert sorted(stopped) == ["jsb/fivo", "jsb/iwae"]
+  for record in stopped.values():
+    assert record["returncode"] == 128 + signum
+    assert record["steps"] == 7 and not record["early_stopped"]
