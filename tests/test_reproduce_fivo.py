@@ -62,7 +62,8 @@ def test_train_command_passes_the_seed(reproduce):
   args = types.SimpleNamespace(
       size=None, max_length=None, data_dir="d", learning_rate=2e-4,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
-      lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.)
+      lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.,
+      train_particles=4)
   seed0 = reproduce.train_command(args, "jsb", "iwae", "r")
   seed2 = reproduce.train_command(args, "jsb", "iwae", "r", seed=2)
   # Seed 0 passes no flag, so runs trained before --seeds resume unchanged.
@@ -79,7 +80,7 @@ def test_train_command_passes_only_flags_that_apply(reproduce, schedule,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
       lr_schedule=schedule, lr_decay_steps=20, lr_decay_rate=0.5,
       lr_min_fraction=0.02, warmup_steps=0, kl_warmup_steps=6,
-      kl_weight_start=0., weight_decay=1e-4)
+      kl_weight_start=0., weight_decay=1e-4, train_particles=8)
   for bound in ("elbo", "iwae", "fivo"):
     argv = reproduce.train_command(args, "nottingham", bound,
                                    str(tmp_path / bound), seed=1)
@@ -87,6 +88,8 @@ def test_train_command_passes_only_flags_that_apply(reproduce, schedule,
     config = cli._config_from_args(parsed)  # pylint: disable=protected-access
     assert config.lr_schedule == schedule and config.kl_warmup_steps == 6
     assert config.weight_decay == 1e-4
+    # --train-particles sets the particle bounds' N; the ELBO keeps 1.
+    assert config.num_particles == (1 if bound == "elbo" else 8)
     if schedule == "exponential":
       assert config.lr_decay_rate == 0.5
     if schedule == "cosine":
@@ -198,7 +201,8 @@ def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
   args = types.SimpleNamespace(
       size=None, max_length=None, data_dir="d", learning_rate=2e-4,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
-      lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.)
+      lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.,
+      train_particles=4)
   command = reproduce.train_command(args, "jsb", "fivo-qiwae", "r", seed=1)
   plain = reproduce.train_command(args, "jsb", "fivo", "r", seed=1)
   at = command.index("--bound")
