@@ -209,8 +209,11 @@ def stopped(run_dir, log_path, seconds, offset=0):
   if os.path.exists(os.path.join(run_dir, "best.json")):
     with open(os.path.join(run_dir, "best.json")) as f:
       best = json.load(f)
-  trained = [l for l in log.splitlines() if l.startswith("Trained to step")]
-  steps = int(trained[-1].split()[3].rstrip(":.")) if trained else None
+  # A training that ends prints "Trained to step N: ...", one stopped by a
+  # signal "Interrupted at step N; saved ...".
+  ends = [l for l in log.splitlines()
+          if l.startswith(("Trained to step", "Interrupted at step"))]
+  steps = int(ends[-1].split()[3].rstrip(":.;")) if ends else None
   return {"steps": steps, "wall_seconds_this_call": round(seconds),
           "early_stopped": "Early stopping at step" in this_call or
                            "has stopped early" in this_call,

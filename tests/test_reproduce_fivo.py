@@ -265,15 +265,16 @@ def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
 
 
 # A stand-in for `seqlvm train`: it writes its pid, then waits; SIGTERM or
-# SIGINT makes it "checkpoint" (a file naming the signal, the log line
-# `stopped` reads) and exit as the real one does, with 128 + the signal.
+# SIGINT makes it "checkpoint" (a file naming the signal, and the line the
+# real one prints, which `stopped` reads) and exit as the real one does,
+# with 128 + the signal.
 _TRAINING = """
 import os, signal, sys, time
 run_dir = sys.argv[1]
 def stop(signum, frame):
   with open(os.path.join(run_dir, "signal"), "w") as f:
     f.write(signal.Signals(signum).name)
-  print("Trained to step 7.", flush=True)
+  print("Interrupted at step 7; saved ckpt-7.", flush=True)
   sys.exit(128 + signum)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
