@@ -76,6 +76,7 @@ from benchlib import command_line  # pylint: disable=g-import-not-at-top
 import latent_usage  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from seqlvm import cli
 from seqlvm import fileio
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
@@ -300,21 +301,6 @@ def main():
   sys.exit(train_all(args, pending))
 
 
-class Stopped(Exception):
-  """SIGTERM or SIGINT to this script: every training still running is sent
-  the same signal (each saves a checkpoint at the step it reached) before the
-  script exits."""
-
-  def __init__(self, signum):
-    super().__init__(signal.Signals(signum).name)
-    self.signum = signum
-
-
-def _raise_stopped(signum, frame):
-  del frame
-  raise Stopped(signum)
-
-
 def train_all(args, pending):
   """Trains the (set, run) pairs in `pending`, --parallel at a time, each in
   a `seqlvm train` subprocess (`train_command`) logging to OUT/SET/RUN.log;
@@ -333,8 +319,8 @@ def train_all(args, pending):
     expected.setdefault(name, []).append(run)
   pending = list(pending)
   running, done = {}, {}
-  handlers = {signum: signal.signal(signum, _raise_stopped)
-              for signum in (signal.SIGTERM, signal.SIGINT)}
+  interrupt = signal.getsignal(signal.SIGINT)
+  previous = cli.catch_sigterm()  # SIGTERM as an interrupt, like Ctrl-C
   try:
     while pending or running:
       while pending and len(running) < args.parallel:
@@ -353,22 +339,26 @@ def train_all(args, pending):
       time.sleep(5)
       for key in [k for k, v in running.items() if v[0].poll() is not None]:
         _finished(args, key, running.pop(key), done, expected)
-  except Stopped as e:
+  except KeyboardInterrupt as e:
+    signum = (signal.SIGTERM if isinstance(e, cli.Terminated) else
+              signal.SIGINT)
+    name = signal.Signals(signum).name
     for key, (process, *_) in running.items():
-      print(f"{key[0]} {key[1]}: sending {e}", flush=True)
-      process.send_signal(e.signum)
+      print(f"{key[0]} {key[1]}: sending {name}", flush=True)
+      process.send_signal(signum)
     # A second signal while they save must not leave them unrecorded.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for key in list(running):
       running[key][0].wait()
       _finished(args, key, running.pop(key), done, expected, compare_set=False)
-    print(f"Stopped by {e}; the same command resumes every run from its "
+    print(f"Stopped by {name}; the same command resumes every run from its "
           "checkpoint.", flush=True)
-    return 128 + e.signum
+    return 128 + signum
   finally:
-    for signum, handler in handlers.items():
-      signal.signal(signum, handler)
+    signal.signal(signal.SIGINT, interrupt)
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
   return 0
 
 

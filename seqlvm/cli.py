@@ -739,7 +739,7 @@ def _raise_terminated(signum, frame):
   raise Terminated()
 
 
-def _catch_sigterm():
+def catch_sigterm():
   """Installs SIGTERM -> `Terminated`; returns the handler to restore (None
   where signals cannot be set: not the main thread)."""
   if threading.current_thread() is not threading.main_thread():
@@ -753,7 +753,7 @@ def main(argv=None):
   from seqlvm import quiet  # pylint: disable=g-import-not-at-top
   verbose = getattr(args, "verbose", False)
   quiet.set_log_level(verbose)
-  previous = _catch_sigterm()
+  previous = catch_sigterm()
   try:
     if args.command in _TENSORFLOW_COMMANDS or getattr(
         args, "data_command", None) == "from-audio":

@@ -5,7 +5,10 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -305,9 +308,6 @@ def test_a_signal_reaches_the_trainings_and_they_are_recorded(tmp_path,
   each would (they checkpoint and exit) and records them: before, a SIGTERM
   left the trainings running on, unrecorded. The one not yet started never
   starts."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
   signum = getattr(signal, name)
   out = tmp_path / "out"
   script = subprocess.Popen(
