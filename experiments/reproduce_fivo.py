@@ -319,8 +319,10 @@ def train_all(args, pending):
     expected.setdefault(name, []).append(run)
   pending = list(pending)
   running, done = {}, {}
-  interrupt = signal.getsignal(signal.SIGINT)
-  previous = cli.catch_sigterm()  # SIGTERM as an interrupt, like Ctrl-C
+  # Ctrl-C as KeyboardInterrupt even where it was ignored at start-up (a
+  # job started with `&` from a script), SIGTERM as its cli.Terminated.
+  interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+  previous = cli.catch_sigterm()
   try:
     while pending or running:
       while pending and len(running) < args.parallel:

@@ -322,8 +322,15 @@ def test_a_signal_reaches_the_trainings_and_they_are_recorded(tmp_path,
   script.send_signal(signum)
   try:
     output, _ = script.communicate(timeout=60)
-  finally:
+  except subprocess.TimeoutExpired:  # leave no process to later tests
     script.kill()
+    script.communicate()
+    for p in pids:
+      try:
+        os.kill(int(p.read_text()), signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+    raise
   assert script.returncode == 128 + signum, output
   assert f"Stopped by {name}" in output
   for run in ("iwae", "fivo"):
