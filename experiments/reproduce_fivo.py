@@ -155,6 +155,8 @@ def train_command(args, name, bound, run_dir, seed=0):
   optional = schedule_flags(args) + kl_flags(args)
   if args.weight_decay:
     optional += ["--weight-decay", str(args.weight_decay)]
+  if args.keep_every:
+    optional += ["--keep-every", str(args.keep_every)]
   if seed:
     optional += ["--seed", str(seed)]
   return [sys.executable, "-m", "seqlvm.cli", "train",
@@ -269,6 +271,12 @@ def main():
                  "(the ELBO trains with 1); evaluation stays at N = 4 and "
                  "16. Give other values their own --out, since a run's N "
                  "cannot change on resume [4, as the reference]")
+  p.add_argument("--keep-every", type=int, default=0,
+                 help="keep each run's model at every step divisible by "
+                 "this (`seqlvm train --keep-every`; RUN/kept, never "
+                 "pruned), to compare runs at equal updates with `seqlvm "
+                 "eval RUN --checkpoint kept-N`; may be added when a run "
+                 "is resumed [0 = off]")
   p.add_argument("--size", type=int, default=None,
                  help="latent and hidden size for every set [32 for JSB, "
                  "64 for the others]")
@@ -289,6 +297,8 @@ def main():
   print(command_line(), flush=True)
   if args.train_particles < 1:
     p.error(f"--train-particles must be at least 1: {args.train_particles}")
+  if args.keep_every < 0:
+    p.error(f"--keep-every must be 0 (off) or positive: {args.keep_every}")
   if args.seeds is not None and (any(seed < 0 for seed in args.seeds) or len(
       set(args.seeds)) < len(args.seeds)):
     p.error(f"--seeds must be distinct and nonnegative: {args.seeds}")

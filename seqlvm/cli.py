@@ -163,6 +163,9 @@ def _training_flags(p, arg, registry):
   arg("--valid-samples", "valid_samples", "samples drawn into TensorBoard "
       "at each validation (0 = off)", type=int)
   arg("--keep-checkpoints", "keep_checkpoints", "checkpoints kept", type=int)
+  arg("--keep-every", "keep_every", "also keep the model of every step "
+      "divisible by this in RUN_DIR/kept, never pruned, to evaluate runs "
+      "at equal updates (eval --checkpoint kept-N; 0 = off)", type=int)
   arg("--on-nonfinite", "on_nonfinite", "on a NaN/inf bound or gradient: "
       + registry.ON_NONFINITE.help(), choices=registry.ON_NONFINITE.names)
   arg("--pad-to-multiple", "pad_to_multiple", "pad batch lengths to a "
@@ -553,8 +556,9 @@ def _from_audio_parser(data_sub):
 def _checkpoint_flag(p, registry):
   p.add_argument("--checkpoint", default="auto",
                  help="which checkpoint: " + ", ".join(registry.CHECKPOINTS)
-                 + " or ckpt-N; auto is the best validation's when the run "
-                 "kept one (RUN_DIR/best), else the latest [auto]")
+                 + ", ckpt-N, best-N or kept-N (--keep-every); auto is the "
+                 "best validation's when the run kept one (RUN_DIR/best), "
+                 "else the latest [auto]")
 
 
 def _eval_parser(sub, registry):

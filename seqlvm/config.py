@@ -13,7 +13,8 @@ __all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
 
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
-                    "valid_every", "keep_checkpoints", "on_nonfinite",
+                    "valid_every", "keep_checkpoints", "keep_every",
+                    "on_nonfinite",
                     "jit_compile", "precision", "early_stopping",
                     "valid_variance_sweeps", "valid_samples")
 # Fields added after the first config format. A stored config without one
@@ -27,7 +28,8 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "lr_decay_steps", "lr_decay_rate", "lr_min_fraction",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
                 "valid_samples", "precision", "kl_warmup_steps",
-                "kl_weight_start", "proposal_bound", "weight_decay")
+                "kl_weight_start", "proposal_bound", "weight_decay",
+                "keep_every")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -168,6 +170,7 @@ class Config:
   valid_variance_sweeps: int = 4
   valid_samples: int = 2
   keep_checkpoints: int = 3
+  keep_every: int = 0
   on_nonfinite: str = "stop"
   pad_to_multiple: int = 32
   max_length: int = 0
@@ -240,6 +243,7 @@ class Config:
       checks.append((int(getattr(self, name)) >= 1, f"{name} must be >= 1"))
     for name in ("valid_every", "max_length", "lr_decay_steps",
                  "warmup_steps", "kl_warmup_steps", "early_stopping",
+                 "keep_every",
                  "valid_variance_sweeps", "valid_samples"):
       checks.append((int(getattr(self, name)) >= 0, f"{name} must be >= 0"))
     errors = [message for ok, message in checks if not ok]

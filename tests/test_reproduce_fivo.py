@@ -66,7 +66,7 @@ def test_train_command_passes_the_seed(reproduce):
       size=None, max_length=None, data_dir="d", learning_rate=2e-4,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
       lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.,
-      train_particles=4)
+      train_particles=4, keep_every=0)
   seed0 = reproduce.train_command(args, "jsb", "iwae", "r")
   seed2 = reproduce.train_command(args, "jsb", "iwae", "r", seed=2)
   # Seed 0 passes no flag, so runs trained before --seeds resume unchanged.
@@ -83,7 +83,8 @@ def test_train_command_passes_only_flags_that_apply(reproduce, schedule,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
       lr_schedule=schedule, lr_decay_steps=20, lr_decay_rate=0.5,
       lr_min_fraction=0.02, warmup_steps=0, kl_warmup_steps=6,
-      kl_weight_start=0., weight_decay=1e-4, train_particles=8)
+      kl_weight_start=0., weight_decay=1e-4, train_particles=8,
+      keep_every=2500)
   for bound in ("elbo", "iwae", "fivo"):
     argv = reproduce.train_command(args, "nottingham", bound,
                                    str(tmp_path / bound), seed=1)
@@ -93,6 +94,7 @@ def test_train_command_passes_only_flags_that_apply(reproduce, schedule,
     assert config.weight_decay == 1e-4
     # --train-particles sets the particle bounds' N; the ELBO keeps 1.
     assert config.num_particles == (1 if bound == "elbo" else 8)
+    assert config.keep_every == 2500
     if schedule == "exponential":
       assert config.lr_decay_rate == 0.5
     if schedule == "cosine":
@@ -205,7 +207,7 @@ def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
       size=None, max_length=None, data_dir="d", learning_rate=2e-4,
       steps=10, valid_every=5, early_stopping=2, minutes=1.,
       lr_schedule="constant", kl_warmup_steps=0, weight_decay=0.,
-      train_particles=4)
+      train_particles=4, keep_every=0)
   command = reproduce.train_command(args, "jsb", "fivo-qiwae", "r", seed=1)
   plain = reproduce.train_command(args, "jsb", "fivo", "r", seed=1)
   at = command.index("--bound")

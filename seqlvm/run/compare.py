@@ -37,7 +37,7 @@ __all__ = ["compare", "run_labels", "markdown_table", "text_table",
 
 # Settings that do not make a run different (bookkeeping) for its label.
 LABEL_IGNORED = ("checkpoint_every", "summary_every", "keep_checkpoints",
-                 "on_nonfinite", "jit_compile", "valid_variance_sweeps",
+                 "keep_every", "on_nonfinite", "jit_compile", "valid_variance_sweeps",
                  "valid_samples")
 # A label names at most this many differing settings.
 _MAX_LABEL_SETTINGS = 3

@@ -265,21 +265,22 @@ def _split_bound(parts, name, label):
 
 
 def _named_checkpoint(run, name):
-  """RUN_DIR/ckpt/ckpt-N (or, failing that, RUN_DIR/best/ckpt-N) for
-  "ckpt-N", RUN_DIR/best/ckpt-N for "best-N"."""
-  found = re.fullmatch(r"(ckpt|best)-(\d+)", name)
+  """RUN_DIR/ckpt/ckpt-N (or, failing that, RUN_DIR/best/ckpt-N or
+  RUN_DIR/kept/ckpt-N) for "ckpt-N", RUN_DIR/best/ckpt-N for "best-N",
+  RUN_DIR/kept/ckpt-N for "kept-N"."""
+  found = re.fullmatch(r"(ckpt|best|kept)-(\d+)", name)
   if not found:
     raise ConfigError(f"--checkpoint must be one of "
-                      f"{', '.join(registry.CHECKPOINTS)}, ckpt-N or best-N, "
-                      f"got {name!r}.")
-  folders = ([run.ckpt_dir, run.file(best_lib.BEST_DIR)]
-             if found.group(1) == "ckpt" else [run.file(best_lib.BEST_DIR)])
+                      f"{', '.join(registry.CHECKPOINTS)}, ckpt-N, best-N or "
+                      f"kept-N, got {name!r}.")
+  everywhere = [run.ckpt_dir, run.file(best_lib.BEST_DIR), run.kept_dir]
+  folders = {"ckpt": everywhere, "best": [run.file(best_lib.BEST_DIR)],
+             "kept": [run.kept_dir]}[found.group(1)]
   for folder in folders:
     prefix = os.path.abspath(os.path.join(folder, "ckpt-" + found.group(2)))
     if os.path.exists(prefix + ".index"):
       return prefix
-  there = [os.path.relpath(p, run.path) for folder in
-           (run.ckpt_dir, run.file(best_lib.BEST_DIR))
+  there = [os.path.relpath(p, run.path) for folder in everywhere
            for p in rundir_lib.checkpoint_files(folder)]
   raise CheckpointError(f"{run.path}: no checkpoint {name}; there are: "
                         f"{', '.join(there) or 'none'}.")
@@ -333,7 +334,7 @@ def load_run(run_dir, make_dataset_and_model, log, purpose,
   Args:
     checkpoint: "auto" (the best validation's checkpoint when the run has
       one, else the latest), "best", "latest" (the newest that loads), or a
-      name "ckpt-N" / "best-N". Which one is used is logged.
+      name "ckpt-N" / "best-N" / "kept-N". Which one is used is logged.
 
   Raises:
     ConfigError: if there is no readable config, or `checkpoint` is not a

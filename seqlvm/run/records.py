@@ -4,7 +4,8 @@ another, and the statistics computed from them.
     RUN_DIR/eval/SPLIT/CHECKPOINT/BOUND_nN_seedS_bB.json
 
 CHECKPOINT is the checkpoint's tag (`ckpt-2000` for RUN_DIR/ckpt/ckpt-2000,
-`best-1500` for RUN_DIR/best/ckpt-1500); B is the batch size, which decides
+`best-1500` for RUN_DIR/best/ckpt-1500, `kept-5000` for
+RUN_DIR/kept/ckpt-5000); B is the batch size, which decides
 how sequences share a batch and so the random numbers each one sees. A
 record holds each sequence's bound and length in the split's order (so
 standard errors and paired differences between records can be computed),
@@ -48,10 +49,11 @@ _REQUIRED = ("split", "checkpoint", "bound", "num_particles", "seed",
 
 
 def checkpoint_tag(checkpoint):
-  """'ckpt/ckpt-2000' -> 'ckpt-2000'; 'best/ckpt-1500' -> 'best-1500'."""
+  """'ckpt/ckpt-2000' -> 'ckpt-2000'; 'best/ckpt-1500' -> 'best-1500';
+  'kept/ckpt-5000' -> 'kept-5000'."""
   folder, name = os.path.split(os.path.normpath(checkpoint))
-  if os.path.basename(folder) == "best":
-    return "best-" + name.rsplit("-", 1)[-1]
+  if os.path.basename(folder) in ("best", "kept"):
+    return os.path.basename(folder) + "-" + name.rsplit("-", 1)[-1]
   return name
 
 

@@ -33,6 +33,8 @@ reported by name and the next older one is used.
   `sample` refuse data whose fingerprint differs, naming both.
 - **Checkpoints.** Every ckpt-N in RUN_DIR/ckpt counts against
   --keep-checkpoints, also those a lost or rebuilt index no longer names.
+  With --keep-every K, the model of every step divisible by K is also kept
+  in RUN_DIR/kept (KEPT_DIR), never pruned.
 """
 
 import datetime
@@ -52,6 +54,7 @@ from seqlvm.errors import RunLockedError
 
 __all__ = ["RunDir", "RunLock", "RunLockedError", "DataMismatchError",
            "LOCK_NAME", "CONFIG_NAME", "DATA_RECORD", "VERSIONS_RECORD",
+           "KEPT_DIR",
            "read_record", "pipeline_id", "data_record", "check_data",
            "checkpoint_number", "checkpoint_files", "adopt_checkpoints",
            "restore_latest", "versions"]
@@ -60,6 +63,7 @@ LOCK_NAME = "lock"
 CONFIG_NAME = "config.json"
 DATA_RECORD = "data.json"
 VERSIONS_RECORD = "versions.json"
+KEPT_DIR = "kept"
 
 
 def read_record(path):
@@ -331,6 +335,10 @@ class RunDir:
   @property
   def ckpt_dir(self):
     return self.file("ckpt")
+
+  @property
+  def kept_dir(self):
+    return self.file(KEPT_DIR)
 
   def exists(self):
     """Whether a run was started here (its config is written)."""

@@ -17,6 +17,9 @@ compiled step and moves the step counter; what happens around a step is a
                       bound, the gradient norm, the learning rate, the
                       particle filter's ESS and resampling rate, the speed
     PeriodicCheckpoint  a checkpoint every --checkpoint-every steps
+    KeptCheckpoints   the model of every step divisible by --keep-every,
+                      kept in RUN_DIR/kept and never pruned (to evaluate
+                      runs at equal updates)
     Validation        the validation bound every --valid-every steps, the
                       best one's model kept in RUN_DIR/best
                       (`seqlvm.run.best`), the variance of log p_hat and
@@ -57,7 +60,8 @@ from seqlvm.run import rundir as rundir_lib
 __all__ = ["train", "TrainResult", "make_train_step", "TrainingLoop",
            "Hook", "StepResult", "Checkpointer", "TimeBudget",
            "EarlyStopping", "NonFinitePolicy", "ProgressBar", "Summaries",
-           "PeriodicCheckpoint", "Validation", "default_hooks"]
+           "PeriodicCheckpoint", "KeptCheckpoints", "Validation",
+           "default_hooks"]
 
 # The most consecutive non-finite batches --on-nonfinite skip tolerates.
 MAX_CONSECUTIVE_SKIPS = 20
@@ -351,6 +355,41 @@ class PeriodicCheckpoint(Hook):
   def after_step(self, loop, result):
     if result.step % self.every == 0:
       loop.checkpointer.save()
+
+
+class KeptCheckpoints(Hook):
+  """The model of every step divisible by `every`, kept (never pruned).
+
+  A resumed run first removes the kept checkpoints after the step it
+  resumes from: it trains those steps again and keeps them again, so that
+  RUN_DIR/kept holds only states of the run as it goes on.
+
+  Args:
+    every: --keep-every.
+    directory: RUN_DIR/kept.
+    save: step -> the saved checkpoint's path (writes DIRECTORY/ckpt-STEP).
+    log: where the removal is said.
+  """
+
+  def __init__(self, every, directory, save, log=print):
+    self.every, self.directory = every, directory
+    self._save, self._log = save, log
+
+  def begin(self, loop):
+    later = [p for p in rundir_lib.checkpoint_files(self.directory)
+             if rundir_lib.checkpoint_number(p) > loop.start_step]
+    for prefix in later:
+      for path in tf.io.gfile.glob(prefix + ".*"):
+        tf.io.gfile.remove(path)
+    if later:
+      steps = ", ".join(str(rundir_lib.checkpoint_number(p)) for p in later)
+      self._log(f"{self.directory}: removed the kept checkpoint(s) of steps "
+                f"{steps}, after the step resumed from ({loop.start_step}); "
+                "they are trained and kept again.")
+
+  def after_step(self, loop, result):
+    if result.step % self.every == 0:
+      self._save(result.step)
 
 
 class Validation(Hook):
@@ -876,12 +915,34 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
         f"updates (now {kl_weight():.3f}); until then the training bound "
         "shown is that annealed objective, not a bound, and early stopping "
         f"counts only the validations after step {config.kl_warmup_steps}.")
+  kept = None
+  if config.keep_every:
+    kept = KeptCheckpoints(config.keep_every, run.kept_dir,
+                           _kept_saver(run, model, step), log)
   hooks = default_hooks(config, run, source, model, int(step), best=best,
                         learning_rate=learning_rate, kl_weight=kl_weight,
-                        **options)
+                        kept=kept, **options)
   return _run_loop(config, train_step, lambda: next(iterator), step,
                    Checkpointer(manager, step, restored), hooks, log, source,
                    best, agree=distribute.agreement(strategy))
+
+
+def _kept_saver(run, model, step):
+  """step -> writes the model to RUN_DIR/kept/ckpt-STEP (no index: every
+  one is kept, and readers find them by their .index file, which
+  TensorFlow writes last); the path."""
+  checkpoint = tf.train.Checkpoint(model=model, step=step)
+
+  def save(number):
+    prefix = os.path.join(run.kept_dir, f"ckpt-{number}")
+    try:
+      return checkpoint.write(prefix)
+    except (tf.errors.OpError, OSError) as e:
+      raise fileio.WriteError(
+          f"{run.kept_dir}: cannot write the kept checkpoint of step "
+          f"{number} ({type(e).__name__}).") from e
+
+  return save
 
 
 def _best_saver(run, model, step):
@@ -905,7 +966,7 @@ def _best_saver(run, model, step):
 
 def default_hooks(config, run, source, model, initial_step, progress=True,
                   max_seconds=None, best=None, learning_rate=None,
-                  kl_weight=None, progress_every=100):
+                  kl_weight=None, progress_every=100, kept=None):
   """The hooks `train` runs, in their order.
 
   The order is behaviour: the time budget, early stopping and the
@@ -926,6 +987,8 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
     kl_weight: optional () -> float, the KL warm-up's weight, for the
       summaries.
     progress_every: steps between plain progress lines. Default value: 100.
+    kept: optional `KeptCheckpoints` (--keep-every), after the periodic
+      checkpoint.
 
   Returns:
     hooks: a list of `Hook`s.
@@ -951,7 +1014,8 @@ def default_hooks(config, run, source, model, initial_step, progress=True,
                                every=config.valid_every or 1))
   return hooks + [
       NonFinitePolicy(config.on_nonfinite, config.bound), bar, summaries,
-      PeriodicCheckpoint(config.checkpoint_every),
+      PeriodicCheckpoint(config.checkpoint_every)] + (
+          [kept] if kept is not None else []) + [
       Validation(evaluator, source, config, run.file("valid"), best=best,
                  samples=samples)]
 

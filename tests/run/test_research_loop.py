@@ -137,8 +137,8 @@ def test_best_checkpoint_is_kept_and_used_by_default(runs, capsys):
   assert f"best/ckpt-{record['step']}" in err and "Traceback" not in err
   assert cli.main(["eval", str(run), "--checkpoint", "newest",
                    "--no-progress"]) == 2
-  assert ("--checkpoint must be one of auto, best, latest, ckpt-N or "
-          "best-N, got 'newest'") in capsys.readouterr().err
+  assert ("--checkpoint must be one of auto, best, latest, ckpt-N, best-N "
+          "or kept-N, got 'newest'") in capsys.readouterr().err
 
 
 def test_evaluations_accumulate_and_seeds_give_a_spread(runs, capsys):

@@ -334,3 +334,70 @@ def test_a_proposal_bound_is_stored_announced_and_kept_on_resume(
   err = capsys.readouterr().err
   assert "wavenet model has no latents, so no proposal" in err
   assert "Traceback" not in err
+
+
+def _model_variables(prefix):
+  reader = tf.train.load_checkpoint(str(prefix))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+def test_keep_every_keeps_models_past_pruning_for_eval_and_resume(
+    tiny_pianorolls, tmp_path, capsys):
+  run_dir = tmp_path / "run"
+  common = ["--no-jit", "--checkpoint-every", "2", "--keep-checkpoints", "2",
+            "--valid-every", "0", "--keep-every", "2"]
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "6",
+                              *common)) == 0
+  kept = run_dir / "kept"
+  # ckpt/ prunes to the newest two; kept/ has every step divisible by 2.
+  assert sorted(p.name for p in (run_dir / "ckpt").glob("*.index")) == [
+      "ckpt-4.index", "ckpt-6.index"]
+  assert sorted(p.name for p in kept.glob("*.index")) == [
+      "ckpt-2.index", "ckpt-4.index", "ckpt-6.index"]
+  # A kept model is the run's state at its step, as the periodic one is.
+  original = {n: _model_variables(kept / f"ckpt-{n}") for n in (2, 4, 6)}
+  at_6 = _model_variables(run_dir / "ckpt" / "ckpt-6")
+  assert original[6].keys() == at_6.keys() and len(at_6) > 20
+  for k in at_6:
+    np.testing.assert_array_equal(original[6][k], at_6[k], err_msg=k)
+  assert any(not np.array_equal(original[2][k], original[6][k])
+             for k in at_6)
+
+  # eval reads kept-N, and ckpt-N finds a pruned step in kept/.
+  capsys.readouterr()
+  assert cli.main(["eval", str(run_dir), "--checkpoint", "kept-2",
+                   "--bounds", "elbo", "--num-particles", "2",
+                   "--no-progress"]) == 0
+  assert "checkpoint kept/ckpt-2 (step 2)" in capsys.readouterr().out
+  assert (run_dir / "eval" / "test" / "kept-2").is_dir()
+  assert cli.main(["eval", str(run_dir), "--checkpoint", "ckpt-2",
+                   "--bounds", "elbo", "--num-particles", "2",
+                   "--no-progress"]) == 0
+  assert "checkpoint kept/ckpt-2 (step 2)" in capsys.readouterr().out
+  assert cli.main(["eval", str(run_dir), "--checkpoint", "kept-3",
+                   "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert "no checkpoint kept-3" in err and "kept/ckpt-4" in err
+
+  # Resumed from step 4 (the step-6 checkpoint lost): the kept step 6 is
+  # removed, trained again and kept again, the same model as before.
+  for f in (run_dir / "ckpt").glob("ckpt-6.*"):
+    f.unlink()
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "8",
+                              *common)) == 0
+  err = capsys.readouterr().err
+  assert "removed the kept checkpoint(s) of steps 6" in err, err
+  assert sorted(p.name for p in kept.glob("*.index")) == [
+      "ckpt-2.index", "ckpt-4.index", "ckpt-6.index", "ckpt-8.index"]
+  again = _model_variables(kept / "ckpt-6")
+  for k in at_6:
+    np.testing.assert_allclose(again[k], original[6][k], rtol=1e-5,
+                               atol=1e-6, err_msg=k)
+  # --keep-every may change on resume, and 0 turns it off.
+  assert cli.main(_train_args(tiny_pianorolls, run_dir, "--num-steps", "10",
+                              *common[:-1], "0")) == 0
+  assert not (kept / "ckpt-10.index").exists()
+  assert cli.main(_train_args(tiny_pianorolls, tmp_path / "bad", *common[:-1],
+                              "-1")) == 2
+  assert "keep_every must be >= 0" in capsys.readouterr().err
