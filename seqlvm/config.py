@@ -14,9 +14,9 @@ __all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
 # Fields that may differ when a run is resumed (e.g. to train for longer).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "keep_every",
-                    "on_nonfinite",
-                    "jit_compile", "precision", "early_stopping",
-                    "valid_variance_sweeps", "valid_samples")
+                    "on_nonfinite", "jit_compile", "precision",
+                    "early_stopping", "valid_variance_sweeps",
+                    "valid_samples")
 # Fields added after the first config format. A stored config without one
 # gets what the code did before the field existed: its default, or the
 # value in _BEFORE_FIELDS where the default does more (an older run keeps

@@ -18,7 +18,6 @@ would have in one go.
 Recommended import: `from seqlvm.run import best`.
 """
 
-import glob
 import math
 import os
 
@@ -74,12 +73,8 @@ class BestCheckpoint:
 
   def _remove_later(self, run_dir, resumed_step, log):
     """Removes best checkpoints of validations after `resumed_step`."""
-    for prefix in rundir_lib.checkpoint_files(
-        os.path.join(os.fspath(run_dir), BEST_DIR)):
-      if rundir_lib.checkpoint_number(prefix) <= resumed_step:
-        continue
-      for path in glob.glob(prefix + ".*"):
-        os.remove(path)
+    for prefix in rundir_lib.remove_checkpoints_after(
+        os.path.join(os.fspath(run_dir), BEST_DIR), resumed_step):
       if log:
         log(f"Removed {prefix}: its validation came after the checkpoint "
             f"this run resumes from (step {resumed_step}); it is validated "

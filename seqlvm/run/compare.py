@@ -37,8 +37,8 @@ __all__ = ["compare", "run_labels", "markdown_table", "text_table",
 
 # Settings that do not make a run different (bookkeeping) for its label.
 LABEL_IGNORED = ("checkpoint_every", "summary_every", "keep_checkpoints",
-                 "keep_every", "on_nonfinite", "jit_compile", "valid_variance_sweeps",
-                 "valid_samples")
+                 "keep_every", "on_nonfinite", "jit_compile",
+                 "valid_variance_sweeps", "valid_samples")
 # A label names at most this many differing settings.
 _MAX_LABEL_SETTINGS = 3
 FIGURE_DPI = 100

@@ -56,7 +56,8 @@ __all__ = ["RunDir", "RunLock", "RunLockedError", "DataMismatchError",
            "LOCK_NAME", "CONFIG_NAME", "DATA_RECORD", "VERSIONS_RECORD",
            "KEPT_DIR",
            "read_record", "pipeline_id", "data_record", "check_data",
-           "checkpoint_number", "checkpoint_files", "adopt_checkpoints",
+           "checkpoint_number", "checkpoint_files",
+           "remove_checkpoints_after", "adopt_checkpoints",
            "restore_latest", "versions"]
 
 LOCK_NAME = "lock"
@@ -259,6 +260,18 @@ def checkpoint_files(directory):
   return sorted((os.path.abspath(f[:-len(".index")]) for f in
                  glob.glob(os.path.join(directory, "ckpt-*.index"))),
                 key=checkpoint_number)
+
+
+def remove_checkpoints_after(directory, step):
+  """Removes every ckpt-N of `directory` with N > `step` (all its files);
+  the prefixes removed, oldest first. A resumed run drops what it saved
+  after the step it resumes from, which it trains (and saves) again."""
+  later = [p for p in checkpoint_files(directory)
+           if checkpoint_number(p) > step]
+  for prefix in later:
+    for path in glob.glob(prefix + ".*"):
+      os.remove(path)
+  return later
 
 
 def adopt_checkpoints(directory):

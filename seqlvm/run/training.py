@@ -376,11 +376,8 @@ class KeptCheckpoints(Hook):
     self._save, self._log = save, log
 
   def begin(self, loop):
-    later = [p for p in rundir_lib.checkpoint_files(self.directory)
-             if rundir_lib.checkpoint_number(p) > loop.start_step]
-    for prefix in later:
-      for path in tf.io.gfile.glob(prefix + ".*"):
-        tf.io.gfile.remove(path)
+    later = rundir_lib.remove_checkpoints_after(self.directory,
+                                                loop.start_step)
     if later:
       steps = ", ".join(str(rundir_lib.checkpoint_number(p)) for p in later)
       self._log(f"{self.directory}: removed the kept checkpoint(s) of steps "
