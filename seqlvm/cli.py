@@ -183,6 +183,12 @@ def _training_flags(p, arg, registry):
       registry.PRECISIONS.help(), choices=registry.PRECISIONS.names)
   arg("--seed", "seed", "seed for initialisation, data order and sampling",
       type=int)
+  arg("--init-from", "init_from", "warm start: initialise the model from "
+      "this run directory's best validation checkpoint (else its newest) or "
+      "from a checkpoint (RUN_DIR/best/ckpt-N, RUN_DIR/kept/ckpt-N), of the "
+      "same model and sizes; the optimizer, the step and the schedules start "
+      "afresh (e.g. fine-tune an IWAE-trained run on --bound fivo). Applied "
+      "once, to a run without checkpoints")
   p.add_argument("--max-minutes", type=float, default=None,
                  help="stop (with a checkpoint) after this much wall-clock "
                  "time; resume later with the same command [no limit]")

@@ -29,7 +29,7 @@ ADDED_FIELDS = ("latent", "categories", "latent_temperature",
                 "warmup_steps", "early_stopping", "valid_variance_sweeps",
                 "valid_samples", "precision", "kl_warmup_steps",
                 "kl_weight_start", "proposal_bound", "weight_decay",
-                "keep_every")
+                "keep_every", "init_from")
 _BEFORE_FIELDS = {"valid_variance_sweeps": 0, "valid_samples": 0}
 
 
@@ -130,7 +130,11 @@ class Config:
   use `bound`. `weight_decay` > 0 trains with tf_keras' AdamW instead of
   Adam: each update also shrinks every variable by the learning rate
   times `weight_decay` (decoupled weight decay, against overfitting; not
-  in FIVO's reference setting).
+  in FIVO's reference setting). `init_from` (empty: a fresh
+  initialisation) is the absolute path of the checkpoint a warm-started
+  run's model was initialised from (`seqlvm.run.warmstart`; given as a run
+  directory or a checkpoint, resolved when the run starts); the optimizer,
+  the step and the schedules start afresh.
   """
   data: str = "chorales"
   model: str = "vrnn"
@@ -177,6 +181,7 @@ class Config:
   jit_compile: bool = True
   precision: str = "float32"
   seed: int = 0
+  init_from: str = ""
 
   def __post_init__(self):
     type_errors = []

@@ -56,6 +56,7 @@ from seqlvm.run import distribute
 from seqlvm.run import evaluation
 from seqlvm.run import factory
 from seqlvm.run import rundir as rundir_lib
+from seqlvm.run import warmstart
 
 __all__ = ["train", "TrainResult", "make_train_step", "TrainingLoop",
            "Hook", "StepResult", "Checkpointer", "TimeBudget",
@@ -764,8 +765,9 @@ def _train_in(config, run_dir, make_dataset_and_model, log, max_seconds,
   """`train` in the directory this process writes."""
   config = config.replace(data=data_registry.canonical(config.data))
   run = rundir_lib.RunDir(run_dir)
-  config = factory.resolve_schedule(
-      config, run.load_config() if run.exists() else None)
+  stored = run.load_config() if run.exists() else None
+  config = factory.resolve_schedule(config, stored)
+  config = warmstart.resolve(config, stored)
   run.check_resume(config, data_registry.canonical)
   created = not os.path.exists(run_dir)
   fileio.check_writable_dir(run_dir, "run directory")
@@ -846,6 +848,9 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
     source = sources.as_source(dataset)
     _check_batch_size(source, config)
     resuming = run.exists()
+    if config.init_from and not rundir_lib.checkpoint_files(run.ckpt_dir):
+      # Before any file is written: a refused warm start leaves no run.
+      warmstart.initialise(model, config.init_from, log)
     stored_data = run.check_data(source, config.data)
     same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
         source)

@@ -401,3 +401,70 @@ def test_keep_every_keeps_models_past_pruning_for_eval_and_resume(
   assert cli.main(_train_args(tiny_pianorolls, tmp_path / "bad", *common[:-1],
                               "-1")) == 2
   assert "keep_every must be >= 0" in capsys.readouterr().err
+
+
+def test_init_from_warm_starts_a_new_run_from_another_runs_model(
+    tiny_pianorolls, tmp_path, capsys):
+  common = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "2",
+            "--num-particles", "2"]
+  source = tmp_path / "iwae"
+  assert cli.main(_train_args(tiny_pianorolls, source, "--bound", "iwae",
+                              "--num-steps", "4", *common)) == 0
+  best = rundir.checkpoint_files(source / "best")[-1]
+  assert rundir.checkpoint_number(best) > 0  # Trained: not the seed's init.
+  # Warm-started at a vanishing rate, the new run's first update moves no
+  # variable measurably: its step-1 model is the source's best, not the
+  # fresh initialisation of the same seed.
+  target = tmp_path / "fivo"
+  warm = ["--bound", "fivo", "--learning-rate", "1e-12", *common]
+  capsys.readouterr()
+  assert cli.main(_train_args(tiny_pianorolls, target, "--num-steps", "1",
+                              "--init-from", str(source), *warm)) == 0
+  err = capsys.readouterr().err
+  assert f"Initialised the model from {best} (step " in err, err
+  assert _read_json(target / "config.json")["init_from"] == best
+  started = _model_variables(target / "ckpt" / "ckpt-1")
+  original = _model_variables(best)
+  assert started.keys() == original.keys() and len(started) > 20
+  for k in started:
+    np.testing.assert_allclose(started[k], original[k], rtol=0, atol=1e-9,
+                               err_msg=k)
+  # Resumed with the same flags, it restores its own state and keeps the
+  # checkpoint it started from; without the flag too.
+  for extra in (["--init-from", str(source)], []):
+    steps = "2" if extra else "3"
+    assert cli.main(_train_args(tiny_pianorolls, target, "--num-steps",
+                                steps, *extra, *warm)) == 0
+    err = capsys.readouterr().err
+    assert "Resuming" in err and "Initialised" not in err, err
+    assert _read_json(target / "config.json")["init_from"] == best
+  # A checkpoint path names the checkpoint itself.
+  at_2 = str(source / "ckpt" / "ckpt-2")
+  assert cli.main(_train_args(tiny_pianorolls, tmp_path / "from2",
+                              "--num-steps", "1", "--init-from", at_2,
+                              *warm)) == 0
+  assert _read_json(tmp_path / "from2" / "config.json")["init_from"] == at_2
+  capsys.readouterr()
+
+  # Refusals: one message each, and no run directory left behind.
+  refused = [
+      (["--init-from", str(tmp_path / "nowhere")],
+       "not a run directory nor a checkpoint"),
+      (["--init-from", str(tmp_path)], "no checkpoint there"),
+      (["--init-from", str(source), "--hidden-size", "6"],
+       "hidden_size 8 there, 6 here"),
+      (["--init-from", str(source), "--emission", "gaussian"],
+       "cannot initialise this run's model from it"),
+  ]
+  for extra, message in refused:
+    bad = tmp_path / "bad"
+    assert cli.main(_train_args(tiny_pianorolls, bad, "--num-steps", "1",
+                                *warm, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, (extra, err)
+    assert not bad.exists(), extra
+  # A run trained from scratch cannot be warm-started afterwards.
+  assert cli.main(_train_args(tiny_pianorolls, source, "--bound", "iwae",
+                              "--num-steps", "4", "--init-from", at_2,
+                              *common)) == 2
+  assert "init_from: stored ''" in capsys.readouterr().err
