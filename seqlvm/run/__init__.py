@@ -4,6 +4,7 @@
   versions, lock, checkpoints).
 - `factory`: config -> data source, model and bound specification.
 - `training`: `train`, one small loop with hooks.
+- `warmstart`: `--init-from`, a new run's model from another run's.
 - `best`: the best validation's checkpoint and history (RUN_DIR/best).
 - `evaluation`: the public `Evaluator`, `RunEvaluation` and `evaluate`.
 - `records`: evaluation records (RUN_DIR/eval) and their statistics.
@@ -19,7 +20,7 @@ from seqlvm import lazy
 __all__ = ["train", "evaluate", "sample", "TrainResult",
            "Evaluator", "make_dataset_and_model", "build_model", "rundir",
            "factory", "training", "evaluation", "sampling", "best",
-           "records", "compare"]
+           "records", "compare", "warmstart"]
 
 _LAZY = {
     "train": "seqlvm.run.training",
@@ -31,7 +32,7 @@ _LAZY = {
     "build_model": "seqlvm.run.factory",
 }
 _SUBMODULES = ("rundir", "factory", "training", "evaluation", "sampling",
-               "best", "records", "compare")
+               "best", "records", "compare", "warmstart")
 
 
 __getattr__, __dir__ = lazy.attach(__name__, _LAZY, _SUBMODULES)
