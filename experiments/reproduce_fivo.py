@@ -48,6 +48,13 @@ train --bound fivo --proposal-bound iwae`, Le et al.'s ALT scheme for
 AESMC), run SET/fivo-qiwae[-seedS]; ordering.md pairs it with the IWAE-
 and FIVO-trained runs, as "FIVO (IWAE q)".
 
+--bounds fivo-warm trains FIVO warm-started from the same set's and
+seed's IWAE-trained run (`seqlvm train --init-from OUT/SET/iwae[-seedS]`,
+its best checkpoint) at the constant --warm-learning-rate (2e-5), with no
+schedule and no KL warm-up (the IWAE run had them), run
+SET/fivo-warm[-seedS]; in the same call it waits for that IWAE run to
+finish. ordering.md pairs it with the others as "FIVO (IWAE start)".
+
 --train-particles N trains the IWAE and FIVO runs with N particles instead
 of the reference's 4 (the ELBO run keeps 1); the evaluations stay at N = 4
 and 16, so the table still compares at the reference's N. Give such runs
@@ -99,7 +106,11 @@ BOUNDS = ("elbo", "iwae", "fivo")
 # trained on the IWAE (--proposal-bound iwae: `seqlvm train --proposal-bound`,
 # Le et al.'s ALT scheme for AESMC), run FIVO-QIWAE.
 HYBRID = "fivo-qiwae"
-TRAININGS = BOUNDS + (HYBRID,)
+# FIVO warm-started from the same seed's IWAE-trained run (`seqlvm train
+# --init-from`), at a constant rate: run FIVO-WARM.
+WARM = "fivo-warm"
+TRAININGS = BOUNDS + (HYBRID, WARM)
+LABELS = {HYBRID: "FIVO (IWAE q)", WARM: "FIVO (IWAE start)"}
 # The anchors: the ICLR re-run of FIVO's VRNN setting (N = 5), test nats per
 # timestep, as quoted in issue 16.
 ANCHORS = {"nottingham": {"elbo": -3.87, "iwae": -3.12, "fivo": -3.07},
@@ -119,12 +130,14 @@ def training_flags(training):
   """(--bound, the extra `seqlvm train` flags) of a training in TRAININGS."""
   if training == HYBRID:
     return "fivo", ["--proposal-bound", "iwae"]
+  if training == WARM:
+    return "fivo", []
   return training, []
 
 
 def label(training):
-  """A training's name in tables and legends: FIVO, or FIVO (IWAE q)."""
-  return "FIVO (IWAE q)" if training == HYBRID else training.upper()
+  """A training's name in tables and legends: FIVO, FIVO (IWAE q), ..."""
+  return LABELS.get(training, training.upper())
 
 
 def bound_and_seed(run_dir):
@@ -151,8 +164,13 @@ def train_command(args, name, bound, run_dir, seed=0):
   size = SIZES[name] if args.size is None else args.size
   max_length = (MAX_LENGTHS[name] if args.max_length is None
                 else args.max_length)
-  bound, extra = training_flags(bound)
-  optional = schedule_flags(args) + kl_flags(args)
+  training = bound
+  bound, extra = training_flags(training)
+  rate, optional = args.learning_rate, schedule_flags(args) + kl_flags(args)
+  if training == WARM:
+    # The schedule and the KL warm-up were the IWAE run's: a constant rate.
+    extra = extra + ["--init-from", warm_source(args.out, name, seed)]
+    rate, optional = args.warm_learning_rate, []
   if args.weight_decay:
     optional += ["--weight-decay", str(args.weight_decay)]
   if args.keep_every:
@@ -166,11 +184,36 @@ def train_command(args, name, bound, run_dir, seed=0):
           "1" if bound == "elbo" else str(args.train_particles),
           "--batch-size", "4", "--hidden-size", str(size),
           "--latent-size", str(size), "--learning-rate",
-          str(args.learning_rate), "--num-steps", str(args.steps),
+          str(rate), "--num-steps", str(args.steps),
           "--valid-every", str(args.valid_every), "--early-stopping",
           str(args.early_stopping), "--checkpoint-every", "500",
           "--max-minutes", str(args.minutes), "--progress-every", "250",
           "--max-length", str(max_length)] + optional
+
+
+def warm_source(out, name, seed):
+  """The run a fivo-warm run of (set, seed) starts from: the IWAE-trained
+  run of the same seed."""
+  return os.path.join(out, name, run_name("iwae", seed))
+
+
+def warm_start_step(run):
+  """The step of the checkpoint a warm-started run started from (its
+  config's init_from), 0 if none."""
+  with open(os.path.join(run, "config.json")) as f:
+    source = json.load(f).get("init_from") or ""
+  number = source.rsplit("ckpt-", 1)[-1]
+  return int(number) if source and number.isdigit() else 0
+
+
+def ready(item, pending, running):
+  """Whether a pending (set, run) may start: a fivo-warm run waits for
+  its IWAE run while that one is pending or running in the same call."""
+  name, run = item
+  training, seed = bound_and_seed(run)
+  source = (name, run_name("iwae", seed))
+  return training != WARM or (source not in pending and
+                              source not in running)
 
 
 def schedule_flags(args):
@@ -228,9 +271,11 @@ def main():
   p.add_argument("--sets", nargs="+", default=list(FILES), choices=FILES)
   p.add_argument("--bounds", nargs="+", default=list(BOUNDS),
                  choices=TRAININGS,
-                 help="the trainings: each bound, or fivo-qiwae (FIVO with "
+                 help="the trainings: each bound, fivo-qiwae (FIVO with "
                  "its proposal trained on the IWAE, `seqlvm train "
-                 "--proposal-bound iwae`; twice FIVO's cost per update) "
+                 "--proposal-bound iwae`; twice FIVO's cost per update), or "
+                 "fivo-warm (FIVO from the same seed's IWAE-trained run, "
+                 "`seqlvm train --init-from`, at --warm-learning-rate) "
                  "[elbo iwae fivo]")
   p.add_argument("--data-dir", default=os.path.join(
       HERE, "..", "..", "shared", "data", "pianorolls"))
@@ -244,6 +289,10 @@ def main():
   p.add_argument("--learning-rate", type=float, default=2e-4,
                  help="Adam's rate, the peak of a schedule [2e-4: "
                  "run_fivo.py's default]")
+  p.add_argument("--warm-learning-rate", type=float, default=2e-5,
+                 help="fivo-warm's constant rate (no schedule, no KL "
+                 "warm-up) [2e-5: the floor of the cosine from 1e-3 to "
+                 "0.02 of it]")
   p.add_argument("--lr-schedule", default="constant",
                  choices=("constant", "exponential", "cosine"),
                  help="the rate's schedule, as `seqlvm train --lr-schedule` "
@@ -335,8 +384,12 @@ def train_all(args, pending):
   previous = cli.catch_sigterm()
   try:
     while pending or running:
-      while pending and len(running) < args.parallel:
-        name, run = pending.pop(0)
+      while len(running) < args.parallel:
+        startable = [k for k in pending if ready(k, pending, running)]
+        if not startable:
+          break
+        name, run = startable[0]
+        pending.remove(startable[0])
         bound, seed = bound_and_seed(run)
         run_dir = os.path.join(args.out, name, run)
         os.makedirs(os.path.dirname(run_dir), exist_ok=True)
@@ -439,7 +492,8 @@ def latents(runs, out, samples=8):
 
 def curves(runs, out, name, labels=None):
   """OUT/valid.png: each run's validation bound (its training bound, nats
-  per timestep) against the step, the best marked, and the anchors' test
+  per timestep) against the step (a fivo-warm run's from the step it
+  started from), the best marked, and the anchors' test
   numbers as dotted lines for scale: one colour per training bound, one
   line style per seed. The y axis spans the curves after their first fifth
   and the anchors drawn, so that where they end can be read.
@@ -463,6 +517,8 @@ def curves(runs, out, name, labels=None):
     if not history:
       continue
     steps, values = zip(*history)
+    if bound == WARM:  # Drawn from the IWAE step it started at.
+      steps = [s + warm_start_step(run) for s in steps]
     tails += values[len(values) // 5:]
     color = f"C{TRAININGS.index(bound)}" if bound in TRAININGS else None
     evaluated = training_flags(bound)[0]
@@ -496,7 +552,7 @@ def curves(runs, out, name, labels=None):
 
 
 PAIRS = (("fivo", "iwae"), ("iwae", "elbo"), ("fivo", "elbo"),
-         (HYBRID, "iwae"), (HYBRID, "fivo"))
+         (HYBRID, "iwae"), (HYBRID, "fivo"), (WARM, "iwae"), (WARM, "fivo"))
 
 
 def best_test_record(run, bound, num_particles):

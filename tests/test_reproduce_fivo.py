@@ -241,6 +241,62 @@ def test_fivo_with_an_iwae_proposal_is_a_training_of_its_own(reproduce,
   assert not (tmp_path / "none").exists()
 
 
+def test_a_warm_start_trains_fivo_from_the_same_seeds_iwae_run(
+    reproduce, tmp_path, capsys):
+  """fivo-warm trains FIVO from OUT/SET/iwae[-seedS] at its own constant
+  rate, without the IWAE run's schedule and KL warm-up; in one call it
+  starts only once that IWAE run has finished; it is paired with the
+  IWAE- and FIVO-trained runs and drawn from the step it started at."""
+  from seqlvm import cli  # pylint: disable=g-import-not-at-top
+  args = types.SimpleNamespace(
+      size=None, max_length=None, data_dir="d", learning_rate=1e-3,
+      steps=10, valid_every=5, early_stopping=2, minutes=1.,
+      lr_schedule="cosine", lr_decay_steps=20, lr_min_fraction=0.02,
+      warmup_steps=0, kl_warmup_steps=6, kl_weight_start=0.,
+      weight_decay=0.1, train_particles=4, keep_every=0,
+      out=str(tmp_path), warm_learning_rate=2e-5)
+  argv = reproduce.train_command(args, "nottingham", "fivo-warm",
+                                 str(tmp_path / "w"), seed=1)
+  parsed = cli.build_parser().parse_args(argv[argv.index("train"):])
+  config = cli._config_from_args(parsed)  # pylint: disable=protected-access
+  assert config.bound == "fivo" and config.learning_rate == 2e-5
+  assert config.lr_schedule == "constant" and config.kl_warmup_steps == 0
+  assert config.weight_decay == 0.1 and config.seed == 1
+  assert argv[argv.index("--init-from") + 1] == os.path.join(
+      str(tmp_path), "nottingham", "iwae-seed1")
+  assert "Warning" not in capsys.readouterr().err
+  # It waits for its own seed's IWAE run, not for the others.
+  pending = [("jsb", "iwae-seed1"), ("jsb", "fivo-warm-seed1"),
+             ("jsb", "fivo-warm")]
+  assert not reproduce.ready(pending[1], pending, {})
+  assert reproduce.ready(pending[2], pending, {})
+  assert not reproduce.ready(pending[1], [], {("jsb", "iwae-seed1"): None})
+  assert reproduce.ready(pending[1], [], {})
+
+  runs = [_run(str(tmp_path), name, values) for name, values in (
+      ("iwae", [-11., -21., -33.]), ("fivo", [-10., -22., -29.]),
+      ("fivo-warm", [-10., -20., -31.]))]
+  assert reproduce.runs_of(str(tmp_path), "jsb") == runs
+  rows = {(r["a"], r["b"]): r for r in reproduce.ordering(runs,
+                                                          str(tmp_path))}
+  assert rows["fivo-warm", "iwae"]["difference"] == pytest.approx(4. / 60.)
+  assert rows["fivo-warm", "fivo"]["difference"] == pytest.approx(0.)
+  assert ("| FIVO (IWAE start)-trained - IWAE-trained | +0.067 |" in
+          (tmp_path / "ordering.md").read_text())
+  with open(os.path.join(runs[2], "config.json"), "w") as f:
+    json.dump({"init_from": "/x/iwae/best/ckpt-62250"}, f)
+  assert reproduce.warm_start_step(runs[2]) == 62250
+  with open(os.path.join(runs[1], "config.json"), "w") as f:
+    json.dump({"init_from": ""}, f)
+  assert reproduce.warm_start_step(runs[1]) == 0
+  for run in runs:
+    with open(os.path.join(run, "best.json"), "w") as f:
+      json.dump({"step": 500, "value": -1.,
+                 "validations": [[250, -2.], [500, -1.]]}, f)
+  reproduce.curves(runs, str(tmp_path / "figs"), "jsb")
+  assert (tmp_path / "figs" / "valid.png").stat().st_size > 0
+
+
 def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
                                                         monkeypatch):
   """The same bound and seed under two --out directories (a setting
