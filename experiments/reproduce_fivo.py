@@ -53,7 +53,9 @@ seed's IWAE-trained run (`seqlvm train --init-from OUT/SET/iwae[-seedS]`,
 its best checkpoint) at the constant --warm-learning-rate (2e-5), with no
 schedule and no KL warm-up (the IWAE run had them), run
 SET/fivo-warm[-seedS]; in the same call it waits for that IWAE run to
-finish. ordering.md pairs it with the others as "FIVO (IWAE start)".
+finish, and it does not start from one that failed or stopped at its time
+cap (its starting point could not change later). ordering.md pairs it
+with the others as "FIVO (IWAE start)".
 
 --train-particles N trains the IWAE and FIVO runs with N particles instead
 of the reference's 4 (the ELBO run keeps 1); the evaluations stay at N = 4
@@ -214,6 +216,35 @@ def ready(item, pending, running):
   source = (name, run_name("iwae", seed))
   return training != WARM or (source not in pending and
                               source not in running)
+
+
+def warm_blocker(args, name, run, done):
+  """Why the fivo-warm run (set, run) may not start now, or None: its IWAE
+  run failed, or stopped at its time cap rather than by early stopping or
+  the step limit (in this call, or as OUT/stopped.json records it), since a
+  warm start cannot change its starting point later. A warm run with
+  checkpoints of its own resumes whatever its IWAE run did; one whose IWAE
+  run this script never trained is trusted."""
+  training, seed = bound_and_seed(run)
+  if training != WARM or glob.glob(
+      os.path.join(args.out, name, run, "ckpt", "ckpt-*.index")):
+    return None
+  source = run_name("iwae", seed)
+  record = done.get((name, source))
+  path = os.path.join(args.out, "stopped.json")
+  if record is None and os.path.exists(path):
+    with open(path) as f:
+      record = json.load(f).get(f"{name}/{source}")
+  if record is None:
+    return None
+  if record.get("returncode"):
+    return f"{source} failed (returncode {record['returncode']})"
+  if not (record.get("early_stopped") or
+          record.get("steps", 0) >= args.steps):
+    return (f"{source} stopped at its time cap at {record.get('steps')} "
+            "updates; rerun to train it on, and the warm start follows once "
+            "it has stopped early or reached --steps")
+  return None
 
 
 def schedule_flags(args):
@@ -390,6 +421,11 @@ def train_all(args, pending):
           break
         name, run = startable[0]
         pending.remove(startable[0])
+        blocker = warm_blocker(args, name, run, done)
+        if blocker:
+          print(f"{name} {run}: not started: {blocker}.", flush=True)
+          expected[name].remove(run)
+          continue
         bound, seed = bound_and_seed(run)
         run_dir = os.path.join(args.out, name, run)
         os.makedirs(os.path.dirname(run_dir), exist_ok=True)

@@ -185,7 +185,8 @@ def _training_flags(p, arg, registry):
       type=int)
   arg("--init-from", "init_from", "warm start: initialise the model from "
       "this run directory's best validation checkpoint (else its newest) or "
-      "from a checkpoint (RUN_DIR/best/ckpt-N, RUN_DIR/kept/ckpt-N), of the "
+      "from a checkpoint (RUN_DIR/best/ckpt-N, RUN_DIR/kept/ckpt-N, "
+      "RUN_DIR/ckpt/ckpt-N), of the "
       "same model and sizes; the optimizer, the step and the schedules start "
       "afresh (e.g. fine-tune an IWAE-trained run on --bound fivo). Applied "
       "once, to a run without checkpoints")

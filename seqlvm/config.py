@@ -11,12 +11,13 @@ from seqlvm.errors import ConfigError
 __all__ = ["Config", "ConfigError", "RESUMABLE_FIELDS", "ADDED_FIELDS",
            "ignored_fields", "save_config", "load_config"]
 
-# Fields that may differ when a run is resumed (e.g. to train for longer).
+# Fields that may differ when a run is resumed (e.g. to train for longer;
+# init_from: `seqlvm.run.warmstart.resolve` decides what a resume keeps).
 RESUMABLE_FIELDS = ("num_steps", "checkpoint_every", "summary_every",
                     "valid_every", "keep_checkpoints", "keep_every",
                     "on_nonfinite", "jit_compile", "precision",
                     "early_stopping", "valid_variance_sweeps",
-                    "valid_samples")
+                    "valid_samples", "init_from")
 # Fields added after the first config format. A stored config without one
 # gets what the code did before the field existed: its default, or the
 # value in _BEFORE_FIELDS where the default does more (an older run keeps

@@ -297,6 +297,38 @@ def test_a_warm_start_trains_fivo_from_the_same_seeds_iwae_run(
   assert (tmp_path / "figs" / "valid.png").stat().st_size > 0
 
 
+def test_a_warm_start_waits_for_an_iwae_run_that_has_finished(reproduce,
+                                                              tmp_path):
+  """Its starting point cannot change later, so a fivo-warm run does not
+  start from an IWAE run that failed or stopped at its time cap (in this
+  call or as stopped.json records it); one with checkpoints of its own
+  resumes whatever its IWAE run did."""
+  args = types.SimpleNamespace(out=str(tmp_path), steps=100)
+  key = ("jsb", "iwae-seed1")
+  assert reproduce.warm_blocker(args, "jsb", "fivo-seed1", {}) is None
+  assert reproduce.warm_blocker(args, "jsb", "fivo-warm-seed1", {}) is None
+  finished = {"steps": 40, "early_stopped": True, "returncode": 0}
+  assert reproduce.warm_blocker(args, "jsb", "fivo-warm-seed1",
+                                {key: finished}) is None
+  at_limit = dict(finished, steps=100, early_stopped=False)
+  assert reproduce.warm_blocker(args, "jsb", "fivo-warm-seed1",
+                                {key: at_limit}) is None
+  capped = dict(finished, early_stopped=False)
+  assert "stopped at its time cap at 40 updates" in reproduce.warm_blocker(
+      args, "jsb", "fivo-warm-seed1", {key: capped})
+  assert "failed (returncode 1)" in reproduce.warm_blocker(
+      args, "jsb", "fivo-warm-seed1", {key: dict(finished, returncode=1)})
+  with open(tmp_path / "stopped.json", "w") as f:
+    json.dump({"jsb/iwae-seed1": capped}, f)
+  assert "time cap" in reproduce.warm_blocker(args, "jsb", "fivo-warm-seed1",
+                                              {})
+  assert reproduce.warm_blocker(args, "jsb", "fivo-warm", {}) is None
+  os.makedirs(tmp_path / "jsb" / "fivo-warm-seed1" / "ckpt")
+  (tmp_path / "jsb" / "fivo-warm-seed1" / "ckpt" / "ckpt-5.index").write_text(
+      "")
+  assert reproduce.warm_blocker(args, "jsb", "fivo-warm-seed1", {}) is None
+
+
 def test_latent_table_keeps_runs_of_the_same_name_apart(reproduce, tmp_path,
                                                         monkeypatch):
   """The same bound and seed under two --out directories (a setting

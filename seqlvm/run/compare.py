@@ -35,10 +35,11 @@ from seqlvm.run import factory
 __all__ = ["compare", "run_labels", "markdown_table", "text_table",
            "write_figure", "LABEL_IGNORED", "FIGURE_DPI"]
 
-# Settings that do not make a run different (bookkeeping) for its label.
+# Settings that do not make a run different (bookkeeping) for its label;
+# init_from is a long path, and a warm start's other settings name it.
 LABEL_IGNORED = ("checkpoint_every", "summary_every", "keep_checkpoints",
                  "keep_every", "on_nonfinite", "jit_compile",
-                 "valid_variance_sweeps", "valid_samples")
+                 "valid_variance_sweeps", "valid_samples", "init_from")
 # A label names at most this many differing settings.
 _MAX_LABEL_SETTINGS = 3
 FIGURE_DPI = 100

@@ -55,6 +55,7 @@ from seqlvm.run import best as best_lib
 from seqlvm.run import distribute
 from seqlvm.run import evaluation
 from seqlvm.run import factory
+from seqlvm.run import records as records_lib
 from seqlvm.run import rundir as rundir_lib
 from seqlvm.run import warmstart
 
@@ -767,7 +768,9 @@ def _train_in(config, run_dir, make_dataset_and_model, log, max_seconds,
   run = rundir_lib.RunDir(run_dir)
   stored = run.load_config() if run.exists() else None
   config = factory.resolve_schedule(config, stored)
-  config = warmstart.resolve(config, stored)
+  config = warmstart.resolve(
+      config, stored, trained=bool(rundir_lib.checkpoint_files(run.ckpt_dir)),
+      log=log)
   run.check_resume(config, data_registry.canonical)
   created = not os.path.exists(run_dir)
   fileio.check_writable_dir(run_dir, "run directory")
@@ -851,6 +854,10 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
     if config.init_from and not rundir_lib.checkpoint_files(run.ckpt_dir):
       # Before any file is written: a refused warm start leaves no run.
       warmstart.initialise(model, config.init_from, log)
+      distribute.check_same_on_workers(
+          strategy, [rundir_lib.checkpoint_number(config.init_from), int(
+              records_lib.checkpoint_digest(config.init_from)[:15] or "0",
+              16)], "the checkpoint --init-from read (its step and digest)")
     stored_data = run.check_data(source, config.data)
     same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
         source)
