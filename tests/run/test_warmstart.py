@@ -6,10 +6,12 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from seqlvm import cli
 from seqlvm.run import rundir
 from seqlvm.run import warmstart
+from tests.conftest import write_tiny_pianorolls
 from tests.run.test_training import _model_variables
 from tests.run.test_training import _read_json
 from tests.run.test_training import _train_args
@@ -21,12 +23,27 @@ COMMON = ["--no-jit", "--checkpoint-every", "2", "--valid-every", "2",
 WARM = ["--bound", "fivo", "--learning-rate", "1e-12", *COMMON]
 
 
+@pytest.fixture(scope="module")
+def trained_source(tmp_path_factory):
+  """An IWAE run of 4 steps (with best and newest checkpoints), trained once
+  for the module; each test warm-starts from a copy (`_source`)."""
+  base = tmp_path_factory.mktemp("source")
+  data = write_tiny_pianorolls(base / "tiny.pkl")
+  assert cli.main(_train_args(data, base / "iwae", "--bound", "iwae",
+                              "--num-steps", "4", *COMMON)) == 0
+  return base / "iwae"
+
+
+def _source(trained_source, tmp_path):
+  copy = tmp_path / "iwae"
+  shutil.copytree(trained_source, copy)
+  return copy
+
+
 def test_init_from_warm_starts_a_new_run_from_another_runs_model(
-    tiny_pianorolls, tmp_path, capsys):
+    tiny_pianorolls, trained_source, tmp_path, capsys):
   common, warm = COMMON, WARM
-  source = tmp_path / "iwae"
-  assert cli.main(_train_args(tiny_pianorolls, source, "--bound", "iwae",
-                              "--num-steps", "4", *common)) == 0
+  source = _source(trained_source, tmp_path)
   best = rundir.checkpoint_files(source / "best")[-1]
   assert rundir.checkpoint_number(best) > 0  # Trained: not the seed's init.
   # Warm-started at a vanishing rate, the new run's first update moves no
@@ -86,19 +103,12 @@ def test_init_from_warm_starts_a_new_run_from_another_runs_model(
   assert "trained from a fresh initialisation" in capsys.readouterr().err
 
 
-def _source(data, tmp_path):
-  source = tmp_path / "iwae"
-  assert cli.main(_train_args(data, source, "--bound", "iwae", "--num-steps",
-                              "4", *COMMON)) == 0
-  return source
-
-
 def test_a_resumed_warm_start_needs_no_source_and_keeps_its_own(
-    tiny_pianorolls, tmp_path, capsys, monkeypatch):
+    tiny_pianorolls, trained_source, tmp_path, capsys, monkeypatch):
   """A relative source is stored absolute; once the run has checkpoints,
   it resumes with its source moved away, and another source given is not
   used (a warning says so)."""
-  _source(tiny_pianorolls, tmp_path)
+  _source(trained_source, tmp_path)
   monkeypatch.chdir(tmp_path)
   best = rundir.checkpoint_files(tmp_path / "iwae" / "best")[-1]
   assert cli.main(_train_args(tiny_pianorolls, "fivo", "--num-steps", "1",
@@ -118,11 +128,11 @@ def test_a_resumed_warm_start_needs_no_source_and_keeps_its_own(
 
 
 def test_a_run_without_checkpoints_resolves_its_source_again(
-    tiny_pianorolls, tmp_path, capsys):
+    tiny_pianorolls, trained_source, tmp_path, capsys):
   """Until a warm-started run has a checkpoint, its source is read again at
   each start: a stored checkpoint that is gone is named, and giving the
   source again starts from what it holds now."""
-  source = _source(tiny_pianorolls, tmp_path)
+  source = _source(trained_source, tmp_path)
   target = tmp_path / "fivo"
   assert cli.main(_train_args(tiny_pianorolls, target, "--num-steps", "1",
                               "--init-from", str(source), *WARM)) == 0
@@ -151,8 +161,8 @@ def test_a_run_without_checkpoints_resolves_its_source_again(
   assert _read_json(target / "config.json")["init_from"] == best
 
 
-def test_sources_name_checkpoints_in_every_form(tiny_pianorolls, tmp_path):
-  source = _source(tiny_pianorolls, tmp_path)
+def test_sources_name_checkpoints_in_every_form(trained_source, tmp_path):
+  source = _source(trained_source, tmp_path)
   best = rundir.checkpoint_files(source / "best")[-1]
   newest = rundir.checkpoint_files(source / "ckpt")[-1]
   for given, expected in ((source, best), (str(source) + "/", best),
@@ -164,11 +174,12 @@ def test_sources_name_checkpoints_in_every_form(tiny_pianorolls, tmp_path):
   assert warmstart.checkpoint_of(outside)[1] is None
 
 
-def test_only_the_fields_a_model_uses_must_agree(tiny_pianorolls, tmp_path,
+def test_only_the_fields_a_model_uses_must_agree(tiny_pianorolls,
+                                                 trained_source, tmp_path,
                                                  capsys):
   """A Gaussian VRNN's --categories (a concrete latent's) shapes nothing:
   a warm start may differ there, not in --latent-size."""
-  source = _source(tiny_pianorolls, tmp_path)
+  source = _source(trained_source, tmp_path)
   assert cli.main(_train_args(tiny_pianorolls, tmp_path / "a", "--num-steps",
                               "1", "--init-from", str(source),
                               "--categories", "5", *WARM)) == 0
