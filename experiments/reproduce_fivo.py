@@ -89,6 +89,7 @@ from seqlvm import cli
 from seqlvm import fileio
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
+from seqlvm.run import rundir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = {"jsb": "jsb.pkl", "nottingham": "nottingham.pkl",
@@ -204,8 +205,7 @@ def warm_start_step(run):
   config's init_from), 0 if none."""
   with open(os.path.join(run, "config.json")) as f:
     source = json.load(f).get("init_from") or ""
-  number = source.rsplit("ckpt-", 1)[-1]
-  return int(number) if source and number.isdigit() else 0
+  return max(rundir.checkpoint_number(source), 0)
 
 
 def ready(item, pending, running):
@@ -226,8 +226,8 @@ def warm_blocker(args, name, run, done):
   checkpoints of its own resumes whatever its IWAE run did; one whose IWAE
   run this script never trained is trusted."""
   training, seed = bound_and_seed(run)
-  if training != WARM or glob.glob(
-      os.path.join(args.out, name, run, "ckpt", "ckpt-*.index")):
+  if training != WARM or rundir.checkpoint_files(
+      os.path.join(args.out, name, run, "ckpt")):
     return None
   source = run_name("iwae", seed)
   record = done.get((name, source))

@@ -68,7 +68,8 @@ __all__ = ["configure_devices", "make_strategy", "num_replicas", "is_chief",
            "task_id", "replica_seed", "replica_share", "train_input",
            "make_train_step", "local_step", "agreement", "worker_run_dir",
            "describe", "eval_input", "eval_seed", "check_batch",
-           "check_same_on_workers", "all_gather"]
+           "check_same_on_workers", "check_same_checkpoint_on_workers",
+           "all_gather"]
 
 # What a collective raises when another worker has gone (InternalError
 # too, with some communication implementations).
@@ -510,6 +511,14 @@ def all_gather(nest):
   context = tf.distribute.get_replica_context()
   return tf.nest.map_structure(
       lambda t: context.all_gather(tf.identity(t), axis=0), nest)
+
+
+def check_same_checkpoint_on_workers(strategy, step, digest, what):
+  """`check_same_on_workers` of a checkpoint's step and digest
+  (`seqlvm.run.records.checkpoint_digest`): every worker read the same
+  weights. `what` names the checkpoint for the message."""
+  check_same_on_workers(strategy, [step, int(digest[:15] or "0", 16)],
+                        f"{what} (its step and digest)")
 
 
 def check_same_on_workers(strategy, values, what):

@@ -394,9 +394,8 @@ class RunEvaluation:
     self.checkpoint = os.path.relpath(path, self.run_dir)
     self.step = rundir_lib.checkpoint_number(path)
     self.digest = records_lib.checkpoint_digest(path)
-    distribute.check_same_on_workers(
-        strategy, [self.step, int(self.digest[:15] or "0", 16)],
-        "the checkpoint evaluated (its step and digest)")
+    distribute.check_same_checkpoint_on_workers(
+        strategy, self.step, self.digest, "the checkpoint evaluated")
     self.evaluator = Evaluator(model, self.config, self.source.data_size,
                                xla=xla, strategy=strategy)
     self._agree = distribute.agreement(strategy)

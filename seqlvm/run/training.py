@@ -854,10 +854,10 @@ def _train(config, run, make_dataset_and_model, log, options, strategy=None):
     if config.init_from and not rundir_lib.checkpoint_files(run.ckpt_dir):
       # Before any file is written: a refused warm start leaves no run.
       warmstart.initialise(model, config.init_from, log)
-      distribute.check_same_on_workers(
-          strategy, [rundir_lib.checkpoint_number(config.init_from), int(
-              records_lib.checkpoint_digest(config.init_from)[:15] or "0",
-              16)], "the checkpoint --init-from read (its step and digest)")
+      distribute.check_same_checkpoint_on_workers(
+          strategy, rundir_lib.checkpoint_number(config.init_from),
+          records_lib.checkpoint_digest(config.init_from),
+          "the checkpoint --init-from read")
     stored_data = run.check_data(source, config.data)
     same_pipeline = stored_data.get("pipeline") == rundir_lib.pipeline_id(
         source)

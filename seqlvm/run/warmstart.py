@@ -71,9 +71,15 @@ def checkpoint_of(source):
   return source, _run_of(source)
 
 
+def _parent(prefix):
+  """The folder above the checkpoint's folder: RUN_DIR for
+  RUN_DIR/best/ckpt-N."""
+  return os.path.dirname(os.path.dirname(prefix))
+
+
 def _run_of(prefix):
   """The run directory holding the checkpoint `prefix`, or None."""
-  parent = os.path.dirname(os.path.dirname(prefix))
+  parent = _parent(prefix)
   return parent if os.path.exists(
       os.path.join(parent, rundir_lib.CONFIG_NAME)) else None
 
@@ -132,9 +138,8 @@ def resolve(config, stored=None, trained=False, log=print):
           f"--init-from {given}: this run directory holds a run trained "
           "from a fresh initialisation; a warm start applies to a new run. "
           "Choose a new --run-dir.")
-    if given and os.path.abspath(given) not in (
-        stored.init_from, os.path.dirname(os.path.dirname(
-            stored.init_from))):
+    if given and os.path.abspath(given) not in (stored.init_from,
+                                                _parent(stored.init_from)):
       log(f"Warning: --init-from {given} is not used: the run resumes from "
           f"its own checkpoints (it started from {stored.init_from}).")
     return config.replace(init_from=stored.init_from)
