@@ -87,6 +87,7 @@ import numpy as np
 
 from seqlvm import cli
 from seqlvm import fileio
+from seqlvm import interrupts
 from seqlvm.run import best as best_lib
 from seqlvm.run import records
 from seqlvm.run import rundir
@@ -410,7 +411,7 @@ def train_all(args, pending):
   pending = list(pending)
   running, done = {}, {}
   # Ctrl-C as KeyboardInterrupt even where it was ignored at start-up (a
-  # job started with `&` from a script), SIGTERM as its cli.Terminated.
+  # job started with `&` from a script), SIGTERM as its interrupts.Terminated.
   interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
   previous = cli.catch_sigterm()
   try:
@@ -441,7 +442,7 @@ def train_all(args, pending):
       for key in [k for k, v in running.items() if v[0].poll() is not None]:
         _finished(args, key, running.pop(key), done, expected)
   except KeyboardInterrupt as e:
-    signum = (signal.SIGTERM if isinstance(e, cli.Terminated) else
+    signum = (signal.SIGTERM if isinstance(e, interrupts.Terminated) else
               signal.SIGINT)
     name = signal.Signals(signum).name
     for key, (process, *_) in running.items():

@@ -24,6 +24,8 @@ import signal
 import sys
 import threading
 
+from seqlvm import interrupts
+
 __all__ = ["main", "build_parser"]
 
 
@@ -739,23 +741,12 @@ _TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample", "continue",
                         "harmonize", "inpaint")
 
 
-class Terminated(KeyboardInterrupt):
-  """SIGTERM, raised as an interrupt: `timeout`, a batch scheduler's time
-  limit or a plain `kill` stop a training as Ctrl-C does, which saves a
-  checkpoint at the step it reached before it exits."""
-
-
-def _raise_terminated(signum, frame):
-  del signum, frame
-  raise Terminated()
-
-
 def catch_sigterm():
   """Installs SIGTERM -> `Terminated`; returns the handler to restore (None
   where signals cannot be set: not the main thread)."""
   if threading.current_thread() is not threading.main_thread():
     return None
-  return signal.signal(signal.SIGTERM, _raise_terminated)
+  return signal.signal(signal.SIGTERM, interrupts.raise_terminated)
 
 
 def main(argv=None):
@@ -778,7 +769,7 @@ def main(argv=None):
     print(f"seqlvm {args.command}: error: {where}: {e.strerror or e}",
           file=sys.stderr)
     return 2
-  except Terminated:
+  except interrupts.Terminated:
     print(f"seqlvm {args.command}: terminated (SIGTERM).", file=sys.stderr)
     return 128 + signal.SIGTERM
   except KeyboardInterrupt:

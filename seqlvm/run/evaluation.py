@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqlvm import fileio
+from seqlvm import interrupts
 from seqlvm import progress as progress_lib
 from seqlvm import registry
 from seqlvm import shapes
@@ -175,6 +176,13 @@ class Evaluator:
       DataError: if reading the data fails.
       TrainingError: if the bound is not finite for some sequence.
     """
+    # Ctrl-C and SIGTERM wait for the next batch (`seqlvm.interrupts`).
+    with interrupts.held():
+      return self._evaluate(source, split, name, num_particles, batch_size,
+                            seed, progress, label, max_batches)
+
+  def _evaluate(self, source, split, name, num_particles, batch_size, seed,
+                progress, label, max_batches):
     fn = self.batch_fn(name, num_particles, batch_size, diagnostics=True)
     bar = progress_lib.Progress(
         source.num_sequences(split), label or name, unit="seq",
@@ -193,6 +201,7 @@ class Evaluator:
                                           max_batches)
     try:
       for unused_x, lengths, index, (bound, diagnostics) in batches:
+        interrupts.check()
         index = np.asarray(index)
         real = index >= 0
         parts["values"].append(np.asarray(bound)[real])

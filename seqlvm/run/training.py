@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from seqlvm import fileio
+from seqlvm import interrupts
 from seqlvm import progress as progress_lib
 from seqlvm import shapes
 from seqlvm.data import registry as data_registry
@@ -598,11 +599,18 @@ class TrainingLoop:
 
   def run(self):
     """Trains to `num_steps` (or until a hook stops it); saves at the end."""
+    # Ctrl-C and SIGTERM wait for the top of a step or an evaluation's next
+    # batch, never break into a function TensorFlow calls from C++.
+    with interrupts.held():
+      self._run()
+
+  def _run(self):
     self.start_time, self.start_step = time.time(), int(self.step)
     for hook in self.hooks:
       hook.begin(self)
     try:
       while int(self.step) < self.num_steps:
+        interrupts.check()
         stop = any(hook.should_stop(self) for hook in self.hooks)
         if self.agree is not None:
           stop = self._collective(lambda: self.agree(stop))

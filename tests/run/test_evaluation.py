@@ -1,10 +1,15 @@
 """The public Evaluator: a bound over a whole split."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from seqlvm import cli
 from seqlvm import data
+from seqlvm import interrupts
 from seqlvm import shapes
 from seqlvm.config import Config
 from seqlvm.data import sources
@@ -79,3 +84,33 @@ def test_a_non_finite_bound_is_an_error_not_a_number():
   evaluator = evaluation.Evaluator(model, config, 5)
   with pytest.raises(TrainingError, match="not finite for 3 sequence"):
     evaluator(source, "valid", "fivo", num_particles=2, batch_size=3)
+
+
+def test_a_signal_during_a_batch_stops_before_the_next_one():
+  # The batch function as TensorFlow runs it: an exception raised inside
+  # would come back as a RuntimeError (pybind11), the SIGTERM lost.
+  source = _source()
+  config = Config(hidden_size=6, latent_size=3, pad_to_multiple=1)
+  model = factory.build_model(config, 5, source.train_mean)
+  evaluator = evaluation.Evaluator(model, config, 5)
+  fn = evaluator.batch_fn("iwae", 2, 1, diagnostics=True)
+  calls = []
+
+  def signalled(*args):
+    calls.append(len(calls))
+    try:
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(1000):  # Where the handler runs.
+        pass
+      return fn(*args)
+    except BaseException as e:  # pylint: disable=broad-except
+      raise RuntimeError(f"pybind11::error_already_set: {e!r}") from None
+
+  evaluator._fns[("iwae", 2, 1, True)] = signalled  # pylint: disable=protected-access
+  previous = cli.catch_sigterm()
+  try:
+    with pytest.raises(interrupts.Terminated):
+      evaluator(source, "test", "iwae", num_particles=2, batch_size=1)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert calls == [0]  # Three batches; stopped after the first.

@@ -1,10 +1,14 @@
 """The training loop and its hooks, with a stand-in compiled step."""
 
 import math
+import os
+import signal
 
 import pytest
 import tensorflow as tf
 
+from seqlvm import cli
+from seqlvm import interrupts
 from seqlvm.errors import TrainingError
 from seqlvm.run import best as best_lib
 from seqlvm.run import training
@@ -137,3 +141,53 @@ def test_train_runs_its_hooks_in_the_order_that_is_its_behaviour(tmp_path):
   assert hooks[-1].best is best
   assert training.TimeBudget not in [type(h) for h in training.default_hooks(
       config, rundir.RunDir(tmp_path), source, model, 0, progress=False)]
+
+
+def _through_cpp(fn):
+  """fn() as a function TensorFlow calls from C++ runs it: an exception
+  raised inside comes back as a RuntimeError (pybind11's
+  error_already_set), the interrupt it was lost."""
+  try:
+    return fn()
+  except BaseException as e:  # pylint: disable=broad-except
+    raise RuntimeError(f"pybind11::error_already_set: {e!r}") from None
+
+
+class _ValidationSignalled(training.Hook):
+  """At step 2 a validation that gets SIGTERM while TensorFlow traces a
+  tf.data map function (how a real one was lost)."""
+
+  def __init__(self):
+    self.validated = []
+
+  def after_step(self, loop, result):
+    if result.step != 2:
+      return
+
+    def traced(x):
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(1000):  # Where the handler runs.
+        pass
+      return x + 1
+
+    values = _through_cpp(
+        lambda: list(tf.data.Dataset.range(3).map(traced).as_numpy_iterator()))
+    self.validated.append((result.step, [int(v) for v in values]))
+
+
+def test_sigterm_in_a_validation_saves_at_the_next_step():
+  previous = cli.catch_sigterm()
+  try:
+    messages = []
+    validation = _ValidationSignalled()
+    loop, manager = _loop([-1.] * 5, [validation], num_steps=5)
+    loop.log = messages.append
+    with pytest.raises(interrupts.Terminated):
+      loop.run()
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  # The validation ran to its end; the loop stopped before step 3.
+  assert validation.validated == [(2, [1, 2, 3])]
+  assert manager.saved == [2] and int(loop.step) == 2
+  assert messages == ["Interrupted at step 2; saved ckpt/ckpt-2."]
+  assert signal.getsignal(signal.SIGTERM) is previous

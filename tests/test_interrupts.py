@@ -1,0 +1,129 @@
+"""Ctrl-C and SIGTERM held until a safe point (`seqlvm.interrupts`)."""
+
+import contextlib
+import os
+import signal
+
+import pytest
+
+from seqlvm import cli
+from seqlvm import interrupts
+
+
+@pytest.fixture(name="sigterm_raises")
+def _sigterm_raises():
+  """SIGTERM raises `Terminated`, as under the command line."""
+  previous = cli.catch_sigterm()
+  yield
+  signal.signal(signal.SIGTERM, previous)
+
+
+def _send(signum=signal.SIGTERM):
+  os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def _failing_on_interrupt():
+  """An interrupt that escapes is this test's failure, not the session's end
+  (pytest stops at a KeyboardInterrupt)."""
+  try:
+    yield
+  except KeyboardInterrupt as e:
+    pytest.fail(f"{e!r} escaped")
+
+
+def test_outside_held_the_signal_raises_at_once(sigterm_raises):
+  del sigterm_raises
+  with pytest.raises(interrupts.Terminated):
+    _send()
+    for _ in range(1000):  # The handler runs at the next Python line.
+      pass
+
+
+def test_held_signals_wait_for_check(sigterm_raises):
+  del sigterm_raises
+  reached = []
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held():
+      _send()
+      for _ in range(1000):
+        pass
+      reached.append("after the signal")
+      interrupts.check()
+      reached.append("after check")
+  assert reached == ["after the signal"]
+  with _failing_on_interrupt():
+    interrupts.check()  # Raised once, not noted any more.
+
+
+def test_ctrl_c_is_held_as_a_keyboard_interrupt():
+  # Python's own Ctrl-C handler (a background job starts with SIGINT ignored).
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    with pytest.raises(KeyboardInterrupt) as caught:
+      with interrupts.held():
+        _send(signal.SIGINT)
+        for _ in range(1000):
+          pass
+        interrupts.check()
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  assert not isinstance(caught.value, interrupts.Terminated)
+
+
+def test_leaving_the_outermost_held_raises_what_was_noted(sigterm_raises):
+  del sigterm_raises
+  reached = []
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held():
+      with interrupts.held():
+        _send()
+        for _ in range(1000):
+          pass
+      reached.append("the inner one did not raise")
+  assert reached == ["the inner one did not raise"]
+  assert signal.getsignal(signal.SIGTERM) is interrupts.raise_terminated
+
+
+def test_a_second_signal_raises_at_once(sigterm_raises):
+  del sigterm_raises
+  reached = []
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held():
+      _send()
+      for _ in range(1000):
+        pass
+      reached.append("noted")
+      _send()
+      for _ in range(1000):
+        pass
+      reached.append("not reached")
+  assert reached == ["noted"]
+
+
+def test_an_error_on_its_way_out_drops_the_noted_signal(sigterm_raises):
+  del sigterm_raises
+  with _failing_on_interrupt():
+    with pytest.raises(ValueError):
+      with interrupts.held():
+        _send()
+        for _ in range(1000):
+          pass
+        raise ValueError("the run's own error")
+    with interrupts.held():
+      interrupts.check()  # Nothing left over from the last one.
+
+
+def test_other_handlers_are_left_alone():
+  seen = []
+  previous = signal.signal(signal.SIGTERM, lambda *_: seen.append("mine"))
+  try:
+    with _failing_on_interrupt():
+      with interrupts.held():
+        _send()
+        for _ in range(1000):
+          pass
+        interrupts.check()
+    assert seen == ["mine"]
+  finally:
+    signal.signal(signal.SIGTERM, previous)
