@@ -19,7 +19,11 @@ def _sigterm_raises():
 
 
 def _send(signum=signal.SIGTERM):
+  """Sends the signal to this process and runs Python lines, where its
+  handler runs."""
   os.kill(os.getpid(), signum)
+  for _ in range(1000):
+    pass
 
 
 @contextlib.contextmanager
@@ -36,8 +40,6 @@ def test_outside_held_the_signal_raises_at_once(sigterm_raises):
   del sigterm_raises
   with pytest.raises(interrupts.Terminated):
     _send()
-    for _ in range(1000):  # The handler runs at the next Python line.
-      pass
 
 
 def test_held_signals_wait_for_check(sigterm_raises):
@@ -46,8 +48,6 @@ def test_held_signals_wait_for_check(sigterm_raises):
   with pytest.raises(interrupts.Terminated):
     with interrupts.held():
       _send()
-      for _ in range(1000):
-        pass
       reached.append("after the signal")
       interrupts.check()
       reached.append("after check")
@@ -63,8 +63,6 @@ def test_ctrl_c_is_held_as_a_keyboard_interrupt():
     with pytest.raises(KeyboardInterrupt) as caught:
       with interrupts.held():
         _send(signal.SIGINT)
-        for _ in range(1000):
-          pass
         interrupts.check()
   finally:
     signal.signal(signal.SIGINT, previous)
@@ -78,8 +76,6 @@ def test_leaving_the_outermost_held_raises_what_was_noted(sigterm_raises):
     with interrupts.held():
       with interrupts.held():
         _send()
-        for _ in range(1000):
-          pass
       reached.append("the inner one did not raise")
   assert reached == ["the inner one did not raise"]
   assert signal.getsignal(signal.SIGTERM) is interrupts.raise_terminated
@@ -91,12 +87,8 @@ def test_a_second_signal_raises_at_once(sigterm_raises):
   with pytest.raises(interrupts.Terminated):
     with interrupts.held():
       _send()
-      for _ in range(1000):
-        pass
       reached.append("noted")
       _send()
-      for _ in range(1000):
-        pass
       reached.append("not reached")
   assert reached == ["noted"]
 
@@ -107,8 +99,6 @@ def test_an_error_on_its_way_out_drops_the_noted_signal(sigterm_raises):
     with pytest.raises(ValueError):
       with interrupts.held():
         _send()
-        for _ in range(1000):
-          pass
         raise ValueError("the run's own error")
     with interrupts.held():
       interrupts.check()  # Nothing left over from the last one.
@@ -121,8 +111,6 @@ def test_other_handlers_are_left_alone():
     with _failing_on_interrupt():
       with interrupts.held():
         _send()
-        for _ in range(1000):
-          pass
         interrupts.check()
     assert seen == ["mine"]
   finally:
