@@ -2,7 +2,7 @@
 weight decay (experiments/RESULTS.md, "FIVO warm-started from the
 IWAE-trained model without weight decay"): Nottingham (cosine from 1e-3
 over 50000, the KL warm-up; seeds 1 and 2) and JSB (constant 2e-4, the KL
-warm-up; seeds 0 and 2). Validation FIVO at N = 4 and the resampling rate
+warm-up; seeds 0, 1 and 2). Validation FIVO at N = 4 and the resampling rate
 against updates after the warm start, read from each warm run's
 TensorBoard events (the loop's own validation: the run's seed, batch 4),
 beside its start, the FIVO-trained run from scratch at its best
@@ -118,6 +118,20 @@ PANELS = [
    [
     6000,
     -6.9657
+   ]
+  ]
+ },
+ {
+  "title": "JSB, KL warm-up, seed 1",
+  "start": [
+   -6.9065,
+   0.2484
+  ],
+  "scratch": -6.92,
+  "warm": [
+   [
+    "FIVO from IWAE-trained (2e-5)",
+    "runs/reproduce_jsbwarm/jsb/fivo-warm-seed1"
    ]
   ]
  },
