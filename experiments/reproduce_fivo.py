@@ -85,7 +85,6 @@ from benchlib import command_line  # pylint: disable=g-import-not-at-top
 import latent_usage  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from seqlvm import cli
 from seqlvm import fileio
 from seqlvm import interrupts
 from seqlvm.run import best as best_lib
@@ -411,9 +410,9 @@ def train_all(args, pending):
   pending = list(pending)
   running, done = {}, {}
   # Ctrl-C as KeyboardInterrupt even where it was ignored at start-up (a
-  # job started with `&` from a script), SIGTERM as its interrupts.Terminated.
+  # job started with `&` from a script), SIGTERM as interrupts.Terminated.
   interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
-  previous = cli.catch_sigterm()
+  previous = interrupts.catch_sigterm()
   try:
     while pending or running:
       while len(running) < args.parallel:

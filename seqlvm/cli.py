@@ -22,7 +22,6 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
 
 from seqlvm import interrupts
 
@@ -741,21 +740,13 @@ _TENSORFLOW_COMMANDS = ("train", "eval", "compare", "sample", "continue",
                         "harmonize", "inpaint")
 
 
-def catch_sigterm():
-  """Installs SIGTERM -> `Terminated`; returns the handler to restore (None
-  where signals cannot be set: not the main thread)."""
-  if threading.current_thread() is not threading.main_thread():
-    return None
-  return signal.signal(signal.SIGTERM, interrupts.raise_terminated)
-
-
 def main(argv=None):
   args = build_parser().parse_args(argv)
   from seqlvm import errors  # pylint: disable=g-import-not-at-top
   from seqlvm import quiet  # pylint: disable=g-import-not-at-top
   verbose = getattr(args, "verbose", False)
   quiet.set_log_level(verbose)
-  previous = catch_sigterm()
+  previous = interrupts.catch_sigterm()
   try:
     if args.command in _TENSORFLOW_COMMANDS or getattr(
         args, "data_command", None) == "from-audio":

@@ -16,7 +16,8 @@ in plain Python: the training loop at each step and the evaluation loop at
 each batch. Leaving the outermost `held()` raises it too. A second signal
 while one is noted raises at once, so two Ctrl-Cs always stop. A signal is
 held only if its handler raises (SIGINT's default handler, SIGTERM's
-`raise_terminated` from the command line); a library user's own handlers,
+`raise_terminated`, which `catch_sigterm` installs for the command line);
+a library user's own handlers,
 and the default SIGTERM that ends the process, are left alone. Outside the
 main thread `held()` changes nothing.
 
@@ -27,7 +28,8 @@ import contextlib
 import signal
 import threading
 
-__all__ = ["Terminated", "raise_terminated", "held", "check"]
+__all__ = ["Terminated", "raise_terminated", "catch_sigterm", "held",
+           "check"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,6 +42,14 @@ def raise_terminated(signum, frame):
   """The SIGTERM handler that makes SIGTERM an interrupt (`Terminated`)."""
   del signum, frame
   raise Terminated()
+
+
+def catch_sigterm():
+  """Installs SIGTERM -> `Terminated`; returns the handler to restore (None
+  where signals cannot be set: not the main thread)."""
+  if threading.current_thread() is not threading.main_thread():
+    return None
+  return signal.signal(signal.SIGTERM, raise_terminated)
 
 
 # The error each held signal raises, for the handlers that raise one.

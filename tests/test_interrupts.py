@@ -6,14 +6,13 @@ import signal
 
 import pytest
 
-from seqlvm import cli
 from seqlvm import interrupts
 
 
 @pytest.fixture(name="sigterm_raises")
 def _sigterm_raises():
   """SIGTERM raises `Terminated`, as under the command line."""
-  previous = cli.catch_sigterm()
+  previous = interrupts.catch_sigterm()
   yield
   signal.signal(signal.SIGTERM, previous)
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seqlvm import cli
 from seqlvm import data
 from seqlvm import interrupts
 from seqlvm import shapes
@@ -107,7 +106,7 @@ def test_a_signal_during_a_batch_stops_before_the_next_one():
       raise RuntimeError(f"pybind11::error_already_set: {e!r}") from None
 
   evaluator._fns[("iwae", 2, 1, True)] = signalled  # pylint: disable=protected-access
-  previous = cli.catch_sigterm()
+  previous = interrupts.catch_sigterm()
   try:
     with pytest.raises(interrupts.Terminated):
       evaluator(source, "test", "iwae", num_particles=2, batch_size=1)

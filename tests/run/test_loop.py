@@ -7,7 +7,6 @@ import signal
 import pytest
 import tensorflow as tf
 
-from seqlvm import cli
 from seqlvm import interrupts
 from seqlvm.errors import TrainingError
 from seqlvm.run import best as best_lib
@@ -176,7 +175,7 @@ class _ValidationSignalled(training.Hook):
 
 
 def test_sigterm_in_a_validation_saves_at_the_next_step():
-  previous = cli.catch_sigterm()
+  previous = interrupts.catch_sigterm()
   try:
     messages = []
     validation = _ValidationSignalled()
