@@ -763,6 +763,10 @@ def main(argv=None):
   except interrupts.Terminated:
     print(f"seqlvm {args.command}: terminated (SIGTERM).", file=sys.stderr)
     return 128 + signal.SIGTERM
+  except interrupts.PeerInterrupted:
+    print(f"seqlvm {args.command}: stopped with another worker that was "
+          "interrupted.", file=sys.stderr)
+    return 128 + signal.SIGTERM
   except KeyboardInterrupt:
     print(f"seqlvm {args.command}: interrupted.", file=sys.stderr)
     return 130

@@ -21,6 +21,14 @@ a library user's own handlers,
 and the default SIGTERM that ends the process, are left alone. Outside the
 main thread `held()` changes nothing.
 
+In a cluster the workers must stop together, at one step, or the others
+wait in a collective for the one that left. There the training loop holds
+with `held(deferred=True)`: `check()` does not raise inside it (not in a
+validation either), and the loop instead tells the other workers at each
+step whether a signal is `noted()`, in the agreement it already makes on
+stopping. Then every worker stops at that step and saves: the one that got
+the signal raises it (`raise_noted()`), the others `PeerInterrupted`.
+
 Recommended import: `from seqlvm import interrupts`.
 """
 
@@ -28,14 +36,19 @@ import contextlib
 import signal
 import threading
 
-__all__ = ["Terminated", "raise_terminated", "catch_sigterm", "held",
-           "check"]
+__all__ = ["Terminated", "PeerInterrupted", "raise_terminated",
+           "catch_sigterm", "held", "check", "noted", "raise_noted"]
 
 
 class Terminated(KeyboardInterrupt):
   """SIGTERM, raised as an interrupt: `timeout`, a batch scheduler's time
   limit or a plain `kill` stop a training as Ctrl-C does, which saves a
   checkpoint at the step it reached before it exits."""
+
+
+class PeerInterrupted(KeyboardInterrupt):
+  """Another worker of the cluster was interrupted (Ctrl-C or SIGTERM), so
+  this one stops with it, at the same step, and saves as it does."""
 
 
 def raise_terminated(signum, frame):
@@ -58,6 +71,7 @@ _RAISES = {signal.SIGINT: (signal.default_int_handler, KeyboardInterrupt),
 
 _depth = 0  # How many `held()` the main thread is inside.
 _noted = None  # The error class of the signal noted, or None.
+_deferred = 0  # How many `held(deferred=True)` the main thread is inside.
 
 
 def _note(signum, frame):
@@ -72,10 +86,17 @@ def _note(signum, frame):
 
 
 @contextlib.contextmanager
-def held():
+def held(deferred=False):
   """Within: Ctrl-C and SIGTERM wait for `check()` or the end (see the
-  module's docstring). Nests; the outermost installs and restores."""
-  global _depth, _noted
+  module's docstring). Nests; the outermost installs and restores.
+
+  Args:
+    deferred: `check()` does not raise within either (nor in the `held()`
+      nested inside); the caller reads `noted()` and raises with
+      `raise_noted()` where its workers agree to stop. Leaving the outermost
+      `held()` still raises a signal left noted.
+  """
+  global _depth, _noted, _deferred
   if threading.current_thread() is not threading.main_thread():
     yield
     return
@@ -85,10 +106,12 @@ def held():
       if signal.getsignal(signum) is raising:
         previous[signum] = signal.signal(signum, _note)
   _depth += 1
+  _deferred += bool(deferred)
   try:
     yield
   finally:
     _depth -= 1
+    _deferred -= bool(deferred)
     if not _depth:
       for signum, handler in previous.items():
         signal.signal(signum, handler)
@@ -99,7 +122,20 @@ def held():
 
 
 def check():
-  """Raises the interrupt noted inside `held()`, if one was."""
+  """Raises the interrupt noted inside `held()`, if one was, unless inside a
+  `held(deferred=True)`."""
+  if not _deferred:
+    raise_noted()
+
+
+def noted():
+  """Whether a signal was noted inside `held()` and not raised yet."""
+  return _noted is not None
+
+
+def raise_noted():
+  """Raises the interrupt noted inside `held()`, if one was, deferred or
+  not."""
   global _noted
   if _noted is not None:
     error, _noted = _noted, None

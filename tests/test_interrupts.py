@@ -114,3 +114,32 @@ def test_other_handlers_are_left_alone():
     assert seen == ["mine"]
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def test_deferred_checks_wait_for_raise_noted(sigterm_raises):
+  """A cluster's training loop: no `check()` raises inside (a validation's
+  either); the loop reads `noted()` and raises where the workers agree."""
+  del sigterm_raises
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held(deferred=True):
+      assert not interrupts.noted()
+      _send()
+      with _failing_on_interrupt():
+        interrupts.check()
+        with interrupts.held():  # An evaluation's, nested.
+          interrupts.check()
+      assert interrupts.noted()
+      interrupts.raise_noted()
+  assert not interrupts.noted()
+  with _failing_on_interrupt():
+    with interrupts.held():
+      interrupts.check()  # Not deferred any more, nothing noted.
+
+
+def test_leaving_a_deferred_held_raises_what_was_left_noted(sigterm_raises):
+  del sigterm_raises
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held(deferred=True):
+      _send()
+  with _failing_on_interrupt():
+    interrupts.check()

@@ -43,8 +43,9 @@ is deterministic, so early stopping agrees); the chief (task 0 of "worker",
 or the "chief" task) writes the run directory; every other worker trains in
 a private temporary copy of it (TensorFlow's multi-worker guide: non-chief
 workers write to temporary directories, deleted at the end). Stop decisions
-(the time budget, early stopping) are agreed across workers each step, so
-no worker is left waiting in an all-reduce. The run directory must be on a
+(the time budget, early stopping, a Ctrl-C or SIGTERM to any worker: see
+`seqlvm.interrupts`) are agreed across workers each step, so no worker is
+left waiting in an all-reduce. The run directory must be on a
 file system every worker reads (the workers restore the chief's newest
 checkpoint).
 
@@ -550,17 +551,23 @@ def check_same_on_workers(strategy, values, what):
 
 
 def agreement(strategy):
-  """flag -> whether any worker's flag is set (an all-reduce across the
-  workers), or None when there is one process (nothing to agree)."""
+  """flag -> whether any worker's flag is set, or (flag, *more) -> a tuple,
+  whether any worker set each (one all-reduce across the workers); None
+  when there is one process (nothing to agree)."""
   if strategy is None or _cluster(strategy)[0] is None:
     return None
 
   @tf.function
-  def any_set(flag):
+  def any_set(flags):
     def replica_fn(value):
       context = tf.distribute.get_replica_context()
       return context.all_reduce("SUM", tf.identity(value))
     return strategy.experimental_local_results(
-        strategy.run(replica_fn, args=(flag,)))[0]
+        strategy.run(replica_fn, args=(flags,)))[0]
 
-  return lambda flag: bool(any_set(tf.constant(float(bool(flag)))) > 0)
+  def agree(flag, *more):
+    flags = [float(bool(f)) for f in (flag, *more)]
+    result = tuple(bool(v > 0) for v in any_set(tf.constant(flags)).numpy())
+    return result if more else result[0]
+
+  return agree

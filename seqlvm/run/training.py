@@ -551,9 +551,11 @@ class TrainingLoop:
     hooks: `Hook`s, called in order.
     log: callable for messages.
     source: the data (named in read errors).
-    agree: optional flag -> flag, the workers' agreement on stopping (any
-      worker's stop stops all; `seqlvm.run.distribute.agreement`). Given,
-      a failed step is taken for a lost worker.
+    agree: optional (stop, interrupted) -> (stop, interrupted), the
+      workers' agreement (`seqlvm.run.distribute.agreement`): any worker's
+      stop stops all, and any worker's Ctrl-C or SIGTERM interrupts all at
+      the same step (`seqlvm.interrupts`). Given, a failed step is taken
+      for a lost worker.
   """
 
   def __init__(self, train_step, next_batch, step, num_steps, seed,
@@ -600,8 +602,9 @@ class TrainingLoop:
   def run(self):
     """Trains to `num_steps` (or until a hook stops it); saves at the end."""
     # Ctrl-C and SIGTERM wait for the top of a step or an evaluation's next
-    # batch, never break into a function TensorFlow calls from C++.
-    with interrupts.held():
+    # batch, never break into a function TensorFlow calls from C++. In a
+    # cluster they wait for the top of a step, where the workers agree.
+    with interrupts.held(deferred=self.agree is not None):
       self._run()
 
   def _run(self):
@@ -613,7 +616,13 @@ class TrainingLoop:
         interrupts.check()
         stop = any(hook.should_stop(self) for hook in self.hooks)
         if self.agree is not None:
-          stop = self._collective(lambda: self.agree(stop))
+          noted = interrupts.noted()
+          stop, interrupted = self._collective(
+              lambda: self.agree(stop, noted))
+          if interrupted:  # Every worker saves at this step.
+            if noted:  # (Not one that came after the agreement.)
+              interrupts.raise_noted()
+            raise interrupts.PeerInterrupted()
         if stop:
           break
         x, lengths = self._batch()
@@ -630,9 +639,11 @@ class TrainingLoop:
         for hook in self.hooks:
           hook.after_step(self, result)
       self.checkpointer.save()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
       # No lost work: keep what was trained since the last checkpoint.
-      self.log(f"Interrupted at step {int(self.step)}; saved "
+      why = (" (another worker was)"
+             if isinstance(e, interrupts.PeerInterrupted) else "")
+      self.log(f"Interrupted at step {int(self.step)}{why}; saved "
                f"{self.checkpointer.save()}.")
       raise
     finally:

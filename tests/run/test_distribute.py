@@ -6,6 +6,7 @@ in tests/run/distributed_cases.py (one process each) or through the CLI.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -233,6 +234,65 @@ def test_killed_worker_restarts_from_the_checkpoint(tmp_path):
       rundir.checkpoint_files(run_dir / "ckpt")[-1]) == 120
   # The run directory is whole: its config and records read back.
   assert json.loads((run_dir / "config.json").read_text())["num_steps"] == 120
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
+  """SIGTERM to worker 1 once a checkpoint exists: both workers stop at the
+  same step and save there (worker 1 exits 143 with its own signal, the
+  chief 143 with its peer's), instead of the chief waiting for a lost
+  worker; the same command resumes both from that step."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
+  from tests.conftest import write_tiny_pianorolls
+  data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
+  run_dir = tmp_path / "run"
+  command = [sys.executable, "-m", "seqlvm.cli", "train", "--data", data,
+             "--run-dir", str(run_dir), "--hidden-size", "8",
+             "--latent-size", "4", "--batch-size", "4", "--num-steps",
+             "100000", "--checkpoint-every", "20", "--valid-every", "0",
+             "--valid-samples", "0", "--progress-every", "20",
+             "--distribute", "multi-worker", "--no-jit"]
+  started = [_spawn(command, c, tmp_path / f"w{i}.log")
+             for i, c in enumerate(_tf_configs())]
+  try:
+    deadline = time.time() + 240
+    while (not rundir.checkpoint_files(run_dir / "ckpt") and
+           time.time() < deadline and started[0][0].poll() is None):
+      time.sleep(0.2)
+    started[1][0].send_signal(signal.SIGTERM)
+    for process, log in started:
+      process.wait(timeout=120)
+      log.close()
+  finally:
+    for process, log in started:
+      if process.poll() is None:
+        process.kill()
+      log.close()
+  logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
+  for (process, _), text in zip(started, logs):
+    assert process.returncode == 128 + signal.SIGTERM, text[-3000:]
+  stops = [re.findall(r"Interrupted at step (\d+)( \(another worker was\))?"
+                      r"; saved", text) for text in logs]
+  assert [len(s) for s in stops] == [1, 1], logs
+  (chief_step, chief_peer), (worker_step, worker_peer) = stops[0][0], stops[1][0]
+  assert chief_step == worker_step and chief_peer and not worker_peer
+  assert "stopped with another worker that was interrupted" in logs[0]
+  assert "Lost contact" not in logs[0] + logs[1]
+  step = int(chief_step)
+  assert step > 0 and rundir.checkpoint_number(
+      rundir.checkpoint_files(run_dir / "ckpt")[-1]) == step
+  # The same command on both resumes from that step (one more update).
+  at = command.index("--num-steps") + 1
+  resumed = [_spawn(command[:at] + [str(step + 1)] + command[at + 1:],
+                    c, tmp_path / f"r{i}.log")
+             for i, c in enumerate(_tf_configs())]
+  for i, (process, log) in enumerate(resumed):
+    process.wait(timeout=300)
+    log.close()
+    text = (tmp_path / f"r{i}.log").read_text()
+    assert process.returncode == 0, text[-3000:]
+    assert f"at step {step}." in text, text[-3000:]
 
 
 def _cli(*args, env=None):

@@ -190,3 +190,49 @@ def test_sigterm_in_a_validation_saves_at_the_next_step():
   assert manager.saved == [2] and int(loop.step) == 2
   assert messages == ["Interrupted at step 2; saved ckpt/ckpt-2."]
   assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_in_a_cluster_a_peer_interrupt_stops_every_worker_at_one_step():
+  """Another worker's signal, agreed at the top of step 3: this one saves
+  there too and raises `PeerInterrupted`."""
+  messages, agreed = [], []
+
+  def agree(stop, interrupted):
+    agreed.append((stop, interrupted))
+    return stop, interrupted or len(agreed) == 3
+
+  loop, manager = _loop([-1.] * 5, [], num_steps=5)
+  loop.log, loop.agree = messages.append, agree
+  with pytest.raises(interrupts.PeerInterrupted):
+    loop.run()
+  assert agreed == [(False, False)] * 3
+  assert manager.saved == [2] and int(loop.step) == 2
+  assert messages == [
+      "Interrupted at step 2 (another worker was); saved ckpt/ckpt-2."]
+
+
+def test_in_a_cluster_a_signal_in_a_validation_waits_for_the_agreement():
+  """This worker's SIGTERM inside a validation: no batch check raises it
+  (the others would wait in a collective); the next step's agreement
+  carries it, and this worker raises its own `Terminated`."""
+  previous = interrupts.catch_sigterm()
+  try:
+    messages, agreed = [], []
+    validation = _ValidationSignalled()
+    loop, manager = _loop([-1.] * 5, [validation], num_steps=5)
+
+    def agree(stop, interrupted):
+      interrupts.check()  # The evaluator's per-batch check: deferred here.
+      agreed.append((stop, interrupted))
+      return stop, interrupted
+
+    loop.log, loop.agree = messages.append, agree
+    with pytest.raises(interrupts.Terminated):
+      loop.run()
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert validation.validated == [(2, [1, 2, 3])]
+  assert agreed == [(False, False), (False, False), (False, True)]
+  assert manager.saved == [2]
+  assert messages == ["Interrupted at step 2; saved ckpt/ckpt-2."]
+  assert signal.getsignal(signal.SIGTERM) is previous
