@@ -187,6 +187,27 @@ def test_two_workers_train_a_vrnn_like_two_local_replicas(vrnn_workers):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _train_command(data, run_dir, num_steps):
+  """`seqlvm train` of a tiny VRNN as a multi-worker cluster's worker, a
+  checkpoint every 20 steps."""
+  return [sys.executable, "-m", "seqlvm.cli", "train", "--data", data,
+          "--run-dir", str(run_dir), "--hidden-size", "8",
+          "--latent-size", "4", "--batch-size", "4", "--num-steps",
+          str(num_steps), "--checkpoint-every", "20", "--valid-every", "0",
+          "--valid-samples", "0", "--progress-every", "20",
+          "--distribute", "multi-worker", "--no-jit"]
+
+
+def _wait_for_a_checkpoint(run_dir, chief, timeout=240):
+  """Until the run directory has a checkpoint (or the chief ended)."""
+  import time  # pylint: disable=g-import-not-at-top
+  from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  while (not rundir.checkpoint_files(run_dir / "ckpt") and
+         time.time() < deadline and chief.poll() is None):
+    time.sleep(0.2)
+
+
 def test_killed_worker_restarts_from_the_checkpoint(tmp_path):
   """SIGKILL worker 1 once a checkpoint exists (and then the chief, as a
   scheduler restarting the job would); both restarted with the same
@@ -197,18 +218,10 @@ def test_killed_worker_restarts_from_the_checkpoint(tmp_path):
   from tests.conftest import write_tiny_pianorolls
   data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
   run_dir = tmp_path / "run"
-  command = [sys.executable, "-m", "seqlvm.cli", "train", "--data", data,
-             "--run-dir", str(run_dir), "--hidden-size", "8",
-             "--latent-size", "4", "--batch-size", "4", "--num-steps",
-             "120", "--checkpoint-every", "20", "--valid-every", "0",
-             "--valid-samples", "0", "--progress-every", "20",
-             "--distribute", "multi-worker", "--no-jit"]
+  command = _train_command(data, run_dir, 120)
   started = [_spawn(command, c, tmp_path / f"first-{i}.log")
              for i, c in enumerate(_tf_configs())]
-  deadline = time.time() + 240
-  while (not rundir.checkpoint_files(run_dir / "ckpt") and
-         time.time() < deadline and started[0][0].poll() is None):
-    time.sleep(0.2)
+  _wait_for_a_checkpoint(run_dir, started[0][0])
   started[1][0].send_signal(signal.SIGKILL)
   time.sleep(1.)
   started[0][0].send_signal(signal.SIGKILL)
@@ -242,24 +255,15 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   chief 143 with its peer's), instead of the chief waiting for a lost
   worker; the same command resumes both from that step."""
   import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
   from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
   from tests.conftest import write_tiny_pianorolls
   data = write_tiny_pianorolls(tmp_path / "tiny.pkl")
   run_dir = tmp_path / "run"
-  command = [sys.executable, "-m", "seqlvm.cli", "train", "--data", data,
-             "--run-dir", str(run_dir), "--hidden-size", "8",
-             "--latent-size", "4", "--batch-size", "4", "--num-steps",
-             "100000", "--checkpoint-every", "20", "--valid-every", "0",
-             "--valid-samples", "0", "--progress-every", "20",
-             "--distribute", "multi-worker", "--no-jit"]
+  command = _train_command(data, run_dir, 100000)
   started = [_spawn(command, c, tmp_path / f"w{i}.log")
              for i, c in enumerate(_tf_configs())]
   try:
-    deadline = time.time() + 240
-    while (not rundir.checkpoint_files(run_dir / "ckpt") and
-           time.time() < deadline and started[0][0].poll() is None):
-      time.sleep(0.2)
+    _wait_for_a_checkpoint(run_dir, started[0][0])
     started[1][0].send_signal(signal.SIGTERM)
     for process, log in started:
       process.wait(timeout=120)
@@ -275,7 +279,8 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   stops = [re.findall(r"Interrupted at step (\d+)( \(another worker was\))?"
                       r"; saved", text) for text in logs]
   assert [len(s) for s in stops] == [1, 1], logs
-  (chief_step, chief_peer), (worker_step, worker_peer) = stops[0][0], stops[1][0]
+  (chief_step, chief_peer), (worker_step, worker_peer) = (stops[0][0],
+                                                          stops[1][0])
   assert chief_step == worker_step and chief_peer and not worker_peer
   assert "stopped with another worker that was interrupted" in logs[0]
   assert "Lost contact" not in logs[0] + logs[1]
@@ -283,9 +288,8 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   assert step > 0 and rundir.checkpoint_number(
       rundir.checkpoint_files(run_dir / "ckpt")[-1]) == step
   # The same command on both resumes from that step (one more update).
-  at = command.index("--num-steps") + 1
-  resumed = [_spawn(command[:at] + [str(step + 1)] + command[at + 1:],
-                    c, tmp_path / f"r{i}.log")
+  resumed = [_spawn(_train_command(data, run_dir, step + 1), c,
+                    tmp_path / f"r{i}.log")
              for i, c in enumerate(_tf_configs())]
   for i, (process, log) in enumerate(resumed):
     process.wait(timeout=300)
