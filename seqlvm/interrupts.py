@@ -101,13 +101,13 @@ def held(deferred=False):
     yield
     return
   previous, noted = {}, None
-  if not _depth:
-    for signum, (raising, _) in _RAISES.items():
-      if signal.getsignal(signum) is raising:
-        previous[signum] = signal.signal(signum, _note)
   _depth += 1
   _deferred += bool(deferred)
-  try:
+  try:  # (A second signal can raise from the handlers installed here.)
+    if _depth == 1:
+      for signum, (raising, _) in _RAISES.items():
+        if signal.getsignal(signum) is raising:
+          previous[signum] = signal.signal(signum, _note)
     yield
   finally:
     _depth -= 1

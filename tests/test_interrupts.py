@@ -131,9 +131,10 @@ def test_deferred_checks_wait_for_raise_noted(sigterm_raises):
       assert interrupts.noted()
       interrupts.raise_noted()
   assert not interrupts.noted()
-  with _failing_on_interrupt():
+  with pytest.raises(interrupts.Terminated):
     with interrupts.held():
-      interrupts.check()  # Not deferred any more, nothing noted.
+      _send()
+      interrupts.check()  # Not deferred any more.
 
 
 def test_leaving_a_deferred_held_raises_what_was_left_noted(sigterm_raises):
@@ -141,5 +142,7 @@ def test_leaving_a_deferred_held_raises_what_was_left_noted(sigterm_raises):
   with pytest.raises(interrupts.Terminated):
     with interrupts.held(deferred=True):
       _send()
-  with _failing_on_interrupt():
-    interrupts.check()
+  with pytest.raises(interrupts.Terminated):
+    with interrupts.held():
+      _send()
+      interrupts.check()  # Not deferred any more.

@@ -176,7 +176,8 @@ class Evaluator:
       DataError: if reading the data fails.
       TrainingError: if the bound is not finite for some sequence.
     """
-    # Ctrl-C and SIGTERM wait for the next batch (`seqlvm.interrupts`).
+    # Ctrl-C and SIGTERM wait for the next batch (`seqlvm.interrupts`); in
+    # a cluster's training loop, for its next step.
     with interrupts.held():
       return self._evaluate(source, split, name, num_particles, batch_size,
                             seed, progress, label, max_batches)

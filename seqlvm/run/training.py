@@ -620,8 +620,7 @@ class TrainingLoop:
           stop, interrupted = self._collective(
               lambda: self.agree(stop, noted))
           if interrupted:  # Every worker saves at this step.
-            if noted:  # (Not one that came after the agreement.)
-              interrupts.raise_noted()
+            interrupts.raise_noted()  # Its own signal, if it got one.
             raise interrupts.PeerInterrupted()
         if stop:
           break

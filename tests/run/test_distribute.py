@@ -291,9 +291,16 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   resumed = [_spawn(_train_command(data, run_dir, step + 1), c,
                     tmp_path / f"r{i}.log")
              for i, c in enumerate(_tf_configs())]
-  for i, (process, log) in enumerate(resumed):
-    process.wait(timeout=300)
-    log.close()
+  try:
+    for process, log in resumed:
+      process.wait(timeout=300)
+      log.close()
+  finally:
+    for process, log in resumed:
+      if process.poll() is None:
+        process.kill()
+      log.close()
+  for i, (process, _) in enumerate(resumed):
     text = (tmp_path / f"r{i}.log").read_text()
     assert process.returncode == 0, text[-3000:]
     assert f"at step {step}." in text, text[-3000:]

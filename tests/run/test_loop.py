@@ -156,8 +156,9 @@ class _ValidationSignalled(training.Hook):
   """At step 2 a validation that gets SIGTERM while TensorFlow traces a
   tf.data map function (how a real one was lost)."""
 
-  def __init__(self):
+  def __init__(self, batch_check=False):
     self.validated = []
+    self.batch_check = batch_check  # Check as the Evaluator does.
 
   def after_step(self, loop, result):
     if result.step != 2:
@@ -169,8 +170,11 @@ class _ValidationSignalled(training.Hook):
         pass
       return x + 1
 
-    values = _through_cpp(
-        lambda: list(tf.data.Dataset.range(3).map(traced).as_numpy_iterator()))
+    with interrupts.held():
+      values = _through_cpp(lambda: list(
+          tf.data.Dataset.range(3).map(traced).as_numpy_iterator()))
+      if self.batch_check:
+        interrupts.check()
     self.validated.append((result.step, [int(v) for v in values]))
 
 
@@ -218,11 +222,10 @@ def test_in_a_cluster_a_signal_in_a_validation_waits_for_the_agreement():
   previous = interrupts.catch_sigterm()
   try:
     messages, agreed = [], []
-    validation = _ValidationSignalled()
+    validation = _ValidationSignalled(batch_check=True)
     loop, manager = _loop([-1.] * 5, [validation], num_steps=5)
 
     def agree(stop, interrupted):
-      interrupts.check()  # The evaluator's per-batch check: deferred here.
       agreed.append((stop, interrupted))
       return stop, interrupted
 
