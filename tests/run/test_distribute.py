@@ -253,7 +253,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   """SIGTERM to worker 1 once a checkpoint exists: both workers stop at the
   same step and save there (worker 1 exits 143 with its own signal, the
   chief 143 with its peer's), instead of the chief waiting for a lost
-  worker; the same command resumes both from that step."""
+  worker and losing the steps since its last checkpoint."""
   import signal  # pylint: disable=g-import-not-at-top
   from seqlvm.run import rundir  # pylint: disable=g-import-not-at-top
   from tests.conftest import write_tiny_pianorolls
@@ -285,25 +285,9 @@ def test_sigterm_to_one_worker_stops_both_at_one_step(tmp_path):
   assert "stopped with another worker that was interrupted" in logs[0]
   assert "Lost contact" not in logs[0] + logs[1]
   step = int(chief_step)
-  assert step > 0 and rundir.checkpoint_number(
+  assert step >= 20 and rundir.checkpoint_number(
       rundir.checkpoint_files(run_dir / "ckpt")[-1]) == step
-  # The same command on both resumes from that step (one more update).
-  resumed = [_spawn(_train_command(data, run_dir, step + 1), c,
-                    tmp_path / f"r{i}.log")
-             for i, c in enumerate(_tf_configs())]
-  try:
-    for process, log in resumed:
-      process.wait(timeout=300)
-      log.close()
-  finally:
-    for process, log in resumed:
-      if process.poll() is None:
-        process.kill()
-      log.close()
-  for i, (process, _) in enumerate(resumed):
-    text = (tmp_path / f"r{i}.log").read_text()
-    assert process.returncode == 0, text[-3000:]
-    assert f"at step {step}." in text, text[-3000:]
+  # (Resuming from it is the killed-worker test's: the same restore.)
 
 
 def _cli(*args, env=None):
