@@ -17,9 +17,8 @@ each batch. Leaving the outermost `held()` raises it too. A second signal
 while one is noted raises at once, so two Ctrl-Cs always stop. A signal is
 held only if its handler raises (SIGINT's default handler, SIGTERM's
 `raise_terminated`, which `catch_sigterm` installs for the command line);
-a library user's own handlers,
-and the default SIGTERM that ends the process, are left alone. Outside the
-main thread `held()` changes nothing.
+a library user's own handlers, and the default SIGTERM that ends the
+process, are left alone. Outside the main thread `held()` changes nothing.
 
 In a cluster the workers must stop together, at one step, or the others
 wait in a collective for the one that left. There the training loop holds

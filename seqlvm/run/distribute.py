@@ -45,9 +45,8 @@ a private temporary copy of it (TensorFlow's multi-worker guide: non-chief
 workers write to temporary directories, deleted at the end). Stop decisions
 (the time budget, early stopping, a Ctrl-C or SIGTERM to any worker: see
 `seqlvm.interrupts`) are agreed across workers each step, so no worker is
-left waiting in an all-reduce. The run directory must be on a
-file system every worker reads (the workers restore the chief's newest
-checkpoint).
+left waiting in an all-reduce. The run directory must be on a file system
+every worker reads (the workers restore the chief's newest checkpoint).
 
 Recommended import: `from seqlvm.run import distribute`.
 """
@@ -551,9 +550,9 @@ def check_same_on_workers(strategy, values, what):
 
 
 def agreement(strategy):
-  """flag -> whether any worker's flag is set, or (flag, *more) -> a tuple,
-  whether any worker set each (one all-reduce across the workers); None
-  when there is one process (nothing to agree)."""
+  """(*flags) -> a tuple, whether any worker set each flag (one all-reduce
+  across the workers); None when there is one process (nothing to
+  agree)."""
   if strategy is None or _cluster(strategy)[0] is None:
     return None
 
@@ -565,9 +564,8 @@ def agreement(strategy):
     return strategy.experimental_local_results(
         strategy.run(replica_fn, args=(flags,)))[0]
 
-  def agree(flag, *more):
-    flags = [float(bool(f)) for f in (flag, *more)]
-    result = tuple(bool(v > 0) for v in any_set(tf.constant(flags)).numpy())
-    return result if more else result[0]
+  def agree(*flags):
+    values = tf.constant([float(bool(f)) for f in flags])
+    return tuple(bool(v > 0) for v in any_set(values).numpy())
 
   return agree

@@ -441,7 +441,7 @@ class RunEvaluation:
                  stored.get("checkpoint_digest") == self.digest and
                  bool(stored.get("xla", False)) == self.evaluator.xla)
     if self._agree is not None:  # Every worker computes, or none does.
-      reuse = not self._agree(not reuse)
+      reuse = not self._agree(not reuse)[0]
     if reuse:
       stored["path"] = path
       return stored, True
